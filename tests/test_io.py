@@ -1,0 +1,36 @@
+import json
+import os
+
+import pytest
+
+from frontier.io import atomic_symlink, atomic_write_json, atomic_write_text
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "out" / "a.json"
+    atomic_write_json(target, {"x": 1})
+    atomic_write_json(target, {"x": 2})
+    assert json.loads(target.read_text()) == {"x": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
+
+
+def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old")
+
+    def crash(*_args):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr("frontier.io.os.replace", crash)
+    with pytest.raises(OSError, match="simulated"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_symlink_repoints(tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    atomic_symlink("one", tmp_path / "latest")
+    atomic_symlink("two", tmp_path / "latest")
+    assert os.readlink(tmp_path / "latest") == "two"

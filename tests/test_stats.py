@@ -1,0 +1,40 @@
+import math
+
+import pytest
+
+from frontier.errors import ConfigError
+from frontier.stats import mean_ci, wilson_interval
+
+
+def test_mean_ci_matches_student_t():
+    mean, low, high = mean_ci([1.0, 2.0, 3.0, 4.0])
+    # t(0.975, df=3) = 3.182446; sd = 1.290994; half-width = 3.182446 * 1.290994 / 2
+    assert mean == pytest.approx(2.5)
+    assert high - mean == pytest.approx(3.182446 * 1.290994 / 2, rel=1e-5)
+    assert mean - low == pytest.approx(high - mean)
+
+
+def test_mean_ci_of_one_sample_has_no_interval():
+    mean, low, high = mean_ci([7.0])
+    assert mean == 7.0 and math.isnan(low) and math.isnan(high)
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [(5, 10, 0.236593, 0.763407), (0, 10, 0.0, 0.277533), (10, 10, 0.722467, 1.0)],
+)
+def test_wilson_interval_known_values(successes, n, low, high):
+    _, lo, hi = wilson_interval(successes, n)
+    assert lo == pytest.approx(low, abs=1e-5)
+    assert hi == pytest.approx(high, abs=1e-5)
+
+
+@pytest.mark.parametrize(("successes", "n"), [(1, 0), (-1, 5), (6, 5)])
+def test_wilson_interval_rejects_impossible_counts(successes, n):
+    with pytest.raises(ConfigError):
+        wilson_interval(successes, n)
+
+
+def test_mean_ci_rejects_empty():
+    with pytest.raises(ConfigError):
+        mean_ci([])
