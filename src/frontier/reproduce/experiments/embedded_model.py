@@ -147,6 +147,11 @@ def embedded_model(ctx: RunContext) -> ExperimentResult:
             "answer": answer,
         },
         figures=[str(figure.relative_to(ctx.out_dir))],
-        config={"decode_repeats": repeats, "load_repeats": 5, "new_tokens": new_tokens, "threads": torch.get_num_threads()},
+        config={
+            "decode_repeats": repeats,
+            "load_repeats": 5,
+            "new_tokens": new_tokens,
+            "threads": torch.get_num_threads(),
+        },
         seed=ctx.seed,
     )
