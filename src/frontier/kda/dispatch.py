@@ -1,0 +1,82 @@
+"""Public KDA entry points: fla's Triton kernels for CUDA tensors when fla is installed, our PyTorch ops otherwise.
+
+On CPU nothing here imports fla or Triton (PyPI Triton has no CPU driver; importing fla's ops would pull it in).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+
+import torch
+
+from frontier.kda import chunk as torch_chunk
+from frontier.kda import recurrent as torch_recurrent
+from frontier.kda.checks import check_kda_inputs
+
+
+def fla_kernel(name: str, q: torch.Tensor) -> Callable | None:
+    """fla's `fla.ops.kda.<name>` when `q` lives on CUDA and fla and Triton are installed, else None."""
+    if (
+        not getattr(q, "is_cuda", False)
+        or importlib.util.find_spec("fla") is None
+        or importlib.util.find_spec("triton") is None
+    ):
+        return None
+    return getattr(importlib.import_module("fla.ops.kda"), name)
+
+
+def chunk_kda(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunkwise-parallel KDA; see `frontier.kda.chunk.chunk_kda` for the algorithm and shapes.
+
+    fla's Triton kernel works on 64-token chunks, so other chunk sizes always run the PyTorch path.
+    """
+    kernel = fla_kernel("chunk_kda", q) if chunk_size == 64 else None
+    if kernel is not None:
+        check_kda_inputs(q, k, v, g, beta, initial_state)  # fla's own errors do not name the tensor at fault
+        if initial_state is not None:
+            initial_state = initial_state.float()  # fla requires a float32 initial state
+        return kernel(
+            q=q, k=k, v=v, g=g, beta=beta, scale=scale, initial_state=initial_state,
+            output_final_state=output_final_state,
+        )  # fmt: skip
+    return torch_chunk.chunk_kda(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+
+
+def fused_recurrent_kda(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    inplace_final_state: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token-by-token KDA for decoding; see `frontier.kda.recurrent.fused_recurrent_kda`."""
+    kernel = fla_kernel("fused_recurrent_kda", q)
+    if kernel is None:
+        return torch_recurrent.fused_recurrent_kda(
+            q, k, v, g, beta, scale, initial_state, output_final_state, inplace_final_state
+        )
+    check_kda_inputs(q, k, v, g, beta, initial_state)
+    o, final = kernel(
+        q=q, k=k, v=v, g=g, beta=beta, scale=scale, initial_state=initial_state,
+        output_final_state=output_final_state or inplace_final_state,
+    )  # fmt: skip
+    if inplace_final_state:
+        initial_state.copy_(final)  # fla returns a new tensor; keep our contract of updating the caller's buffer
+        final = initial_state
+    return o, final
