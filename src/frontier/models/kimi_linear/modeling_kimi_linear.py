@@ -1,0 +1,205 @@
+"""Kimi Linear (arXiv 2510.26692): KDA layers interleaved with NoPE MLA layers (3 : 1 by default), dense or MoE FFNs.
+
+Reads top to bottom: the cache, the decoder layer, `KimiLinearPreTrainedModel` (init), `KimiLinearModel`,
+`KimiLinearForCausalLM`. Parameter names and the config match transformers' `KimiLinearForCausalLM`, so a checkpoint
+saved by transformers loads here (and the other way) and gives the same logits. What differs is inside: our
+chunked KDA op, a decode step that updates the KDA state in place, and MLA decoding over the cached latents
+(absorbed projections) rather than re-expanding every cached token at each step.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from frontier.errors import ShapeError
+from frontier.layers.kda import KDAState, KimiDeltaAttention
+from frontier.layers.mla import MLAState, MultiHeadLatentAttention
+from frontier.layers.mlp import MoE, SwiGLUMLP, TopKRouter
+from frontier.layers.norm import RMSNorm
+from frontier.models.kimi_linear.configuration_kimi_linear import KimiLinearConfig
+
+
+class KimiLinearCache:
+    """Per-layer decoding state: a fixed-size `KDAState` for each KDA layer, a growing `MLAState` for each MLA layer.
+
+    Only the MLA layers (one in four by default) grow with the context; `nbytes()` reports the total.
+    """
+
+    def __init__(self, config: KimiLinearConfig) -> None:
+        self.layers: list[KDAState | MLAState] = [
+            MLAState() if kind == "full_attention" else KDAState() for kind in config.layer_types
+        ]
+        self.seen_tokens = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def nbytes(self) -> int:
+        return sum(state.nbytes() for state in self.layers)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        for state in self.layers:
+            state.select(beam_idx)
+
+
+class KimiLinearDecoderLayer(nn.Module):
+    """Pre-norm block: x + mixer(norm(x)), then x + ffn(norm(x)); the mixer is KDA or MLA, the FFN dense or MoE."""
+
+    def __init__(self, config: KimiLinearConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.is_linear = config.layer_types[layer_idx] == "linear_attention"
+        if self.is_linear:
+            self.self_attn = KimiDeltaAttention(
+                config.hidden_size,
+                num_heads=config.linear_num_heads,
+                head_dim=config.linear_head_dim,
+                num_v_heads=config.num_v_heads,
+                conv_size=config.linear_conv_kernel_dim,
+                norm_eps=config.rms_norm_eps,
+                gate_lower_bound=config.linear_gate_lower_bound,
+                chunk_size=config.linear_chunk_size,
+            )
+        else:
+            self.self_attn = MultiHeadLatentAttention(
+                config.hidden_size,
+                num_heads=config.num_attention_heads,
+                kv_lora_rank=config.kv_lora_rank,
+                qk_nope_head_dim=config.qk_nope_head_dim,
+                qk_rope_head_dim=config.qk_rope_head_dim,
+                v_head_dim=config.v_head_dim,
+                bias=config.attention_bias,
+            )
+        # The checkpoints call every FFN "block_sparse_moe", dense or not; we keep their name so they load as is.
+        if config.mlp_layer_types[layer_idx] == "sparse":
+            self.block_sparse_moe = MoE(
+                config.hidden_size,
+                config.moe_intermediate_size,
+                num_experts=config.num_local_experts,
+                top_k=config.num_experts_per_tok,
+                num_shared_experts=config.n_shared_experts,
+                num_groups=config.n_group,
+                top_k_groups=config.topk_group,
+                renormalize=config.norm_topk_prob,
+                scaling_factor=config.routed_scaling_factor,
+            )
+        else:
+            self.block_sparse_moe = SwiGLUMLP(config.hidden_size, config.intermediate_size)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(
+        self, x: torch.Tensor, state: KDAState | MLAState | None, padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        T = x.shape[1]
+        # KDA sees the mask of its own tokens; MLA the mask of every cached and new key.
+        mask = padding_mask[:, -T:] if (padding_mask is not None and self.is_linear) else padding_mask
+        x = x + self.self_attn(self.input_layernorm(x), state=state, padding_mask=mask)
+        return x + self.block_sparse_moe(self.post_attention_layernorm(x))
+
+
+class KimiLinearPreTrainedModel(PreTrainedModel):
+    config_class = KimiLinearConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = False
+    _no_split_modules: ClassVar[list[str]] = ["KimiLinearDecoderLayer"]
+    _is_stateful = True  # the KDA state cannot be rolled back, so no assisted decoding
+    _keep_in_fp32_modules_strict: ClassVar[list[str]] = ["e_score_correction_bias", "gate.weight", "dt_bias"]
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # generate() must not hand us a DynamicCache; forward builds a KimiLinearCache
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, KimiDeltaAttention):
+            module.reset_gate_parameters()
+        elif isinstance(module, TopKRouter):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.e_score_correction_bias)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+
+
+class KimiLinearModel(KimiLinearPreTrainedModel):
+    def __init__(self, config: KimiLinearConfig) -> None:
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.layers = nn.ModuleList(KimiLinearDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: KimiLinearCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """attention_mask: 2-D [B, cached + new tokens], 1 for tokens and 0 for (left) padding, or None."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ShapeError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, hidden]")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and cache is None:
+            cache = KimiLinearCache(self.config)
+        if cache is not None and not isinstance(cache, KimiLinearCache):
+            raise TypeError(f"Kimi Linear needs a KimiLinearCache, got {type(cache).__name__}")
+        if attention_mask is not None:
+            if attention_mask.dim() != 2:
+                raise ShapeError(f"attention_mask must be 2-D [B, S], got shape {list(attention_mask.shape)}")
+            if attention_mask.all():
+                attention_mask = None  # nothing is padded: skip the masking work
+
+        x = inputs_embeds
+        for i, layer in enumerate(self.layers):
+            x = layer(x, None if cache is None else cache.layers[i], attention_mask)
+        if cache is not None:
+            cache.seen_tokens += inputs_embeds.shape[1]
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+
+
+class KimiLinearForCausalLM(KimiLinearPreTrainedModel, GenerationMixin):
+    _tied_weights_keys: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, config: KimiLinearConfig) -> None:
+        super().__init__(config)
+        self.model = KimiLinearModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: KimiLinearCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """labels [B, T] (−100 = ignore) give the next-token cross-entropy; logits_to_keep > 0 keeps the last ones."""
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, cache=cache, inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+        )  # fmt: skip
+        hidden = out.last_hidden_state
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+
+
+__all__ = ["KimiLinearCache", "KimiLinearForCausalLM", "KimiLinearModel", "KimiLinearPreTrainedModel"]

@@ -1,0 +1,58 @@
+"""The KDA layer: chunked prefill + recurrent steps equal one full pass, GVA, padding, constant state size."""
+
+import pytest
+import torch
+
+from frontier.errors import ConfigError
+from frontier.layers import KDAState, KimiDeltaAttention
+from frontier.testing import assert_close
+
+
+def _layer(**kwargs) -> KimiDeltaAttention:
+    torch.manual_seed(0)
+    return KimiDeltaAttention(**{"hidden_size": 32, "num_heads": 2, "head_dim": 8, **kwargs}).eval()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"num_v_heads": 4}, {"gate_lower_bound": -5.0}, {"chunk_size": 16}],
+                         ids=["default", "gva", "lower-bound-gate", "chunk16"])  # fmt: skip
+def test_prefill_then_steps_equals_full_pass(kwargs):
+    layer = _layer(**kwargs)
+    x = torch.randn(2, 50, 32)
+    with torch.no_grad():
+        full = layer(x)
+        state = KDAState()
+        parts = [layer(x[:, :2], state=state), layer(x[:, 2:37], state=state)]  # prefill shorter than the conv
+        parts += [layer(x[:, t : t + 1], state=state) for t in range(37, 50)]
+    assert_close("output", full, torch.cat(parts, 1), atol=1e-5)
+
+
+def test_state_size_does_not_grow_with_context():
+    layer, state = _layer(num_v_heads=4), KDAState()
+    sizes = []
+    with torch.no_grad():
+        for _ in range(3):
+            layer(torch.randn(1, 40, 32), state=state)
+            sizes.append(state.nbytes())
+    # conv window: (2·2·8 + 4·8) channels × 3 steps; state: 4 heads × 8 × 8, all fp32
+    assert sizes == [(64 * 3 + 4 * 8 * 8) * 4] * 3
+
+
+def test_left_padding_leaves_the_real_tokens_unchanged():
+    layer = _layer()
+    x = torch.randn(1, 10, 32)
+    padded = torch.cat([torch.randn(1, 4, 32), x], 1)
+    mask = torch.tensor([[0] * 4 + [1] * 10])
+    with torch.no_grad():
+        assert_close("real tokens", layer(x), layer(padded, padding_mask=mask)[:, 4:], atol=1e-5)
+
+
+def test_gradients_reach_every_parameter():
+    layer = _layer(num_v_heads=4)
+    layer.train()
+    layer(torch.randn(2, 20, 32)).pow(2).mean().backward()
+    assert [n for n, p in layer.named_parameters() if p.grad is None or p.grad.abs().sum() == 0] == []
+
+
+def test_bad_head_counts_are_refused():
+    with pytest.raises(ConfigError, match="num_v_heads=3 must be a multiple of num_heads=2"):
+        _layer(num_v_heads=3)

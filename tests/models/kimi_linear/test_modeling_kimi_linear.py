@@ -1,0 +1,151 @@
+"""KimiLinearForCausalLM: parity with transformers' implementation, caching, generation, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from frontier.errors import ConfigError
+from frontier.models.kimi_linear import KimiLinearCache, KimiLinearConfig, KimiLinearForCausalLM
+from frontier.testing import assert_close
+
+
+@pytest.fixture
+def transformers_checkpoint(tmp_path, tiny_config_kwargs):
+    """A tiny random model saved by transformers' own KimiLinearForCausalLM, and that model."""
+    torch.manual_seed(0)
+    config = transformers.KimiLinearConfig(
+        **tiny_config_kwargs, layer_types=["linear_attention"] * 3 + ["full_attention"]
+    )
+    reference = transformers.KimiLinearForCausalLM(config).eval()
+    with torch.no_grad():  # random (not identity) norms and gates so every parameter matters
+        for name, p in reference.named_parameters():
+            if "norm" in name or "bias" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    reference.save_pretrained(tmp_path / "hf")
+    return tmp_path / "hf", reference
+
+
+def test_loads_transformers_checkpoint_and_matches_its_logits(transformers_checkpoint):
+    path, reference = transformers_checkpoint
+    model = KimiLinearForCausalLM.from_pretrained(path).eval()
+    ids = torch.randint(3, 128, (2, 70), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert_close("logits", reference(ids).logits, model(ids).logits, atol=1e-4)
+
+
+def test_transformers_loads_our_checkpoint(transformers_checkpoint, tmp_path):
+    path, reference = transformers_checkpoint
+    KimiLinearForCausalLM.from_pretrained(path).save_pretrained(tmp_path / "ours")
+    reloaded = transformers.KimiLinearForCausalLM.from_pretrained(tmp_path / "ours").eval()
+    ids = torch.randint(3, 128, (1, 33), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert_close("logits", reference(ids).logits, reloaded(ids).logits, atol=1e-6)
+
+
+def test_greedy_generation_matches_transformers(transformers_checkpoint):
+    path, reference = transformers_checkpoint
+    model = KimiLinearForCausalLM.from_pretrained(path).eval()
+    prompt = torch.randint(3, 128, (2, 9), generator=torch.Generator().manual_seed(3))
+    ours = model.generate(prompt, max_new_tokens=15, do_sample=False, min_new_tokens=15)
+    theirs = reference.generate(prompt, max_new_tokens=15, do_sample=False, min_new_tokens=15)
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    "layer_types", [None, ["full_attention", "linear_attention", "linear_attention", "linear_attention"]]
+)
+def test_cached_decode_equals_full_forward(tiny_config_kwargs, layer_types):
+    torch.manual_seed(0)
+    model = KimiLinearForCausalLM(KimiLinearConfig(**tiny_config_kwargs, layer_types=layer_types)).eval()
+    ids = torch.randint(3, 128, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        cache = KimiLinearCache(model.config)
+        steps = [model(ids[:, :25], cache=cache).logits]  # chunked prefill, then one token at a time
+        steps += [model(ids[:, t : t + 1], cache=cache).logits for t in range(25, 40)]
+    assert_close("logits", full, torch.cat(steps, dim=1), atol=1e-4)
+    assert cache.get_seq_length() == 40
+
+
+def test_left_padded_batch_generates_like_single_rows(tiny_config_kwargs):
+    torch.manual_seed(0)
+    model = KimiLinearForCausalLM(KimiLinearConfig(**tiny_config_kwargs)).eval()
+    short = torch.randint(3, 128, (1, 5), generator=torch.Generator().manual_seed(5))
+    long = torch.randint(3, 128, (1, 12), generator=torch.Generator().manual_seed(6))
+    batch = torch.cat([torch.cat([torch.zeros(1, 7, dtype=torch.long), short], 1), long])
+    mask = (torch.arange(12)[None] >= torch.tensor([[7], [0]])).long()
+    kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
+    batched = model.generate(batch, attention_mask=mask, **kwargs)[:, 12:]
+    assert torch.equal(batched[0], model.generate(short, **kwargs)[0, 5:])
+    assert torch.equal(batched[1], model.generate(long, **kwargs)[0, 12:])
+
+
+def test_save_load_round_trip(tmp_path, tiny_config_kwargs):
+    torch.manual_seed(0)
+    config = KimiLinearConfig(**tiny_config_kwargs, linear_num_v_heads=8, linear_gate_lower_bound=-5.0)
+    model = KimiLinearForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = KimiLinearForCausalLM.from_pretrained(tmp_path).eval()
+    assert loaded.config.linear_num_v_heads == 8 and loaded.config.linear_gate_lower_bound == -5.0
+    ids = torch.randint(3, 128, (1, 20))
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    with torch.no_grad():
+        assert_close("logits", model(ids).logits, loaded(ids).logits, atol=1e-6)
+
+
+def test_loss_and_gradients_reach_every_parameter(tiny_config_kwargs):
+    torch.manual_seed(0)
+    config = KimiLinearConfig(**{**tiny_config_kwargs, "num_experts_per_tok": 8})  # all experts active: all get grads
+    model = KimiLinearForCausalLM(config)
+    ids = torch.randint(3, 128, (2, 30))
+    loss = model(ids, labels=ids, use_cache=False).loss
+    loss.backward()
+    assert 4.0 < loss.item() < 6.0  # ≈ ln(128) at init
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_cache_size_is_constant_for_kda_and_linear_for_mla(tiny_config_kwargs):
+    torch.manual_seed(0)
+    model = KimiLinearForCausalLM(KimiLinearConfig(**tiny_config_kwargs)).eval()
+    sizes = []
+    with torch.no_grad():
+        cache = KimiLinearCache(model.config)
+        for _ in range(3):
+            model(torch.randint(3, 128, (1, 16)), cache=cache)
+            sizes.append([state.nbytes() for state in cache.layers])
+    kda = [row[0] for row in sizes]
+    mla = [row[3] for row in sizes]
+    assert kda[0] == kda[1] == kda[2]
+    # Only the latent (32) and the shared key slice (8) are cached per token: 40 fp32 values.
+    assert mla == [16 * 40 * 4, 32 * 40 * 4, 48 * 40 * 4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"layer_types": ["linear_attention"] * 3}, "layer_types has 3 entries"),
+        ({"layer_types": ["kda"] * 4}, r"contains \['kda'\]"),
+        ({"linear_num_v_heads": 6}, "must be a multiple of linear_num_heads"),
+        ({"q_lora_rank": 16}, "q_lora_rank is not supported"),
+    ],
+)
+def test_bad_config_is_refused(tiny_config_kwargs, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        KimiLinearConfig(**{**tiny_config_kwargs, **kwargs})
+
+
+def test_reads_the_released_checkpoint_config_layout():
+    config = KimiLinearConfig(
+        num_hidden_layers=5,
+        linear_attn_config={"head_dim": 16, "num_heads": 2, "short_conv_kernel_size": 3,
+                            "full_attn_layers": [4, 5], "kda_layers": [1, 2, 3]},
+        first_k_dense_replace=2,
+    )  # fmt: skip
+    assert config.layer_types == ["linear_attention"] * 3 + ["full_attention"] * 2
+    assert config.mlp_layer_types == ["dense", "dense", "sparse", "sparse", "sparse"]
+    assert (config.linear_head_dim, config.linear_num_heads, config.linear_conv_kernel_dim) == (16, 2, 3)
