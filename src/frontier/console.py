@@ -40,3 +40,17 @@ def progress_steps(description: str, total: int, enabled: bool = True) -> Iterat
     with make_progress(transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda: progress.advance(task)
+
+
+@contextmanager
+def hf_progress_bars_off() -> Iterator[None]:
+    """Silence transformers' per-file and per-tensor tqdm bars; callers show one rich bar per phase instead."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

@@ -13,8 +13,11 @@ def _layer(**kwargs) -> KimiDeltaAttention:
     return KimiDeltaAttention(**{"hidden_size": 32, "num_heads": 2, "head_dim": 8, **kwargs}).eval()
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"num_v_heads": 4}, {"gate_lower_bound": -5.0}, {"chunk_size": 16}],
-                         ids=["default", "gva", "lower-bound-gate", "chunk16"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"num_v_heads": 4}, {"gate_lower_bound": -5.0}, {"chunk_size": 16}, {"decay_per_channel": False}],
+    ids=["default", "gva", "lower-bound-gate", "chunk16", "gdn"],
+)
 def test_prefill_then_steps_equals_full_pass(kwargs):
     layer = _layer(**kwargs)
     x = torch.randn(2, 50, 32)
@@ -56,3 +59,8 @@ def test_gradients_reach_every_parameter():
 def test_bad_head_counts_are_refused():
     with pytest.raises(ConfigError, match="num_v_heads=3 must be a multiple of num_heads=2"):
         _layer(num_v_heads=3)
+
+
+def test_gdn_variant_shares_one_decay_per_head():
+    layer = _layer(decay_per_channel=False)
+    assert layer.f_b_proj.out_features == 2 and layer.dt_bias.shape == (2,)

@@ -35,42 +35,41 @@ def decayed_scores(a: torch.Tensor, b: torch.Tensor, gc: torch.Tensor, include_d
     """scores[..., i, j] = Σ_d a_i[d] b_j[d] exp(gc_i[d] − gc_j[d]) for j < i (j ≤ i if include_diagonal), else 0.
 
     a, b, gc: [..., C, K] with gc non-increasing along C (a cumulative sum of log-decays). Returns [..., C, C].
-    A pair (i, j) in different blocks factors through the first position r of i's block: e^(gc_i − gc_r) ·
-    e^(gc_r − gc_j), both exponents ≤ 0, so a block of rows against all earlier columns is one matmul. Blocks are
-    split again (16 → 4 → 1 tokens) until only the diagonal i = j is left, where the decay is e^0 = 1.
+    Split C into blocks: a pair (i, j) in different blocks factors through the first position r of i's block,
+    e^(gc_i − gc_r) · e^(gc_r − gc_j), both exponents ≤ 0, so a block of rows against all earlier columns is one
+    matmul; pairs inside a block recurse (16 → 4 → 1 tokens) down to i = j, where the decay is e^0 = 1.
+    The result is assembled with `cat` (no in-place writes), which keeps the backward pass cheap.
     """
-    *lead, C, K = a.shape
-    scores = a.new_zeros(*lead, C, C)
-    block = C
-    for sub in SUB_BLOCKS:
-        if block <= sub or block % sub:
-            continue
-        groups = C // block
-        a_g, b_g, gc_g = (x.reshape(*lead, groups, block, K) for x in (a, b, gc))
-        # The diagonal [block, block] tiles of `scores`, as one writable view [..., block, block, groups].
-        tiles = scores.view(*lead, groups, block, groups, block).diagonal(dim1=-4, dim2=-2)
-        for r in range(sub, block, sub):
-            ref = gc_g[..., r : r + 1, :]
-            cols = b_g[..., :r, :] * (ref - gc_g[..., :r, :]).exp()  # [..., groups, r, K]
-            if sub == 1:  # one row: a dot product is cheaper than a batch of 1-row matmuls
-                tile = (a_g[..., r : r + 1, :] * cols).sum(-1, keepdim=True).transpose(-1, -2)
+    *lead, C, _ = a.shape
+    if C == 1:
+        diagonal = (a * b).sum(-1, keepdim=True)[..., None] if include_diagonal else a.new_zeros(*lead, 1, 1)
+        return diagonal.reshape(*lead, 1, 1)
+    sub = next((s for s in SUB_BLOCKS if s < C and C % s == 0), None)
+    if sub is None:  # a chunk size with no block structure: form every pair explicitly
+        decay = (gc[..., :, None, :] - gc[..., None, :, :]).clamp(max=0).exp()  # [..., C, C, K]; > 0 only above
+        causal = torch.ones(C, C, dtype=torch.bool, device=a.device).tril(0 if include_diagonal else -1)
+        return (a[..., :, None, :] * b[..., None, :, :] * decay).sum(-1) * causal
+    n = C // sub
+    a_blk, b_blk, gc_blk = (x.unflatten(-2, (n, sub)) for x in (a, b, gc))  # [..., n, sub, K]
+    inner = decayed_scores(a_blk, b_blk, gc_blk, include_diagonal).unbind(-3)  # n × [..., sub, sub]
+    a_rows, b_rows, gc_rows = (x.unbind(-3) for x in (a_blk, b_blk, gc_blk))
+    rows = []
+    for m in range(n):
+        parts = []
+        if m:
+            ref = gc_rows[m][..., :1, :]  # log-decay at the block's first position
+            earlier_b, earlier_gc = torch.cat(b_rows[:m], dim=-2), torch.cat(gc_rows[:m], dim=-2)
+            cols = earlier_b * (ref - earlier_gc).exp()  # [..., m·sub, K]
+            if sub == 1:  # one row: a dot product per column beats a batch of 1-row matmuls
+                parts.append((a_rows[m] * cols).sum(-1)[..., None, :])
             else:
-                rows = a_g[..., r : r + sub, :] * (gc_g[..., r : r + sub, :] - ref).exp()
-                tile = rows @ cols.transpose(-1, -2)  # [..., groups, sub, r]
-            tiles[..., r : r + sub, :r, :] = tile.movedim(-3, -1)
-        block = sub
-    if block != 1:  # chunk sizes not divisible down to single tokens: explicit pairs inside the last blocks
-        groups = C // block
-        a_g, b_g, gc_g = (x.reshape(*lead, groups, block, K) for x in (a, b, gc))
-        # Above the diagonal the difference is positive: clamp it to 0 before exp, those scores are zeroed below.
-        decay = (gc_g[..., :, None, :] - gc_g[..., None, :, :]).clamp(max=0).exp()  # [..., groups, i, j, K]
-        pair = (a_g[..., :, None, :] * b_g[..., None, :, :] * decay).sum(-1)  # [..., groups, block, block]
-        strict = torch.ones(block, block, dtype=torch.bool, device=a.device).tril(-1)
-        tiles = scores.view(*lead, groups, block, groups, block).diagonal(dim1=-4, dim2=-2)
-        tiles.copy_((pair * strict).movedim(-3, -1))
-    if include_diagonal:
-        scores.diagonal(dim1=-2, dim2=-1).copy_((a * b).sum(-1))
-    return scores
+                rows_m = a_rows[m] * (gc_rows[m] - ref).exp()
+                parts.append(rows_m @ cols.transpose(-1, -2))  # [..., sub, m·sub]
+        parts.append(inner[m])
+        if m < n - 1:
+            parts.append(a.new_zeros(*lead, sub, (n - 1 - m) * sub))
+        rows.append(torch.cat(parts, dim=-1))
+    return torch.cat(rows, dim=-2)
 
 
 def _to_chunks(x: torch.Tensor, n_chunks: int, chunk_size: int) -> torch.Tensor:
@@ -108,7 +107,9 @@ def chunk_kda(
     dtype = v.dtype
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     group = HV // H
-    C = chunk_size
+    # A sequence shorter than one chunk needs only a chunk of its own length (rounded up to the 16-token blocks of
+    # `decayed_scores`); the result is the same, the padding work is not.
+    C = min(chunk_size, max(SUB_BLOCKS[0], math.ceil(T / SUB_BLOCKS[0]) * SUB_BLOCKS[0]))
     N = max(1, math.ceil(T / C))
 
     q = _to_chunks(q.to(compute).repeat_interleave(group, dim=2) * scale, N, C)  # [B, HV, N, C, K]

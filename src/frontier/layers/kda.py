@@ -61,6 +61,8 @@ class KimiDeltaAttention(nn.Module):
         norm_eps: epsilon of the output RMSNorm.
         gate_lower_bound: None for the softplus gate (released checkpoints), or e.g. −5.0 for the bounded gate.
         chunk_size: chunk length used by `chunk_kda`.
+        decay_per_channel: True for KDA's channel-wise forget gate; False gives Gated DeltaNet (one decay per head,
+            shared by its K channels), the paper's GDN baseline through the same code path.
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class KimiDeltaAttention(nn.Module):
         norm_eps: float = 1e-5,
         gate_lower_bound: float | None = None,
         chunk_size: int = 64,
+        decay_per_channel: bool = True,
     ) -> None:
         super().__init__()
         num_v_heads = num_v_heads or num_heads
@@ -92,9 +95,10 @@ class KimiDeltaAttention(nn.Module):
         self.v_conv1d = nn.Conv1d(self.value_dim, self.value_dim, conv_size, groups=self.value_dim, bias=False)
         # Low-rank channel-wise forget gate: hidden → head_dim (rank = head_dim, as the paper) → HV·K.
         self.gate_lower_bound = gate_lower_bound
+        self.gate_width = head_dim if decay_per_channel else 1
         self.f_a_proj = nn.Linear(hidden_size, head_dim, bias=False)
-        self.f_b_proj = nn.Linear(head_dim, self.num_v_heads * head_dim, bias=False)
-        self.dt_bias = nn.Parameter(torch.empty(num_v_heads * head_dim, dtype=torch.float32))
+        self.f_b_proj = nn.Linear(head_dim, self.num_v_heads * self.gate_width, bias=False)
+        self.dt_bias = nn.Parameter(torch.empty(num_v_heads * self.gate_width, dtype=torch.float32))
         self.A_log = nn.Parameter(torch.empty(1, 1, num_v_heads, 1))
         self.reset_gate_parameters()
         self.b_proj = nn.Linear(hidden_size, num_v_heads, bias=False)
@@ -119,7 +123,9 @@ class KimiDeltaAttention(nn.Module):
             x = F.pad(x, (window, 0))
         if state is not None:
             state.conv = x[..., x.shape[-1] - window :].detach() if window else x[..., :0]
-        weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])
+        weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # [C, 1, W]
+        if x.shape[-1] == self.conv_size:  # one decode step: a dot product per channel beats a conv call
+            return F.silu((x * weight[:, 0]).sum(-1, keepdim=True))
         return F.silu(F.conv1d(x, weight, groups=x.shape[1]))
 
     def forward(
@@ -143,8 +149,9 @@ class KimiDeltaAttention(nn.Module):
         q = l2_normalize(q.unflatten(-1, (self.num_heads, self.head_dim)))
         k = l2_normalize(k.unflatten(-1, (self.num_heads, self.head_dim)))
         v = v.unflatten(-1, (self.num_v_heads, self.head_dim)).float()
-        gate_pre = self.f_b_proj(self.f_a_proj(hidden_states)).unflatten(-1, (self.num_v_heads, self.head_dim))
-        g = kda_gate(gate_pre, self.A_log, self.dt_bias, lower_bound=self.gate_lower_bound)  # [B, T, HV, K], fp32
+        gate_pre = self.f_b_proj(self.f_a_proj(hidden_states)).unflatten(-1, (self.num_v_heads, self.gate_width))
+        g = kda_gate(gate_pre, self.A_log, self.dt_bias, lower_bound=self.gate_lower_bound)  # [B, T, HV, K|1], fp32
+        g = g.expand(B, T, self.num_v_heads, self.head_dim)
         beta = torch.sigmoid(self.b_proj(hidden_states).float())
 
         previous = None if state is None else state.recurrent

@@ -14,8 +14,6 @@ Parameter names match transformers' `KimiLinearAttention`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,27 +21,50 @@ from torch import nn
 from frontier.layers.norm import RMSNorm
 
 
-@dataclass
 class MLAState:
-    """The MLA cache: latent [B, S, kv_lora_rank] and shared key slice [B, S, rope_dim] for the S seen tokens."""
+    """The MLA cache: latent [B, S, kv_lora_rank] and shared key slice [B, S, rope_dim] for the S seen tokens.
 
-    latent: torch.Tensor | None = None
-    k_rope: torch.Tensor | None = None
+    Tokens are written into preallocated buffers whose capacity doubles when full, so a decode step costs O(1)
+    amortised instead of copying the whole cache (what `torch.cat` per step would do).
+    """
+
+    def __init__(self) -> None:
+        self._latent: torch.Tensor | None = None
+        self._k_rope: torch.Tensor | None = None
+        self.length = 0
+
+    @property
+    def latent(self) -> torch.Tensor | None:
+        return None if self._latent is None else self._latent[:, : self.length]
+
+    @property
+    def k_rope(self) -> torch.Tensor | None:
+        return None if self._k_rope is None else self._k_rope[:, : self.length]
 
     def append(self, latent: torch.Tensor, k_rope: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.latent is None:
-            self.latent, self.k_rope = latent.detach(), k_rope.detach()
-        else:
-            self.latent = torch.cat([self.latent, latent.detach()], dim=1)
-            self.k_rope = torch.cat([self.k_rope, k_rope.detach()], dim=1)
+        """Add T tokens ([B, T, ·] each) and return the whole cache as views [B, S, ·]."""
+        end = self.length + latent.shape[1]
+        if self._latent is None or end > self._latent.shape[1]:
+            capacity = max(end, 2 * (0 if self._latent is None else self._latent.shape[1]))
+            grown = [t.new_empty(t.shape[0], capacity, t.shape[2]) for t in (latent, k_rope)]
+            if self._latent is not None:
+                grown[0][:, : self.length] = self.latent
+                grown[1][:, : self.length] = self.k_rope
+            self._latent, self._k_rope = grown
+        self._latent[:, self.length : end] = latent.detach()
+        self._k_rope[:, self.length : end] = k_rope.detach()
+        self.length = end
         return self.latent, self.k_rope
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.latent, self.k_rope) if t is not None)
+        """Bytes of the cached tokens (the buffers' spare capacity is not counted)."""
+        if self._latent is None:
+            return 0
+        return self.length * (self._latent[:, :1].nbytes + self._k_rope[:, :1].nbytes)
 
     def select(self, index: torch.Tensor) -> None:
-        if self.latent is not None:
-            self.latent, self.k_rope = self.latent.index_select(0, index), self.k_rope.index_select(0, index)
+        if self._latent is not None:
+            self._latent, self._k_rope = self._latent.index_select(0, index), self._k_rope.index_select(0, index)
 
 
 def attention_mask(
@@ -53,6 +74,8 @@ def attention_mask(
 
     A query may always attend to itself, so a padding query (whose keys are all masked) never yields NaN.
     """
+    if padding_mask is None and q_len == 1:
+        return None  # one new query, no padding: it may attend to every cached key
     past = kv_len - q_len
     q_pos = torch.arange(q_len, device=device)[:, None] + past
     k_pos = torch.arange(kv_len, device=device)[None, :]
@@ -98,16 +121,19 @@ class MultiHeadLatentAttention(nn.Module):
 
     def _absorbed(self, q, latent, k_rope, mask):
         """Attend over the latents with W_uk folded into the query and W_uv into the output."""
-        w = self.kv_b_proj.weight.view(self.num_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        B, H, T, _ = q.shape
+        w = self.kv_b_proj.weight.view(H, self.nope_dim + self.v_dim, self.kv_lora_rank)
         w_uk, w_uv = w.split([self.nope_dim, self.v_dim], dim=1)  # [H, nope, L], [H, v, L]
         q_nope, q_rope = q.split([self.nope_dim, self.rope_dim], dim=-1)  # [B, H, T, ·]
         q_latent = torch.einsum("bhtd,hdl->bhtl", q_nope, w_uk)  # [B, H, T, L]
-        scores = q_latent @ latent[:, None].transpose(-1, -2) + q_rope @ k_rope[:, None].transpose(-1, -2)
-        scores = scores * self.scaling  # [B, H, T, S]
+        # Heads × queries go in the matmul's row dimension, so the shared latents are read once, never expanded.
+        scores = q_latent.reshape(B, H * T, -1) @ latent.transpose(1, 2)  # [B, H·T, S]
+        scores = scores + q_rope.reshape(B, H * T, -1) @ k_rope.transpose(1, 2)
+        scores = scores.view(B, H, T, -1) * self.scaling
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        out_latent = scores.softmax(-1) @ latent[:, None]  # [B, H, T, L]
-        return torch.einsum("bhtl,hvl->bhtv", out_latent, w_uv)
+        out_latent = scores.softmax(-1).view(B, H * T, -1) @ latent  # [B, H·T, L]
+        return torch.einsum("bhtl,hvl->bhtv", out_latent.view(B, H, T, -1), w_uv)
 
     def forward(
         self,

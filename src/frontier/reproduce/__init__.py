@@ -29,7 +29,12 @@ __all__ = [
 ]
 
 # Modules whose import registers experiments; each later system appends its own.
-EXPERIMENT_MODULES = ["frontier.reproduce.experiments.embedded_model"]
+EXPERIMENT_MODULES = [
+    "frontier.reproduce.experiments.embedded_model",
+    "frontier.reproduce.experiments.kda_ops",
+    "frontier.reproduce.experiments.kimi_linear_decode",
+    "frontier.reproduce.experiments.kimi_linear_quality",
+]
 
 
 def load_experiments() -> Registry:

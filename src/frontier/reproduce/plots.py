@@ -40,3 +40,32 @@ def bar_chart(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def line_chart(
+    path: Path,
+    panels: dict[str, dict[str, tuple[list[float], list[float]]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Log-log lines side by side: `panels` maps a panel title to its series, each `label → (xs, ys)`."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (panel, series) in zip(axes[0], panels.items(), strict=True):
+        for label, (xs, ys) in series.items():
+            ax.plot(xs, ys, marker="o", label=label)
+        ticks = sorted({x for xs, _ in series.values() for x in xs})
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_title(panel, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -2,8 +2,10 @@
 
 Keys and defaults are those of transformers' `KimiLinearConfig` (the released Kimi-Linear-48B-A3B), so a
 `config.json` written by either library loads in the other; the checkpoint's own `linear_attn_config` and
-`first_k_dense_replace` keys are understood too. frontier adds three optional keys, all off by default:
-`linear_num_v_heads` (grouped value heads), `linear_gate_lower_bound` (fla's safe gate) and `linear_chunk_size`.
+`first_k_dense_replace` keys are understood too. frontier adds optional keys whose defaults reproduce the released
+model:
+`linear_num_v_heads` (grouped value heads), `linear_gate_lower_bound` (fla's safe gate), `linear_chunk_size`, and
+`linear_decay_per_channel` (False gives the GDN baseline: one decay per head).
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class KimiLinearConfig(PreTrainedConfig):
     linear_num_v_heads: int | None = None  # frontier: grouped value heads (a multiple of linear_num_heads)
     linear_gate_lower_bound: float | None = None  # frontier: e.g. -5.0 for the bounded sigmoid gate
     linear_chunk_size: int = 64  # frontier: chunk length of chunk_kda
+    linear_decay_per_channel: bool = True  # frontier: False turns KDA into Gated DeltaNet (the paper's GDN baseline)
 
     def __post_init__(self, **kwargs):
         if self.num_key_value_heads is None:

@@ -65,6 +65,7 @@ class KimiLinearDecoderLayer(nn.Module):
                 norm_eps=config.rms_norm_eps,
                 gate_lower_bound=config.linear_gate_lower_bound,
                 chunk_size=config.linear_chunk_size,
+                decay_per_channel=config.linear_decay_per_channel,
             )
         else:
             self.self_attn = MultiHeadLatentAttention(

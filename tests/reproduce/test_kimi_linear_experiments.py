@@ -1,0 +1,53 @@
+"""The Kimi Linear decode and quality experiments, run at toy sizes: structure, correctness rows, figures."""
+
+import pytest
+import torch
+
+from frontier.reproduce import Mode, RunContext, Verdict
+from frontier.reproduce.experiments import kimi_linear_decode, kimi_linear_quality
+
+
+def _ctx(tmp_path) -> RunContext:
+    return RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
+
+
+def test_decode_experiment_at_short_context(tmp_path):
+    result = kimi_linear_decode.run(_ctx(tmp_path), contexts=[64, 256], batches=[1, 2], steps=1)
+    assert len(result.rows) == 2 * 2 + 2
+    assert all(row.verdict in (Verdict.PASS, Verdict.FAIL) for row in result.rows)
+    assert result.rows[-1].verdict is Verdict.PASS, result.rows[-1].measured  # logits match transformers
+    cache = result.metrics["cache_bytes"]
+    assert cache["hybrid/b1/256"] < cache["all-MLA/b1/256"]
+    assert cache["hybrid/b2/256"] == 2 * cache["hybrid/b1/256"]
+    assert all((tmp_path / figure).stat().st_size > 1000 for figure in result.figures)
+
+
+def test_synthetic_experiment_runs_every_task_and_mixer(tmp_path):
+    result = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
+    assert [row.claim.split(":")[0] for row in result.rows] == ["MQAR", "MQAR", "palindrome", "palindrome",
+                                                                 "stack", "stack"]  # fmt: skip
+    for task in ("MQAR", "palindrome", "stack"):
+        assert set(result.metrics[task]) == {"KDA", "GDN", "softmax"}
+        assert all(0 <= r["correct"] <= r["total"] and r["total"] > 0 for r in result.metrics[task].values())
+    assert (tmp_path / result.figures[0]).stat().st_size > 1000
+
+
+def test_lm_experiment_matches_parameter_counts(tmp_path):
+    result = kimi_linear_quality.run_lm(_ctx(tmp_path), steps=2, batch=2, seq=32, hidden=32, seeds=[0])
+    params = [r["params"] for r in result.metrics.values()]
+    assert max(params) / min(params) < 1.02
+    assert all(len(r["val_loss"]) == 1 and r["val_loss"][0] > 0 for r in result.metrics.values())
+    assert len(result.rows) == 2
+
+
+def test_pydoc_corpus_is_real_text():
+    data = kimi_linear_quality.pydoc_bytes()
+    assert len(data) > 400_000 and data.dtype == torch.long
+    assert b"for_stmt" in bytes(data[:200_000].tolist()) or b"The for statement" in bytes(data.tolist())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["kimi-linear-decode", "kimi-linear-synthetic", "kimi-linear-lm"])
+def test_quick_run_through_the_cli(reproduce_quick, name):
+    experiment = reproduce_quick(name)
+    assert experiment["rows"] and all(row["verdict"] != Verdict.ERROR.value for row in experiment["rows"])
