@@ -31,45 +31,50 @@ from frontier.kda.checks import check_kda_inputs
 SUB_BLOCKS = (16, 4, 1)
 
 
-def decayed_scores(a: torch.Tensor, b: torch.Tensor, gc: torch.Tensor, include_diagonal: bool) -> torch.Tensor:
-    """scores[..., i, j] = Σ_d a_i[d] b_j[d] exp(gc_i[d] − gc_j[d]) for j < i (j ≤ i if include_diagonal), else 0.
+def decayed_scores(rows: tuple[torch.Tensor, ...], b: torch.Tensor, gc: torch.Tensor) -> list[torch.Tensor]:
+    """For each a in `rows`: scores[..., i, j] = Σ_d a_i[d] b_j[d] exp(gc_i[d] − gc_j[d]) for j ≤ i, else 0.
 
-    a, b, gc: [..., C, K] with gc non-increasing along C (a cumulative sum of log-decays). Returns [..., C, C].
+    a, b, gc: [..., C, K] with gc non-increasing along C (a cumulative sum of log-decays). Returns [..., C, C] each.
     Split C into blocks: a pair (i, j) in different blocks factors through the first position r of i's block,
     e^(gc_i − gc_r) · e^(gc_r − gc_j), both exponents ≤ 0, so a block of rows against all earlier columns is one
-    matmul; pairs inside a block recurse (16 → 4 → 1 tokens) down to i = j, where the decay is e^0 = 1.
-    The result is assembled with `cat` (no in-place writes), which keeps the backward pass cheap.
+    matmul; pairs inside a block recurse (16 → 4 → 1 tokens) down to i = j, where the decay is e^0 = 1. Several
+    `rows` (q and k) share the decayed columns, the costly part. Assembled with `cat`, so the backward stays cheap.
     """
-    *lead, C, _ = a.shape
+    *lead, C, _ = b.shape
     if C == 1:
-        diagonal = (a * b).sum(-1, keepdim=True)[..., None] if include_diagonal else a.new_zeros(*lead, 1, 1)
-        return diagonal.reshape(*lead, 1, 1)
+        return [(a * b).sum(-1, keepdim=True) for a in rows]  # [..., 1, 1]
     sub = next((s for s in SUB_BLOCKS if s < C and C % s == 0), None)
     if sub is None:  # a chunk size with no block structure: form every pair explicitly
         decay = (gc[..., :, None, :] - gc[..., None, :, :]).clamp(max=0).exp()  # [..., C, C, K]; > 0 only above
-        causal = torch.ones(C, C, dtype=torch.bool, device=a.device).tril(0 if include_diagonal else -1)
-        return (a[..., :, None, :] * b[..., None, :, :] * decay).sum(-1) * causal
+        causal = torch.ones(C, C, dtype=torch.bool, device=b.device).tril()
+        return [(a[..., :, None, :] * b[..., None, :, :] * decay).sum(-1) * causal for a in rows]
     n = C // sub
-    a_blk, b_blk, gc_blk = (x.unflatten(-2, (n, sub)) for x in (a, b, gc))  # [..., n, sub, K]
-    inner = decayed_scores(a_blk, b_blk, gc_blk, include_diagonal).unbind(-3)  # n × [..., sub, sub]
-    a_rows, b_rows, gc_rows = (x.unbind(-3) for x in (a_blk, b_blk, gc_blk))
-    rows = []
+
+    def blocks(x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-2, (n, sub))  # [..., n, sub, K]
+
+    inner = [s.unbind(-3) for s in decayed_scores(tuple(blocks(a) for a in rows), blocks(b), blocks(gc))]
+    a_blocks = [blocks(a).unbind(-3) for a in rows]
+    b_blocks, gc_blocks = blocks(b).unbind(-3), blocks(gc).unbind(-3)
+    out: list[list[torch.Tensor]] = [[] for _ in rows]
     for m in range(n):
-        parts = []
+        crosses: list[torch.Tensor] = []
         if m:
-            ref = gc_rows[m][..., :1, :]  # log-decay at the block's first position
-            earlier_b, earlier_gc = torch.cat(b_rows[:m], dim=-2), torch.cat(gc_rows[:m], dim=-2)
-            cols = earlier_b * (ref - earlier_gc).exp()  # [..., m·sub, K]
+            ref = gc_blocks[m][..., :1, :]  # log-decay at the block's first position
+            cols = torch.cat(b_blocks[:m], dim=-2) * (ref - torch.cat(gc_blocks[:m], dim=-2)).exp()  # [..., m·sub, K]
             if sub == 1:  # one row: a dot product per column beats a batch of 1-row matmuls
-                parts.append((a_rows[m] * cols).sum(-1)[..., None, :])
+                crosses = [(a[m] * cols).sum(-1)[..., None, :] for a in a_blocks]
             else:
-                rows_m = a_rows[m] * (gc_rows[m] - ref).exp()
-                parts.append(rows_m @ cols.transpose(-1, -2))  # [..., sub, m·sub]
-        parts.append(inner[m])
-        if m < n - 1:
-            parts.append(a.new_zeros(*lead, sub, (n - 1 - m) * sub))
-        rows.append(torch.cat(parts, dim=-1))
-    return torch.cat(rows, dim=-2)
+                decay = (gc_blocks[m] - ref).exp()
+                stacked = torch.cat([a[m] * decay for a in a_blocks], dim=-2)  # [..., len(rows)·sub, K]
+                crosses = list((stacked @ cols.transpose(-1, -2)).split(sub, dim=-2))  # each [..., sub, m·sub]
+        for i in range(len(rows)):
+            parts = [crosses[i]] if m else []
+            parts.append(inner[i][m])
+            if m < n - 1:
+                parts.append(b.new_zeros(*lead, sub, (n - 1 - m) * sub))
+            out[i].append(torch.cat(parts, dim=-1))
+    return [torch.cat(r, dim=-2) for r in out]
 
 
 def _to_chunks(x: torch.Tensor, n_chunks: int, chunk_size: int) -> torch.Tensor:
@@ -120,13 +125,13 @@ def chunk_kda(
 
     # UT transform for all chunks at once: solve (I + Diag(β) StrictTril(A)) [U | W] = Diag(β) [V | K ⊙ e^gc].
     k_decayed = k * gc.exp()
-    A = beta[..., None] * decayed_scores(k, k, gc, include_diagonal=False)  # [B, HV, N, C, C]
+    Aqk, Akk = decayed_scores((q, k), k, gc)  # [B, HV, N, C, C], lower-triangular with the diagonal
+    A = beta[..., None] * Akk.tril(-1)  # the UT system uses only the strictly lower part
     system = A + torch.eye(C, dtype=compute, device=q.device)
     rhs = beta[..., None] * torch.cat([v, k_decayed], dim=-1)
     UW = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
     U, W = UW[..., :V], UW[..., V:]
 
-    Aqk = decayed_scores(q, k, gc, include_diagonal=True)  # [B, HV, N, C, C]
     gc_last = gc[..., -1:, :]  # [B, HV, N, 1, K]
     k_to_end = k * (gc_last - gc).exp()  # each key decayed to the end of its chunk
     decay_chunk = gc_last.squeeze(-2).exp()[..., None]  # [B, HV, N, K, 1]
