@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from frontier.console import progress_steps
 from frontier.data import state_tracking as tasks
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 from frontier.stats import mean_ci, wilson_interval
@@ -44,7 +45,9 @@ def small_config(vocab: int, layer_types: list[str], hidden: int, intermediate: 
     )  # fmt: skip
 
 
-def train(model, batch_fn: BatchFn, steps: int, lr: float, seed: int) -> list[float]:
+def train(
+    model, batch_fn: BatchFn, steps: int, lr: float, seed: int, label: str = "", progress: bool = False
+) -> list[float]:
     """AdamW with linear warm-up over the first 10% of steps and cosine decay; returns the training losses."""
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -58,17 +61,23 @@ def train(model, batch_fn: BatchFn, steps: int, lr: float, seed: int) -> list[fl
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     model.train()
     losses = []
-    for _ in range(steps):
-        ids, labels = batch_fn(gen)
-        loss = model(ids, labels=labels, use_cache=False).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+    with progress_steps(f"training {label}", total=steps, enabled=progress) as advance:
+        for _ in range(steps):
+            losses.append(_train_step(model, batch_fn, gen, optimizer, schedule))
+            advance()
     model.eval()
     return losses
+
+
+def _train_step(model, batch_fn: BatchFn, gen: torch.Generator, optimizer, schedule) -> float:
+    ids, labels = batch_fn(gen)
+    loss = model(ids, labels=labels, use_cache=False).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return loss.item()
 
 
 @torch.no_grad()
@@ -111,7 +120,10 @@ def run_synthetic(ctx: RunContext, steps: int, batch: int, eval_size: int, hidde
                                   linear_decay_per_channel=spec["linear_decay_per_channel"])  # fmt: skip
             model = KimiLinearForCausalLM(config)
             t0 = time.perf_counter()
-            losses = train(model, lambda g, fn=task.batch_fn: fn(batch, g), steps, lr=1e-3, seed=ctx.seed)
+            losses = train(
+                model, lambda g, fn=task.batch_fn: fn(batch, g), steps, lr=1e-3, seed=ctx.seed,
+                label=f"{task.name} / {mixer}", progress=ctx.progress,
+            )  # fmt: skip
             correct, total = answer_accuracy(model, eval_ids, eval_labels)
             results[task.name][mixer] = {
                 "correct": correct, "total": total, "seconds": time.perf_counter() - t0,
@@ -208,7 +220,8 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
             torch.manual_seed(seed)
             model = KimiLinearForCausalLM(small_config(vocab, layer_types, hidden, width, **extra))
             t0 = time.perf_counter()
-            losses = train(model, batch_fn, steps, lr=2e-3, seed=seed)
+            losses = train(model, batch_fn, steps, lr=2e-3, seed=seed, label=f"{name} (seed {seed})",
+                           progress=ctx.progress)  # fmt: skip
             with torch.no_grad():
                 val.append(model(val_ids, labels=val_ids, use_cache=False).loss.item())
             seconds = time.perf_counter() - t0
