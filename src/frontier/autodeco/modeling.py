@@ -1,0 +1,217 @@
+"""`AutoDecoForCausalLM`: AutoDeco's heads beside the LM head of any Hugging Face causal LM, with a decoding loop
+that samples every token at the temperature and top-p the heads predict for it (paper §2.2).
+
+The base model is frozen (embeddings and LM head included); only the heads hold trainable parameters.
+`save_pretrained` writes the heads alone (safetensors, the released heads' key names) and a config naming the
+base; `from_pretrained` loads the base through `frontier.models.load_causal_lm` and reattaches the heads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from frontier.autodeco.heads import TemperatureHead, TopPHead
+from frontier.autodeco.soft_top_p import hard_top_p_mask
+from frontier.errors import ConfigError, ModelLoadError
+from frontier.io import atomic_write_bytes, atomic_write_json
+
+CONFIG_NAME = "autodeco_config.json"
+HEADS_NAME = "autodeco_heads.safetensors"
+
+
+@dataclass
+class AutoDecoOutput:
+    """logits [B, T, V] of the base (unscaled), temperature and top_p [B, T, 1] from the heads, the base's cache."""
+
+    logits: torch.Tensor
+    temperature: torch.Tensor
+    top_p: torch.Tensor
+    cache: object | None = None
+
+
+@dataclass
+class AutoDecoGeneration:
+    """New tokens [B, N] (pad after EOS) and, if asked, the T and p used for each of them [B, N]."""
+
+    sequences: torch.Tensor
+    temperatures: torch.Tensor | None = None
+    top_ps: torch.Tensor | None = None
+
+
+class AutoDecoForCausalLM(nn.Module):
+    """A frozen causal LM plus the temperature and top-p heads.
+
+    Args:
+        base_model: any transformers causal LM whose forward accepts `output_hidden_states=True`.
+        base_model_name_or_path: what `from_pretrained` should load as the base (None = the embedded SmolLM2).
+    """
+
+    def __init__(self, base_model: nn.Module, base_model_name_or_path: str | None = None) -> None:
+        super().__init__()
+        self.base_model = base_model.requires_grad_(False).eval()
+        self.base_model_name_or_path = base_model_name_or_path
+        hidden = base_model.config.hidden_size
+        self.temp_head = TemperatureHead(hidden)
+        self.top_p_head = TopPHead(hidden)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.base_model.config.hidden_size
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.temp_head.parameters(), *self.top_p_head.parameters()]
+
+    def base_forward(self, input_ids, attention_mask=None, cache=None, position_ids=None):
+        """The frozen base without gradients: (final-norm hidden states [B, T, H], logits [B, T, V], cache)."""
+        with torch.no_grad():
+            out = self.base_model(
+                input_ids=input_ids, attention_mask=attention_mask, cache=cache, position_ids=position_ids,
+                use_cache=cache is not None, output_hidden_states=True,
+            )  # fmt: skip
+        return out.hidden_states[-1], out.logits, getattr(out, "cache", None)
+
+    def heads(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T̂, P̂), each [..., 1]. The top-p head sees T̂ detached, as the reference HF code feeds it."""
+        hidden = hidden.to(self.temp_head.mlp[0].weight.dtype)
+        temperature = self.temp_head(hidden)
+        return temperature, self.top_p_head(hidden, temperature.detach(), logits)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AutoDecoOutput:
+        hidden, logits, _ = self.base_forward(input_ids, attention_mask)
+        temperature, top_p = self.heads(hidden, logits)
+        return AutoDecoOutput(logits=logits, temperature=temperature, top_p=top_p)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        seed: int | None = None,
+        return_decoding_params: bool = False,
+        on_token: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    ) -> AutoDecoGeneration:
+        """Sample with the heads: each token at T = T̂ × temperature and p = min(1, P̂ × top_p) (paper §2.2).
+
+        temperature = 0 gives greedy decoding (the heads are then ignored). input_ids [B, S] may be left-padded with
+        attention_mask [B, S]. `on_token(tokens [B], T [B], p [B])` is called after every step (streaming).
+        """
+        if max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1, got temperature={temperature}, top_p={top_p}")
+        config = self.base_model.config
+        eos = eos_token_id if eos_token_id is not None else config.eos_token_id
+        eos_ids = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=input_ids.device)
+        pad = (
+            pad_token_id
+            if pad_token_id is not None
+            else (config.pad_token_id or (eos_ids[0].item() if len(eos_ids) else 0))
+        )
+        generator = torch.Generator(device=input_ids.device)
+        generator.manual_seed(seed if seed is not None else torch.seed())
+
+        B = input_ids.shape[0]
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=config)
+        step_ids, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
+        finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
+        tokens, temps, tops = [], [], []
+        for _ in range(max_new_tokens):
+            hidden, logits, cache = self.base_forward(step_ids, mask, cache, positions)
+            hidden, logits = hidden[:, -1], logits[:, -1].float()
+            t_hat, p_hat = self.heads(hidden, logits)
+            step_t = (t_hat.squeeze(-1).float() * temperature).clamp(min=1e-4)
+            step_p = (p_hat.squeeze(-1).float() * top_p).clamp(max=1.0)
+            if temperature == 0:
+                token = logits.argmax(-1)
+            else:
+                probs = torch.softmax(logits / step_t[:, None], dim=-1)
+                probs = probs * hard_top_p_mask(probs, step_p)
+                token = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
+            token = torch.where(finished, torch.full_like(token, pad), token)
+            tokens.append(token)
+            temps.append(step_t)
+            tops.append(step_p)
+            if on_token is not None:
+                on_token(token, step_t, step_p)
+            finished |= torch.isin(token, eos_ids)
+            if finished.all():
+                break
+            step_ids = token[:, None]
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+        result = AutoDecoGeneration(sequences=torch.stack(tokens, dim=1))
+        if return_decoding_params:
+            result.temperatures, result.top_ps = torch.stack(temps, dim=1), torch.stack(tops, dim=1)
+        return result
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write the heads (safetensors, keys `temp_head.mlp.*`, `top_p_head.mlp.*`) and a config naming the base."""
+        from safetensors.torch import save
+
+        folder = Path(folder)
+        state = {f"temp_head.{k}": v for k, v in self.temp_head.state_dict().items()}
+        state |= {f"top_p_head.{k}": v for k, v in self.top_p_head.state_dict().items()}
+        atomic_write_bytes(folder / HEADS_NAME, save({k: v.contiguous() for k, v in state.items()}))
+        atomic_write_json(
+            folder / CONFIG_NAME,
+            {
+                "model_type": "autodeco",
+                "base_model_name_or_path": self.base_model_name_or_path,
+                "base_model_type": self.base_model.config.model_type,
+                "hidden_size": self.hidden_size,
+                "enable_temperature_head": True,
+                "enable_top_p_head": True,
+                "use_enhanced_features": True,
+            },
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, base_model: nn.Module | None = None, progress: bool = True
+    ) -> AutoDecoForCausalLM:
+        """Reattach saved heads to `base_model`, or to the base named in the saved config."""
+        from safetensors import safe_open
+
+        folder = Path(folder)
+        config_path, heads_path = folder / CONFIG_NAME, folder / HEADS_NAME
+        if not config_path.is_file() or not heads_path.is_file():
+            raise ModelLoadError(f"{folder}: not an AutoDeco heads folder (expected {CONFIG_NAME} and {HEADS_NAME})")
+        config = json.loads(config_path.read_text())
+        if base_model is None:
+            from frontier.models import load_causal_lm
+
+            base_model, _ = load_causal_lm(config["base_model_name_or_path"], progress=progress)
+        if base_model.config.hidden_size != config["hidden_size"]:
+            raise ConfigError(
+                f"{folder}: these heads were trained for hidden size {config['hidden_size']}, but the base model has "
+                f"hidden size {base_model.config.hidden_size}; load them with the base they were trained on "
+                f"({config.get('base_model_name_or_path') or 'the embedded SmolLM2'})"
+            )
+        model = cls(base_model, config["base_model_name_or_path"])
+        try:
+            with safe_open(heads_path, framework="pt") as handle:
+                state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        except Exception as exc:
+            raise ModelLoadError(f"{heads_path}: truncated or corrupt safetensors file ({exc})") from exc
+        model.temp_head.load_state_dict(
+            {k.removeprefix("temp_head."): v for k, v in state.items() if k.startswith("temp_head.")}
+        )
+        model.top_p_head.load_state_dict(
+            {k.removeprefix("top_p_head."): v for k, v in state.items() if k.startswith("top_p_head.")}
+        )
+        return model
