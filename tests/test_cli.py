@@ -77,3 +77,36 @@ def test_reproduce_lists_the_registered_experiments():
     result = run_cli("reproduce", "--list")
     assert result.returncode == 0
     assert "embedded-model" in result.stdout
+
+
+@pytest.fixture
+def untrained_heads(tmp_path, embedded_model):
+    """Freshly initialised AutoDeco heads for the embedded model (hidden 576), saved as a user's heads folder."""
+    import torch
+
+    from frontier.autodeco.modeling import AutoDecoForCausalLM
+
+    torch.manual_seed(0)
+    AutoDecoForCausalLM(embedded_model[0]).save_pretrained(tmp_path / "heads")
+    return tmp_path / "heads"
+
+
+def test_generate_with_autodeco_heads_streams_and_reports_parameters(model_cache_dir, untrained_heads):
+    result = run_cli("generate", "What is the capital of France?", "--decoding", "autodeco", "--heads",
+                     str(untrained_heads), "--temperature", "0", "--max-new-tokens", "16", "--show-params")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+    assert "mean predicted T" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--decoding", "autodeco"], "--decoding autodeco needs --heads"),
+     (["--heads", "somewhere"], "--heads is only used with --decoding autodeco"),
+     (["--decoding", "autodeco", "--heads", "/no/such/heads"], "not an AutoDeco heads folder")],
+    ids=["no-heads", "heads-without-autodeco", "missing-heads"],
+)  # fmt: skip
+def test_autodeco_bad_input_gives_one_line_error(model_cache_dir, args, expected):
+    result = run_cli("generate", "hi", *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], result.stderr

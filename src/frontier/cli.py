@@ -17,6 +17,7 @@ GENERATE_EXAMPLES = """examples:
   frontier generate "What is the capital of France?"
   frontier generate "Write a haiku about autumn" --temperature 0.8 --top-p 0.9 --seed 1
   frontier generate "Hello" --model path/to/saved_model_dir --max-new-tokens 32
+  frontier generate "Tell a story" --decoding autodeco --heads path/to/heads --show-params
 """
 
 REPRODUCE_EXAMPLES = """examples:
@@ -64,14 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("prompt", type=_nonempty_text, help="the user message; the chat template is applied")
     generate.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default: 256")
-    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    generate.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass in (0, 1]; default 1")
+    generate.add_argument(
+        "--temperature", type=float, default=None,
+        help="0 = greedy; default 0 for static decoding, 1 for autodeco (it multiplies the predicted T)",
+    )  # fmt: skip
+    generate.add_argument("--top-p", type=float, default=1.0, help="nucleus mass in (0, 1] (autodeco: × predicted p)")
     generate.add_argument("--seed", type=int, default=None, help="seed for sampling")
     generate.add_argument(
         "--model",
         default=None,
         help="a local .gguf file or save_pretrained folder (default: embedded SmolLM2)",
     )
+    generate.add_argument(
+        "--decoding", choices=["static", "autodeco"], default="static",
+        help="static: fixed temperature/top-p; autodeco: per-token T and p from AutoDeco heads (needs --heads)",
+    )  # fmt: skip
+    generate.add_argument("--heads", type=Path, default=None, help="folder written by AutoDecoForCausalLM")
+    generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
     generate.set_defaults(handler=run_generate)
 
     reproduce = commands.add_parser(
@@ -102,12 +112,64 @@ def run_generate(args: argparse.Namespace) -> int:
 
     from frontier.models import SamplingSettings, generate_chat, load_causal_lm
 
+    if args.decoding == "autodeco":
+        if args.heads is None:
+            raise ConfigError("--decoding autodeco needs --heads PATH (a folder written by AutoDecoForCausalLM)")
+        return _generate_autodeco(args)
+    if args.heads is not None:
+        raise ConfigError("--heads is only used with --decoding autodeco")
+    temperature = 0.0 if args.temperature is None else args.temperature
     settings = SamplingSettings(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+        max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p, seed=args.seed
     )
     model, tokenizer = load_causal_lm(args.model)
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     generate_chat(model, tokenizer, [args.prompt], settings, streamer=streamer)
+    return 0
+
+
+def _generate_autodeco(args: argparse.Namespace) -> int:
+    """Stream an AutoDeco answer; with --show-params each piece is coloured by its temperature (blue cold, red hot)."""
+    import torch
+    from rich.console import Console
+    from rich.text import Text
+
+    from frontier.autodeco.modeling import AutoDecoForCausalLM
+    from frontier.models import SamplingSettings, chat_inputs, load_causal_lm
+
+    temperature = 1.0 if args.temperature is None else args.temperature
+    SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
+    base, tokenizer = load_causal_lm(args.model)
+    model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
+    inputs = chat_inputs(tokenizer, [args.prompt])
+    console = Console(highlight=False)
+    generated: list[int] = []
+    printed = ""
+
+    def on_token(token: torch.Tensor, t: torch.Tensor, p: torch.Tensor) -> None:
+        nonlocal printed
+        generated.append(int(token[0]))
+        text = tokenizer.decode(generated, skip_special_tokens=True)
+        piece, printed = text[len(printed) :], text
+        if args.show_params:
+            heat = min(max(float(t[0]) / 2, 0.0), 1.0)  # T in (0, 2) → 0..1
+            colour = f"rgb({int(255 * heat)},60,{int(255 * (1 - heat))})"
+            console.print(Text(piece, style=colour), end="")
+        else:
+            print(piece, end="", flush=True)
+
+    out = model.generate(
+        inputs["input_ids"], inputs["attention_mask"], max_new_tokens=args.max_new_tokens, temperature=temperature,
+        top_p=args.top_p, seed=args.seed, eos_token_id=tokenizer.eos_token_id, return_decoding_params=True,
+        on_token=on_token,
+    )  # fmt: skip
+    print()
+    if args.show_params:
+        print(
+            f"mean predicted T {out.temperatures.mean():.3f}, p {out.top_ps.mean():.3f} "
+            f"over {out.temperatures.shape[1]} tokens",
+            file=sys.stderr,
+        )
     return 0
 
 
