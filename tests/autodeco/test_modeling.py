@@ -5,24 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from frontier.autodeco import soft_top_p
 from frontier.autodeco.modeling import HEADS_NAME, AutoDecoForCausalLM
 from frontier.errors import ConfigError, ModelLoadError
 
 
-def tiny_llama(hidden: int = 32, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=128, hidden_size=hidden, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, eos_token_id=2, pad_token_id=0, bos_token_id=1,
-    )  # fmt: skip
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture
-def model() -> AutoDecoForCausalLM:
+def model(tiny_llama) -> AutoDecoForCausalLM:
     torch.manual_seed(0)
     return AutoDecoForCausalLM(tiny_llama())
 
@@ -39,7 +29,7 @@ def test_base_is_frozen_and_only_heads_learn(model):
     assert all(p.grad is None for p in model.base_model.parameters())
 
 
-def test_heads_only_checkpoint_round_trip(model, tmp_path):
+def test_heads_only_checkpoint_round_trip(model, tmp_path, tiny_llama):
     model.save_pretrained(tmp_path)
     with safe_open(tmp_path / HEADS_NAME, framework="pt") as handle:
         keys = set(handle.keys())
@@ -50,13 +40,13 @@ def test_heads_only_checkpoint_round_trip(model, tmp_path):
     assert torch.equal(a.temperature, b.temperature) and torch.equal(a.top_p, b.top_p)
 
 
-def test_heads_for_another_hidden_size_are_refused(model, tmp_path):
+def test_heads_for_another_hidden_size_are_refused(model, tmp_path, tiny_llama):
     model.save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="hidden size 32, but the base model has hidden size 48"):
         AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=tiny_llama(hidden=48))
 
 
-def test_missing_or_corrupt_heads_folder(tmp_path, model):
+def test_missing_or_corrupt_heads_folder(tmp_path, model, tiny_llama):
     with pytest.raises(ModelLoadError, match="not an AutoDeco heads folder"):
         AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=tiny_llama())
     model.save_pretrained(tmp_path)

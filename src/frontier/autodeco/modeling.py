@@ -45,6 +45,15 @@ class AutoDecoGeneration:
     top_ps: torch.Tensor | None = None
 
 
+def predict_decoding_params(
+    temp_head: TemperatureHead, top_p_head: TopPHead, hidden: torch.Tensor, logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T̂, P̂). The top-p head sees T̂ detached, as the reference HF code feeds it (the Megatron port does not)."""
+    hidden = hidden.to(temp_head.mlp[0].weight.dtype)
+    temperature = temp_head(hidden)
+    return temperature, top_p_head(hidden, temperature.detach(), logits)
+
+
 class AutoDecoForCausalLM(nn.Module):
     """A frozen causal LM plus the temperature and top-p heads.
 
@@ -78,10 +87,8 @@ class AutoDecoForCausalLM(nn.Module):
         return out.hidden_states[-1], out.logits, getattr(out, "cache", None)
 
     def heads(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(T̂, P̂), each [..., 1]. The top-p head sees T̂ detached, as the reference HF code feeds it."""
-        hidden = hidden.to(self.temp_head.mlp[0].weight.dtype)
-        temperature = self.temp_head(hidden)
-        return temperature, self.top_p_head(hidden, temperature.detach(), logits)
+        """(T̂, P̂), each [..., 1], for final hidden states [..., H] and logits [..., V]."""
+        return predict_decoding_params(self.temp_head, self.top_p_head, hidden, logits)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AutoDecoOutput:
         hidden, logits, _ = self.base_forward(input_ids, attention_mask)
