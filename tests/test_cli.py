@@ -110,3 +110,32 @@ def test_autodeco_bad_input_gives_one_line_error(model_cache_dir, args, expected
     result = run_cli("generate", "hi", *args)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_autodeco_train_writes_heads_that_generate_can_use(model_cache_dir, embedded_model, tmp_path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"prompt": "What is 2+3?", "completion": "5"}\n{"prompt": "What is 4+4?", "completion": "8"}\n')
+    args = ["autodeco", "train", "--data", str(data), "--output", str(tmp_path / "heads"), "--steps", "2",
+            "--batch-size", "2", "--checkpoint-every", "1"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "heads" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert "temperature loss" in result.stderr and "top_p loss" in result.stderr
+    answer = run_cli("generate", "What is the capital of France?", "--decoding", "autodeco", "--heads",
+                     str(tmp_path / "heads"), "--temperature", "0", "--max-new-tokens", "12")  # fmt: skip
+    assert answer.returncode == 0 and "Paris" in answer.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "no such file"), ("{not json\n", ":1: not valid JSON"), ('{"prompt": "x"}\n', ":1: expected an object"),
+     ("\n", "no examples")],
+    ids=["missing", "bad-json", "missing-field", "empty"],
+)  # fmt: skip
+def test_autodeco_train_bad_data_gives_one_line_error(tmp_path, content, expected):
+    data = tmp_path / "train.jsonl"
+    if content is not None:
+        data.write_text(content)
+    result = run_cli("autodeco", "train", "--data", str(data), "--output", str(tmp_path / "out"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], result.stderr

@@ -20,6 +20,12 @@ GENERATE_EXAMPLES = """examples:
   frontier generate "Tell a story" --decoding autodeco --heads path/to/heads --show-params
 """
 
+AUTODECO_TRAIN_EXAMPLES = """examples:
+  frontier autodeco train --data solutions.jsonl --output heads/            # embedded SmolLM2 as the base
+  frontier autodeco train --data solutions.jsonl --output heads/ --steps 50 --train temperature
+  accelerate launch -m frontier.cli autodeco train --data solutions.jsonl --output heads/
+"""
+
 REPRODUCE_EXAMPLES = """examples:
   frontier reproduce                       # every experiment, quick mode (minutes on a laptop)
   frontier reproduce --full                # full measurements (slow on a CPU)
@@ -83,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--heads", type=Path, default=None, help="folder written by AutoDecoForCausalLM")
     generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
     generate.set_defaults(handler=run_generate)
+
+    autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
+    autodeco_commands = autodeco.add_subparsers(
+        dest="autodeco_command", metavar="COMMAND", parser_class=OneLineErrorParser
+    )
+    train = autodeco_commands.add_parser(
+        "train",
+        help="train temperature/top-p heads on a JSONL of {prompt, completion} (base frozen; resumes from --output)",
+        epilog=AUTODECO_TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--data", type=Path, required=True, help="JSONL file, one {prompt, completion} object a line")
+    train.add_argument("--output", type=Path, required=True, help="folder for checkpoints and the final heads")
+    train.add_argument("--model", default=None, help="base model (default: embedded SmolLM2)")
+    train.add_argument("--steps", type=_positive_int, default=400)
+    train.add_argument("--batch-size", type=_positive_int, default=8)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=_positive_int, default=100)
+    train.add_argument("--no-dft-weighting", action="store_true", help="do not weight tokens by the base's probability")
+    train.add_argument("--easy-token-drop", type=float, default=0.6, help="share of easy tokens dropped (default 0.6)")
+    train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
+    train.set_defaults(handler=run_autodeco_train)
 
     reproduce = commands.add_parser(
         "reproduce",
@@ -173,6 +202,64 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_jsonl_pairs(path: Path) -> list[dict[str, str]]:
+    """{prompt, completion} objects from a JSONL file; a bad line is reported with its number."""
+    import json
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; pass a JSONL file with one {{prompt, completion}} object per line")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not item.get("prompt") or not item.get("completion"):
+            raise ConfigError(f"{path}:{number}: expected an object with non-empty 'prompt' and 'completion'")
+        pairs.append(item)
+    if not pairs:
+        raise ConfigError(f"{path}: no examples in the file")
+    return pairs
+
+
+def run_autodeco_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from frontier.autodeco.loss import AutoDecoLossConfig
+    from frontier.autodeco.modeling import AutoDecoForCausalLM
+    from frontier.autodeco.training import TrainConfig, cache_features, encode_examples, train_heads
+    from frontier.console import progress_steps
+    from frontier.models import load_causal_lm
+
+    loss = AutoDecoLossConfig(
+        train_temperature=args.train in ("both", "temperature"),
+        train_top_p=args.train in ("both", "top-p"),
+        dft_weighting=not args.no_dft_weighting,
+        easy_token_drop=args.easy_token_drop,
+    )
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, loss=loss,
+    )  # fmt: skip
+    pairs = read_jsonl_pairs(args.data)
+    base, tokenizer = load_causal_lm(args.model)
+    torch.manual_seed(args.seed)  # the heads' initial weights
+    model = AutoDecoForCausalLM(base, args.model)
+    examples = encode_examples(tokenizer, pairs)
+    with progress_steps("caching base features", total=1) as advance:
+        features = cache_features(model, examples)
+        advance()
+    history = train_heads(model, features, config, args.output)
+    model.save_pretrained(args.output)
+    if history:
+        last = history[-1]
+        print("final step: " + ", ".join(f"{k} loss {v:.4f}" for k, v in last.items()), file=sys.stderr)
+    print(f"heads saved to {args.output}", file=sys.stderr)
+    return 0
+
+
 def run_reproduce(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -228,7 +315,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
+    if args.command is None or (args.command == "autodeco" and args.autodeco_command is None):
         parser.print_help()
         return 2
     try:
