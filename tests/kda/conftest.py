@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
+
+from frontier.errors import BackendUnavailableError
+from frontier.kda.dispatch import load_fla_naive
 
 
 def make_kda_inputs(
@@ -27,15 +27,11 @@ def make_kda_inputs(
 
 @pytest.fixture(scope="session")
 def fla_naive():
-    """fla's own naive.py, loaded by file path: importing `fla.ops` would import Triton, which has no CPU driver."""
-    spec = importlib.util.find_spec("fla")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("flash-linear-attention is not installed (it is in the dev extras: pip install -e '.[dev]')")
-    path = Path(next(iter(spec.submodule_search_locations))) / "ops" / "kda" / "naive.py"
-    module_spec = importlib.util.spec_from_file_location("fla_kda_naive", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    """fla's own naive.py, loaded by path (never through `fla.ops`, which would import Triton)."""
+    try:
+        return load_fla_naive()
+    except BackendUnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

@@ -8,12 +8,29 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 
+from frontier.errors import BackendUnavailableError
 from frontier.kda import chunk as torch_chunk
 from frontier.kda import recurrent as torch_recurrent
 from frontier.kda.checks import check_kda_inputs
+
+
+def load_fla_naive() -> ModuleType:
+    """fla's `ops/kda/naive.py` (its plain-PyTorch references), loaded by file path: importing `fla.ops` would
+    import Triton, which has no CPU driver. Used as an independent oracle by tests and benchmarks."""
+    spec = importlib.util.find_spec("fla")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailableError(
+            "flash-linear-attention is not installed; it is in the dev extras: pip install -e '.[dev]'"
+        )
+    path = f"{next(iter(spec.submodule_search_locations))}/ops/kda/naive.py"
+    file_spec = importlib.util.spec_from_file_location("fla_kda_naive", path)
+    module = importlib.util.module_from_spec(file_spec)
+    file_spec.loader.exec_module(module)
+    return module
 
 
 def fla_kernel(name: str, q: torch.Tensor) -> Callable | None:

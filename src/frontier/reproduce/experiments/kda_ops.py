@@ -13,7 +13,6 @@ from another process slows the ops alike and a burst of it spoils one pass, whic
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import sys
@@ -25,8 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from frontier.console import progress_steps
-from frontier.errors import BackendUnavailableError, ConfigError
+from frontier.errors import ConfigError
 from frontier.kda.chunk import chunk_kda
+from frontier.kda.dispatch import load_fla_naive
 from frontier.reproduce.plots import line_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 
@@ -83,24 +83,10 @@ def _make_inputs(length: int) -> _Inputs:
     return _Inputs(*leaves, *heads, grad_out=torch.randn(shape))
 
 
-def _load_fla_naive_chunk_kda() -> Callable:
-    """fla's `naive_chunk_kda`, loaded from its file: `import fla.ops...` would import Triton (no CPU driver)."""
-    spec = importlib.util.find_spec("fla")
-    if spec is None:
-        raise BackendUnavailableError(
-            "flash-linear-attention is not installed; it provides the reference: pip install -e '.[dev]'"
-        )
-    root = spec.submodule_search_locations[0]
-    file_spec = importlib.util.spec_from_file_location("fla_kda_naive", f"{root}/ops/kda/naive.py")
-    module = importlib.util.module_from_spec(file_spec)
-    file_spec.loader.exec_module(module)
-    return module.naive_chunk_kda
-
-
 def _ops() -> list[_Op]:
     from transformers.models.kimi_linear.modeling_kimi_linear import chunk_kimi_delta_attention
 
-    fla_naive = _load_fla_naive_chunk_kda()
+    fla_naive = load_fla_naive().naive_chunk_kda
     return [
         _Op(OURS, "frontier chunk_kda", lambda x: chunk_kda(x.q, x.k, x.v, x.g, x.beta)[0], slow=False),
         _Op(FLA, "fla naive_chunk_kda", lambda x: fla_naive(x.q, x.k, x.v, x.g, x.beta)[0], slow=True),
