@@ -7,8 +7,9 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from frontier.autodeco.soft_top_p import hard_top_p_mask, soft_top_p
+from frontier.autodeco.soft_top_p import soft_top_p
 from frontier.errors import ConfigError
+from frontier.models.sampling import hard_top_p_mask
 
 
 def _distribution(seed: int, vocab: int, sharpness: float) -> torch.Tensor:

@@ -3,7 +3,8 @@
 from frontier.autodeco.heads import TemperatureHead, TopPHead, distribution_statistics, head_parameter_count
 from frontier.autodeco.loss import AutoDecoLossConfig, autodeco_loss
 from frontier.autodeco.modeling import AutoDecoForCausalLM, AutoDecoGeneration, AutoDecoOutput
-from frontier.autodeco.soft_top_p import hard_top_p_mask, soft_top_p
+from frontier.autodeco.soft_top_p import soft_top_p
+from frontier.models.sampling import hard_top_p_mask
 
 __all__ = [
     "AutoDecoForCausalLM",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +17,9 @@ import torch
 from torch import nn
 
 from frontier.autodeco.heads import TemperatureHead, TopPHead
-from frontier.autodeco.soft_top_p import hard_top_p_mask
 from frontier.errors import ConfigError, ModelLoadError
 from frontier.io import atomic_write_bytes, atomic_write_json
+from frontier.models.sampling import DecodingParamsFn, OnToken, prefill, sample
 
 CONFIG_NAME = "autodeco_config.json"
 HEADS_NAME = "autodeco_heads.safetensors"
@@ -77,12 +76,15 @@ class AutoDecoForCausalLM(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.temp_head.parameters(), *self.top_p_head.parameters()]
 
-    def base_forward(self, input_ids, attention_mask=None, cache=None, position_ids=None):
-        """The frozen base without gradients: (final-norm hidden states [B, T, H], logits [B, T, V], cache)."""
+    def base_forward(self, input_ids, attention_mask=None, cache=None, position_ids=None, logits_to_keep: int = 0):
+        """The frozen base without gradients: (final-norm hidden states [B, T, H], logits [B, T, V], cache).
+
+        logits_to_keep=k > 0 computes logits for the last k positions only (the LM head is most of a small model).
+        """
         with torch.no_grad():
             out = self.base_model(
                 input_ids=input_ids, attention_mask=attention_mask, cache=cache, position_ids=position_ids,
-                use_cache=cache is not None, output_hidden_states=True,
+                use_cache=cache is not None, output_hidden_states=True, logits_to_keep=logits_to_keep,
             )  # fmt: skip
         return out.hidden_states[-1], out.logits, getattr(out, "cache", None)
 
@@ -94,6 +96,15 @@ class AutoDecoForCausalLM(nn.Module):
         hidden, logits, _ = self.base_forward(input_ids, attention_mask)
         temperature, top_p = self.heads(hidden, logits)
         return AutoDecoOutput(logits=logits, temperature=temperature, top_p=top_p)
+
+    def decoding_params(self, temperature: float = 1.0, top_p: float = 1.0) -> DecodingParamsFn:
+        """Per-token (T, p) = (T̂ × temperature, min(1, P̂ × top_p)), how the reference server combines them (§2.2)."""
+
+        def params(hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            t_hat, p_hat = self.heads(hidden, logits)
+            return t_hat.squeeze(-1).float() * temperature, (p_hat.squeeze(-1).float() * top_p).clamp(max=1.0)
+
+        return params
 
     @torch.no_grad()
     def generate(
@@ -107,63 +118,29 @@ class AutoDecoForCausalLM(nn.Module):
         pad_token_id: int | None = None,
         seed: int | None = None,
         return_decoding_params: bool = False,
-        on_token: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+        on_token: OnToken | None = None,
     ) -> AutoDecoGeneration:
         """Sample with the heads: each token at T = T̂ × temperature and p = min(1, P̂ × top_p) (paper §2.2).
 
         temperature = 0 gives greedy decoding (the heads are then ignored). input_ids [B, S] may be left-padded with
         attention_mask [B, S]. `on_token(tokens [B], T [B], p [B])` is called after every step (streaming).
         """
-        if max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens}")
-        if temperature < 0 or not 0 < top_p <= 1:
+        if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
             raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1, got temperature={temperature}, top_p={top_p}")
-        config = self.base_model.config
-        eos = eos_token_id if eos_token_id is not None else config.eos_token_id
-        eos_ids = torch.tensor([eos] if isinstance(eos, int) else list(eos or []), device=input_ids.device)
-        pad = (
-            pad_token_id
-            if pad_token_id is not None
-            else (config.pad_token_id or (eos_ids[0].item() if len(eos_ids) else 0))
-        )
         generator = torch.Generator(device=input_ids.device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
-
-        B = input_ids.shape[0]
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=config)
-        step_ids, positions = input_ids, (mask.cumsum(-1) - 1).clamp(min=0)
-        finished = torch.zeros(B, dtype=torch.bool, device=input_ids.device)
-        tokens, temps, tops = [], [], []
-        for _ in range(max_new_tokens):
-            hidden, logits, cache = self.base_forward(step_ids, mask, cache, positions)
-            hidden, logits = hidden[:, -1], logits[:, -1].float()
-            t_hat, p_hat = self.heads(hidden, logits)
-            step_t = (t_hat.squeeze(-1).float() * temperature).clamp(min=1e-4)
-            step_p = (p_hat.squeeze(-1).float() * top_p).clamp(max=1.0)
-            if temperature == 0:
-                token = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / step_t[:, None], dim=-1)
-                probs = probs * hard_top_p_mask(probs, step_p)
-                token = torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
-            token = torch.where(finished, torch.full_like(token, pad), token)
-            tokens.append(token)
-            temps.append(step_t)
-            tops.append(step_p)
-            if on_token is not None:
-                on_token(token, step_t, step_p)
-            finished |= torch.isin(token, eos_ids)
-            if finished.all():
-                break
-            step_ids = token[:, None]
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            positions = positions[:, -1:] + 1
-        result = AutoDecoGeneration(sequences=torch.stack(tokens, dim=1))
+        if seed is None:
+            generator.seed()  # fresh entropy without touching the global RNG
+        else:
+            generator.manual_seed(seed)
+        # Greedy decoding ignores the heads, but the T̂ and P̂ reported with its tokens are still the heads' own.
+        out = sample(
+            self.base_model, prefill(self.base_model, input_ids, attention_mask),
+            self.decoding_params(temperature or 1.0, top_p), max_new_tokens, greedy=temperature == 0,
+            eos_token_id=eos_token_id, pad_token_id=pad_token_id, generator=generator, on_token=on_token,
+        )  # fmt: skip
+        result = AutoDecoGeneration(sequences=out.tokens)
         if return_decoding_params:
-            result.temperatures, result.top_ps = torch.stack(temps, dim=1), torch.stack(tops, dim=1)
+            result.temperatures, result.top_ps = out.temperatures, out.top_ps
         return result
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -215,10 +192,9 @@ class AutoDecoForCausalLM(nn.Module):
                 state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
         except Exception as exc:
             raise ModelLoadError(f"{heads_path}: truncated or corrupt safetensors file ({exc})") from exc
-        model.temp_head.load_state_dict(
-            {k.removeprefix("temp_head."): v for k, v in state.items() if k.startswith("temp_head.")}
-        )
-        model.top_p_head.load_state_dict(
-            {k.removeprefix("top_p_head."): v for k, v in state.items() if k.startswith("top_p_head.")}
-        )
+        for prefix, head in (("temp_head.", model.temp_head), ("top_p_head.", model.top_p_head)):
+            try:
+                head.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+            except RuntimeError as exc:
+                raise ModelLoadError(f"{heads_path}: not AutoDeco heads for this base ({exc})") from exc
         return model

@@ -1,4 +1,5 @@
-"""Nucleus (top-p) filtering, hard for sampling and soft for training (AutoDeco, arXiv 2510.26697, §2.1, Eqs. 1-3).
+"""Soft nucleus (top-p) filtering for training (AutoDeco, arXiv 2510.26697, §2.1, Eqs. 1-3); the hard one that
+sampling uses is `frontier.models.sampling.hard_top_p_mask`.
 
 Hard top-p keeps the smallest set of most likely tokens whose mass reaches p. It is a step function of p, so no
 gradient reaches a predicted p through it. The soft version multiplies each token by exp(−α · relu(c − p)), with c the
@@ -38,15 +39,3 @@ def soft_top_p(probs: torch.Tensor, top_p: torch.Tensor | float, steepness: floa
     weight = torch.empty_like(sorted_weight).scatter_(-1, order, sorted_weight)
     kept = probs * weight
     return (kept / (kept.sum(-1, keepdim=True) + NORMALISER_EPS)).to(dtype)
-
-
-def hard_top_p_mask(probs: torch.Tensor, top_p: torch.Tensor | float) -> torch.Tensor:
-    """Boolean [..., V]: the standard nucleus, tokens whose mass ranked above them is below p (the top-1 always)."""
-    top_p = torch.as_tensor(top_p, dtype=probs.dtype, device=probs.device)
-    if top_p.dim() == probs.dim() - 1:
-        top_p = top_p.unsqueeze(-1)
-    sorted_probs, order = probs.sort(dim=-1, descending=True)
-    mass_above = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_keep = mass_above < top_p
-    sorted_keep[..., 0] = True
-    return torch.empty_like(sorted_keep).scatter_(-1, order, sorted_keep)

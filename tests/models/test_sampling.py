@@ -1,0 +1,60 @@
+"""The shared sampling loop: shared prefills, rows leaving the batch at EOS, seeding and the nucleus."""
+
+from __future__ import annotations
+
+import torch
+
+from frontier.models.sampling import hard_top_p_mask, prefill, sample, sample_next, static_params
+
+
+def _tiny(tiny_llama):
+    return tiny_llama()
+
+
+def test_a_row_that_stops_early_does_not_change_the_others(tiny_llama):
+    model = _tiny(tiny_llama)
+    ids = torch.randint(3, 128, (3, 6), generator=torch.Generator().manual_seed(0))
+    free = sample(model, prefill(model, ids), static_params(0, 1), 12, greedy=True, eos_token_id=[])
+    stop_id = int(free.tokens[1, 2])  # row 1 stops at its third token
+    out = sample(model, prefill(model, ids), static_params(0, 1), 12, greedy=True, eos_token_id=stop_id, pad_token_id=0)
+    for row in range(3):
+        hits = (free.tokens[row] == stop_id).nonzero()
+        end = int(hits[0]) + 1 if len(hits) else 12
+        assert torch.equal(out.tokens[row, :end], free.tokens[row, :end])
+        assert (out.tokens[row, end:] == 0).all() and out.temperatures[row, end:].isnan().all()
+    assert not out.temperatures[0, :3].isnan().any()
+
+
+def test_repeat_shares_one_prefill_and_leaves_it_reusable(tiny_llama):
+    model = _tiny(tiny_llama)
+    ids = torch.randint(3, 128, (2, 5), generator=torch.Generator().manual_seed(1))
+    start = prefill(model, ids)
+    shared = sample(model, start.repeat(3), static_params(0, 1), 6, greedy=True, eos_token_id=[])
+    again = sample(model, start.repeat(1), static_params(0, 1), 6, greedy=True, eos_token_id=[])
+    separate = sample(model, prefill(model, ids.repeat_interleave(3, 0)), static_params(0, 1), 6, greedy=True,
+                      eos_token_id=[])  # fmt: skip
+    assert torch.equal(shared.tokens, separate.tokens)
+    assert torch.equal(again.tokens, shared.tokens[::3])
+
+
+def test_sampling_is_seeded_and_reports_its_parameters(tiny_llama):
+    model = _tiny(tiny_llama)
+    ids = torch.randint(3, 128, (4, 5), generator=torch.Generator().manual_seed(2))
+
+    def run(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return sample(model, prefill(model, ids), static_params(0.8, 0.9), 8, eos_token_id=[], generator=generator)
+
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a.tokens, b.tokens) and not torch.equal(a.tokens, c.tokens)
+    assert torch.allclose(a.temperatures, torch.full((4, 8), 0.8)) and torch.allclose(a.top_ps, torch.full((4, 8), 0.9))
+
+
+def test_sample_next_stays_inside_the_nucleus():
+    logits = torch.tensor([[3.0, 2.0, 1.0, -1.0, -2.0]]).repeat(500, 1)
+    probs = torch.softmax(logits, -1)
+    generator = torch.Generator().manual_seed(0)
+    for p in (0.1, 0.7, 0.9):
+        allowed = hard_top_p_mask(probs[:1], p)[0].nonzero().flatten().tolist()
+        drawn = sample_next(logits, torch.ones(500), torch.full((500,), p), generator)
+        assert set(drawn.tolist()) == set(allowed)  # 500 draws hit every allowed token and nothing else
