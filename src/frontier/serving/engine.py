@@ -1,0 +1,198 @@
+"""The part of the server that touches the model: one generation at a time, streamed piece by piece.
+
+Every request becomes a `Job` that `Engine.run` executes on a worker thread through `frontier.models.sampling`, so
+the server, `frontier generate` and the evaluations share one sampling loop. The loop's `on_token` callback turns
+each step into text `Piece`s (for streaming), applies stop sequences and aborts the loop when every choice is done
+or the client went away, which is what frees the lock for the next request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from frontier.models.sampling import prefill, sample, static_params
+
+# A decoded prefix ending in this is cut inside a multi-byte character: wait for the next token.
+REPLACEMENT_CHAR = "\ufffd"
+
+
+class GenerationCancelled(Exception):
+    """The client disconnected; the sampling loop was stopped early."""
+
+
+class _AllChoicesDone(Exception):
+    """Raised from on_token to leave the sampling loop once every choice has stopped (EOS, stop string, length)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request: token ids per prompt, and how to sample `n` choices for each (temperature 0 = greedy)."""
+
+    prompts: list[list[int]]
+    max_tokens: int
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Piece:
+    """New text of choice `index` after one token, the (T, p) that token was drawn with, and why it ended if it did.
+
+    `text` may be empty (the token finished a partial character, or could begin a stop sequence).
+    """
+
+    index: int
+    text: str
+    temperature: float
+    top_p: float
+    finish_reason: str | None = None
+
+
+@dataclass
+class Choice:
+    """One choice as it grows: its text (cut before any stop sequence) and every token with its (T, p), EOS included."""
+
+    index: int
+    text: str = ""
+    finish_reason: str | None = None
+    tokens: list[int] = field(default_factory=list)
+    temperatures: list[float] = field(default_factory=list)
+    top_ps: list[float] = field(default_factory=list)
+    emitted: int = 0  # characters of `text` already handed out as pieces
+
+    def held_back(self, stop: Sequence[str]) -> int:
+        """How many trailing characters not to stream yet: a split character, or a possible start of a stop string."""
+        longest = len(self.text) - len(self.text.rstrip(REPLACEMENT_CHAR))
+        for s in stop:
+            for size in range(min(len(s) - 1, len(self.text)), longest, -1):
+                if self.text.endswith(s[:size]):
+                    longest = size
+                    break
+        return longest
+
+
+class Engine:
+    """Runs jobs on `model` (and AutoDeco heads, if any) one at a time; safe to call from many threads."""
+
+    def __init__(self, model, tokenizer, autodeco=None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.autodeco = autodeco
+        self.max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.cancelled = 0  # generations stopped because the client left (for logs and tests)
+        self._lock = threading.Lock()  # one generation at a time
+        # Fast tokenizers raise "Already borrowed" when used from two threads at once.
+        self._tokenizer_lock = threading.Lock()
+
+    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+        with self._tokenizer_lock:
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            # The template already holds the special tokens (as `chat_inputs` does).
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def encode_text(self, text: str) -> list[int]:
+        with self._tokenizer_lock:
+            return self.tokenizer(text)["input_ids"]
+
+    def _decode(self, tokens: list[int]) -> str:
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _decoding_params(self, temperature: float, top_p: float):
+        if self.autodeco is None:
+            return static_params(temperature, top_p)
+        # Greedy ignores T; report the heads' own predictions rather than T̂ × 0.
+        return self.autodeco.decoding_params(temperature if temperature > 0 else 1.0, top_p)
+
+    def run(
+        self,
+        job: Job,
+        on_piece: Callable[[Piece], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Choice]:
+        """Generate every choice of `job`; choice i*n + j is sample j of prompt i. Blocks while another job runs.
+
+        Raises `GenerationCancelled` if `cancel` is set before the job finishes.
+        """
+        choices = [Choice(index) for index in range(len(job.prompts) * job.n)]
+        device = self.model.device
+        eos = set(self.eos_ids)
+
+        def on_token(tokens: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor) -> None:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled
+            for row, choice in enumerate(choices):
+                if choice.finish_reason is None:
+                    piece = self._step(choice, int(tokens[row]), float(temperature[row]), float(top_p[row]), job, eos)
+                    if on_piece is not None:
+                        on_piece(piece)
+            if all(choice.finish_reason is not None for choice in choices):
+                raise _AllChoicesDone
+
+        with self._lock:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled
+            ids, mask = _left_pad(job.prompts, self.pad_id, device)
+            generator = None
+            if job.seed is not None:
+                generator = torch.Generator(device=device).manual_seed(job.seed)
+            try:
+                prefix = prefill(self.model, ids, mask)
+                sample(
+                    self.model, prefix.repeat(job.n) if job.n > 1 else prefix,
+                    self._decoding_params(job.temperature, job.top_p), job.max_tokens, greedy=job.temperature == 0,
+                    eos_token_id=self.eos_ids, pad_token_id=self.pad_id, generator=generator, on_token=on_token,
+                )  # fmt: skip
+            except _AllChoicesDone:
+                pass
+            except GenerationCancelled:
+                self.cancelled += 1
+                raise
+        return choices
+
+    def _step(self, choice: Choice, token: int, temperature: float, top_p: float, job: Job, eos: set[int]) -> Piece:
+        """Add one token to `choice`; returns the text that is now safe to show."""
+        choice.tokens.append(token)
+        choice.temperatures.append(temperature)
+        choice.top_ps.append(top_p)
+        if token in eos:
+            choice.finish_reason = "stop"
+        else:
+            choice.text = self._decode(choice.tokens)  # the whole prefix: pieces of a character join up
+            cut = min((i for i in (choice.text.find(s) for s in job.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                choice.text, choice.finish_reason = choice.text[:cut], "stop"
+            elif len(choice.tokens) >= job.max_tokens:
+                choice.finish_reason = "length"
+        end = len(choice.text) if choice.finish_reason else len(choice.text) - choice.held_back(job.stop)
+        text = choice.text[choice.emitted : end] if end > choice.emitted else ""
+        choice.emitted = max(choice.emitted, end)
+        return Piece(choice.index, text, temperature, top_p, choice.finish_reason)
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a turn: the generation config's (as `model.generate` uses) and the tokenizer's."""
+    ids: list[int] = []
+    generation_config = getattr(model, "generation_config", None)
+    for source in (getattr(generation_config, "eos_token_id", None), model.config.eos_token_id, tokenizer.eos_token_id):
+        for token in [source] if isinstance(source, int) else source or []:
+            if token not in ids:
+                ids.append(int(token))
+    return ids or [0]
+
+
+def _left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad so every prompt ends at the last column, which batched decoding needs."""
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+    return ids, mask

@@ -1,0 +1,80 @@
+"""Load a model (and optional AutoDeco heads) and serve it with uvicorn: what `frontier serve` runs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from frontier.errors import ConfigError, ModelLoadError
+from frontier.serving.app import DEFAULT_MAX_TOKENS_LIMIT, create_app
+
+EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
+
+
+def default_model_name(model: str | os.PathLike | None) -> str:
+    """The name clients send as `model`: the embedded model's short name, else the folder or file name."""
+    if model is None:
+        return EMBEDDED_MODEL_NAME
+    path = Path(model).expanduser().resolve()
+    return path.stem if path.suffix == ".gguf" else path.name
+
+
+def check_heads_folder(heads: str | os.PathLike) -> None:
+    """Fail before the (slow) model load if `heads` is not a folder of saved AutoDeco heads."""
+    from frontier.autodeco.modeling import CONFIG_NAME, HEADS_NAME
+
+    folder = Path(heads)
+    if not folder.is_dir():
+        raise ModelLoadError(f"{folder}: no such folder; pass the --output folder of `frontier autodeco train`")
+    missing = [name for name in (CONFIG_NAME, HEADS_NAME) if not (folder / name).is_file()]
+    if missing:
+        raise ModelLoadError(
+            f"{folder}: not an AutoDeco heads folder (missing {', '.join(missing)}); pass the --output folder of "
+            "`frontier autodeco train`"
+        )
+
+
+def build_app(
+    model: str | os.PathLike | None = None,
+    heads: str | os.PathLike | None = None,
+    served_model_name: str | None = None,
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    progress: bool = True,
+) -> FastAPI:
+    """Load `model` (None = the embedded SmolLM2) and, if given, the AutoDeco heads in `heads`; return the app."""
+    from frontier.models import load_causal_lm
+
+    if max_tokens_limit < 1:
+        raise ConfigError(f"max_tokens_limit must be a positive integer, got {max_tokens_limit!r}")
+    if heads is not None:
+        check_heads_folder(heads)
+    base, tokenizer = load_causal_lm(model, progress=progress)
+    autodeco = None
+    if heads is not None:
+        from frontier.autodeco.modeling import AutoDecoForCausalLM
+
+        autodeco = AutoDecoForCausalLM.from_pretrained(heads, base_model=base)
+    name = served_model_name or default_model_name(model)
+    return create_app(base, tokenizer, name, autodeco, max_tokens_limit=max_tokens_limit)
+
+
+def serve(
+    model: str | os.PathLike | None = None,
+    heads: str | os.PathLike | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    served_model_name: str | None = None,
+    max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    log_level: str = "info",
+) -> None:
+    """Serve until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    app = build_app(model, heads, served_model_name, max_tokens_limit)
+    decoding = f"AutoDeco heads from {heads}" if heads is not None else "static temperature/top-p"
+    print(f"serving {app.state.model_name!r} ({decoding}) at http://{host}:{port}/v1", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
