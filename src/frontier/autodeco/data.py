@@ -1,0 +1,106 @@
+"""`frontier autodeco make-data`: the base model's own correct solutions, by rejection sampling (paper §3.1).
+
+For each generated problem the base samples a few answers at its default setting; those whose final answer checks
+out are kept as {prompt, completion} training pairs. Every sample (kept or not) is appended to `<output>.partial`
+as it is drawn, so an interrupted run resumes where it stopped; the output file is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from frontier.autodeco.problems import Problem
+from frontier.console import progress_steps
+from frontier.errors import ConfigError
+from frontier.io import atomic_write_text
+from frontier.models.generation import chat_inputs
+from frontier.models.sampling import prefill, sample, static_params
+
+
+@dataclass
+class MakeDataSummary:
+    problems: int
+    samples: int
+    kept: int
+    accuracy_by_family: dict[str, float] = field(default_factory=dict)
+
+
+def _read_partial(path: Path) -> list[dict]:
+    """Records of an interrupted run; a last line cut mid-write is ignored."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def make_data(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    output: str | Path,
+    samples_per_problem: int = 4,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+) -> MakeDataSummary:
+    """Sample the base on `problems`, keep the distinct correct completions, write them as JSONL to `output`."""
+    if samples_per_problem < 1 or batch_size < 1:
+        raise ConfigError("samples_per_problem and batch_size must be positive integers")
+    output = Path(output)
+    partial = output.with_name(output.name + ".partial")
+    records = _read_partial(partial)
+    # A problem counts as done only with all its samples; a batch cut short is drawn again.
+    counts = Counter(r["problem_index"] for r in records)
+    done = {i for i, n in counts.items() if n == samples_per_problem}
+    records = [r for r in records if r["problem_index"] in done]
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(partial, "".join(json.dumps(r) + "\n" for r in records))
+    problems_per_batch = max(1, batch_size // samples_per_problem)
+    batches = [list(range(i, min(i + problems_per_batch, len(problems))))
+               for i in range(0, len(problems), problems_per_batch)]  # fmt: skip
+    with partial.open("a") as sink, progress_steps("sampling the base", len(batches), progress) as advance:
+        for number, indices in enumerate(batches):
+            todo = [i for i in indices if i not in done]
+            if todo:
+                # The seed depends on the batch number only, so a resumed run draws what the first run would have.
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+                inputs = chat_inputs(tokenizer, [problems[i].prompt for i in todo])
+                start = prefill(model, inputs["input_ids"], inputs["attention_mask"]).repeat(samples_per_problem)
+                out = sample(model, start, static_params(temperature, top_p), max_new_tokens,
+                             eos_token_id=tokenizer.eos_token_id, generator=generator)  # fmt: skip
+                texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+                for row, text in enumerate(texts):
+                    problem = problems[todo[row // samples_per_problem]]
+                    record = {"problem_index": todo[row // samples_per_problem], "prompt": problem.prompt,
+                              "completion": text.strip(), "answer": problem.answer, "family": problem.family,
+                              "correct": problem.is_correct(text)}  # fmt: skip
+                    records.append(record)
+                    sink.write(json.dumps(record) + "\n")
+                sink.flush()
+            advance()
+    kept, seen = [], set()
+    for record in records:
+        key = (record["problem_index"], record["completion"])
+        if record["correct"] and record["completion"] and key not in seen:
+            seen.add(key)
+            kept.append({k: record[k] for k in ("prompt", "completion", "answer", "family")})
+    atomic_write_text(output, "".join(json.dumps(item) + "\n" for item in kept))
+    partial.unlink()
+    totals, correct = Counter(r["family"] for r in records), Counter(r["family"] for r in records if r["correct"])
+    return MakeDataSummary(
+        problems=len(problems), samples=len(records), kept=len(kept),
+        accuracy_by_family={family: correct[family] / totals[family] for family in sorted(totals)},
+    )  # fmt: skip

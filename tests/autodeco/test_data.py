@@ -1,0 +1,53 @@
+"""make-data: rejection sampling keeps only correct answers, and an interrupted run resumes to the same file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import frontier.autodeco.data as data_module
+from frontier.autodeco.data import make_data
+from frontier.autodeco.problems import Problem, generate_problems
+
+PROBLEMS = [Problem("What is 2 + 2?", "4", "arithmetic"), *generate_problems(3, seed=5)]
+KWARGS = dict(samples_per_problem=2, max_new_tokens=6, batch_size=2, seed=1, progress=False)
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_only_correct_distinct_answers_are_kept(embedded_model, tmp_path):
+    model, tokenizer = embedded_model
+    summary = make_data(model, tokenizer, PROBLEMS, tmp_path / "out.jsonl", **KWARGS)
+    kept = _lines(tmp_path / "out.jsonl")
+    assert summary.samples == 8 and summary.kept == len(kept) <= 8
+    by_prompt = {p.prompt: p for p in PROBLEMS}
+    for item in kept:
+        assert set(item) == {"prompt", "completion", "answer", "family"}
+        assert by_prompt[item["prompt"]].is_correct(item["completion"])
+    assert len({(k["prompt"], k["completion"]) for k in kept}) == len(kept)
+    assert not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_interrupted_run_resumes_without_redrawing(embedded_model, tmp_path, monkeypatch):
+    model, tokenizer = embedded_model
+    make_data(model, tokenizer, PROBLEMS, tmp_path / "straight.jsonl", **KWARGS)
+
+    real_sample, calls = data_module.sample, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(data_module, "sample", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_data(model, tokenizer, PROBLEMS, tmp_path / "resumed.jsonl", **KWARGS)
+    assert len(_lines(tmp_path / "resumed.jsonl.partial")) == 4  # two problems × two samples survived
+    calls.clear()
+    make_data(model, tokenizer, PROBLEMS, tmp_path / "resumed.jsonl", **KWARGS)
+    assert len(calls) == 2  # only the two unfinished problems were sampled again
+    assert _lines(tmp_path / "resumed.jsonl") == _lines(tmp_path / "straight.jsonl")
