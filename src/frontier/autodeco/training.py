@@ -52,12 +52,35 @@ def encode_examples(tokenizer, pairs: list[dict[str, str]], max_length: int = 51
 
 
 @torch.no_grad()
-def cache_features(model: AutoDecoForCausalLM, examples: list[Example]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(final hidden states [T, H], labels [T]) per example, computed once by the frozen base."""
-    features = []
+def cache_features(
+    model: AutoDecoForCausalLM, examples: list[Example], batch_size: int = 16
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(final hidden states [N, H], labels [N]) per example, computed once by the frozen base.
+
+    Only the window that predicts the completion is kept (from the prompt's last token on): the loss never looks
+    at the other positions, and prompts are usually most of the sequence. Examples of similar length are run
+    together, right-padded: under a causal mask the padding after a sequence cannot change its hidden states.
+    """
+    windows = []
     for example in examples:
-        hidden, _, _ = model.base_forward(example.input_ids[None])
-        features.append((hidden[0].clone(), example.labels))
+        learned = (example.labels != -100).nonzero()
+        if len(learned) == 0:
+            raise ConfigError("an example has no completion tokens to learn from (all labels are -100)")
+        windows.append(max(int(learned[0]) - 1, 0))
+    features: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for first in range(0, len(order), batch_size):
+        group = order[first : first + batch_size]
+        width = max(len(examples[i].input_ids) for i in group)
+        ids = torch.zeros(len(group), width, dtype=torch.long)
+        mask = torch.zeros(len(group), width, dtype=torch.long)
+        for row, i in enumerate(group):
+            ids[row, : len(examples[i].input_ids)] = examples[i].input_ids
+            mask[row, : len(examples[i].input_ids)] = 1
+        hidden, _, _ = model.base_forward(ids, mask, logits_to_keep=1)  # only the hidden states are kept
+        for row, i in enumerate(group):
+            end = len(examples[i].input_ids)
+            features[i] = (hidden[row, windows[i] : end].clone(), examples[i].labels[windows[i] :])
     return features
 
 
@@ -103,6 +126,8 @@ def train_heads(
 
     if not features:
         raise ConfigError("no training examples")
+    if any(len(labels) == 0 or labels[0] != -100 for _, labels in features):
+        raise ConfigError("each feature window must start at a prompt position (label -100); use cache_features")
     output_dir = Path(output_dir)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     heads = TrainableHeads(model)
@@ -120,6 +145,7 @@ def train_heads(
         start = json.loads((checkpoint / STATE_NAME).read_text())["step"]
 
     history = []
+    progress = progress and accelerator.is_local_main_process
     with progress_steps("training AutoDeco heads", total=config.steps, enabled=progress) as advance:
         for _ in range(start):
             advance()
@@ -127,23 +153,27 @@ def train_heads(
             # The batch and the easy-token drop depend only on (seed, step), so a resumed run repeats them exactly.
             rng = random.Random(config.seed * 1_000_003 + step)
             picks = rng.sample(range(len(features)), min(config.batch_size, len(features)))
+            # Under `accelerate launch` each process takes its share of the batch; DDP averages the gradients.
+            picks = picks[accelerator.process_index :: accelerator.num_processes] or picks[:1]
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-            losses = []
             optimizer.zero_grad(set_to_none=True)
-            for i in picks:
-                hidden, labels = features[i]
-                with torch.no_grad():
-                    logits = lm_head(hidden[None].to(lm_head.weight.dtype))
-                temperature, top_p = heads(hidden[None], logits)
-                loss, parts = autodeco_loss(logits, temperature, top_p, labels[None], config.loss, generator)
-                accelerator.backward(loss / len(picks))
-                losses.append(parts)
+            # One sequence per step: each window starts at a prompt token (label −100), so the last position of
+            # one example never learns the first token of the next.
+            hidden = torch.cat([features[i][0] for i in picks])[None]
+            labels = torch.cat([features[i][1] for i in picks])[None]
+            with torch.no_grad():
+                logits = lm_head(hidden.to(lm_head.weight.dtype))
+            temperature, top_p = heads(hidden, logits)
+            loss, parts = autodeco_loss(logits, temperature, top_p, labels, config.loss, generator)
+            accelerator.backward(loss)
             torch.nn.utils.clip_grad_norm_(heads.parameters(), 1.0)
             optimizer.step()
-            history.append({name: sum(p[name] for p in losses) / len(losses) for name in losses[0]})
+            history.append(parts)
             advance()
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-                _save_checkpoint(model, optimizer, output_dir / f"checkpoint-{step + 1}", step + 1, config)
+                if accelerator.is_main_process:
+                    _save_checkpoint(model, optimizer, output_dir / f"checkpoint-{step + 1}", step + 1, config)
+                accelerator.wait_for_everyone()
     return history
 
 
