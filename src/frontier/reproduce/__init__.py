@@ -34,6 +34,7 @@ EXPERIMENT_MODULES = [
     "frontier.reproduce.experiments.kda_ops",
     "frontier.reproduce.experiments.kimi_linear_decode",
     "frontier.reproduce.experiments.kimi_linear_quality",
+    "frontier.reproduce.experiments.autodeco",
 ]
 
 
