@@ -139,3 +139,24 @@ def test_autodeco_train_bad_data_gives_one_line_error(tmp_path, content, expecte
     result = run_cli("autodeco", "train", "--data", str(data), "--output", str(tmp_path / "out"))
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_autodeco_make_data_writes_training_pairs(model_cache_dir, embedded_model, tmp_path):
+    output = tmp_path / "solutions.jsonl"
+    result = run_cli("autodeco", "make-data", "--output", str(output), "--problems", "3", "--samples", "2",
+                     "--max-new-tokens", "6", "--families", "arithmetic")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "of 6 samples" in result.stderr and "arithmetic" in result.stderr
+    assert output.is_file() and not (tmp_path / "solutions.jsonl.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--families", "algebra"], "unknown problem families"), (["--temperature", "0"], "rejection sampling needs"),
+     (["--top-p", "1.5"], "top_p must be in (0, 1]")],
+    ids=["family", "greedy", "top-p"],
+)  # fmt: skip
+def test_autodeco_make_data_bad_input_gives_one_line_error(tmp_path, args, expected):
+    result = run_cli("autodeco", "make-data", "--output", str(tmp_path / "x.jsonl"), *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], result.stderr

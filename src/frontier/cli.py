@@ -20,6 +20,20 @@ GENERATE_EXAMPLES = """examples:
   frontier generate "Tell a story" --decoding autodeco --heads path/to/heads --show-params
 """
 
+SERVE_EXAMPLES = """examples:
+  frontier serve                                   # embedded SmolLM2 at http://127.0.0.1:8000/v1
+  frontier serve --heads path/to/heads --port 8080 # AutoDeco: per-token temperature and top-p
+  frontier serve --model path/to/saved_model_dir --served-model-name my-model --host 0.0.0.0
+  curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Hi"}]}'
+"""
+
+AUTODECO_MAKE_DATA_EXAMPLES = """examples:
+  frontier autodeco make-data --output solutions.jsonl                  # 2000 problems × 4 samples, embedded SmolLM2
+  frontier autodeco make-data --output solutions.jsonl --problems 200 --families arithmetic,counting
+  frontier autodeco train --data solutions.jsonl --output heads/        # then train the heads on them
+"""
+
 AUTODECO_TRAIN_EXAMPLES = """examples:
   frontier autodeco train --data solutions.jsonl --output heads/            # embedded SmolLM2 as the base
   frontier autodeco train --data solutions.jsonl --output heads/ --steps 50 --train temperature
@@ -90,10 +104,44 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
     generate.set_defaults(handler=run_generate)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a causal LM over an OpenAI-compatible HTTP API (AutoDeco decoding with --heads)",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--model", default=None, help="a local .gguf file or save_pretrained folder (default: embedded)")
+    serve.add_argument("--heads", type=Path, default=None, help="AutoDeco heads folder: sample at their T and p")
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
+    serve.add_argument("--served-model-name", default=None, help="the `model` clients send (default: from --model)")
+    serve.add_argument("--max-tokens-limit", type=_positive_int, default=2048, help="default: 2048 per choice")
+    serve.set_defaults(handler=run_serve)
+
     autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
     autodeco_commands = autodeco.add_subparsers(
         dest="autodeco_command", metavar="COMMAND", parser_class=OneLineErrorParser
     )
+    make_data = autodeco_commands.add_parser(
+        "make-data",
+        help="rejection-sample the base on generated problems; keep its correct answers as training pairs (JSONL)",
+        epilog=AUTODECO_MAKE_DATA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    make_data.add_argument("--output", type=Path, required=True, help="JSONL file to write (resumes if interrupted)")
+    make_data.add_argument("--model", default=None, help="base model (default: embedded SmolLM2)")
+    make_data.add_argument("--problems", type=_positive_int, default=2000, help="how many problems (default 2000)")
+    make_data.add_argument("--samples", type=_positive_int, default=4, help="answers sampled per problem (default 4)")
+    make_data.add_argument(
+        "--families", default=None, help="comma-separated, from arithmetic,counting,dates,word_problems (default all)"
+    )
+    make_data.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
+    make_data.add_argument("--top-p", type=float, default=1.0, help="sampling top-p (default 1.0)")
+    make_data.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    make_data.add_argument("--batch-size", type=_positive_int, default=64, help="sequences decoded together")
+    make_data.add_argument("--seed", type=int, default=0)
+    make_data.set_defaults(handler=run_autodeco_make_data)
+
     train = autodeco_commands.add_parser(
         "train",
         help="train temperature/top-p heads on a JSONL of {prompt, completion} (base frozen; resumes from --output)",
@@ -202,6 +250,22 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from frontier.serving import serve
+
+    serve(
+        args.model, args.heads, host=args.host, port=args.port, served_model_name=args.served_model_name,
+        max_tokens_limit=args.max_tokens_limit,
+    )  # fmt: skip
+    return 0
+
+
 def read_jsonl_pairs(path: Path) -> list[dict[str, str]]:
     """{prompt, completion} objects from a JSONL file; a bad line is reported with its number."""
     import json
@@ -224,8 +288,30 @@ def read_jsonl_pairs(path: Path) -> list[dict[str, str]]:
     return pairs
 
 
+def run_autodeco_make_data(args: argparse.Namespace) -> int:
+    from frontier.autodeco.data import make_data
+    from frontier.autodeco.problems import FAMILIES, generate_problems
+    from frontier.models import SamplingSettings, load_causal_lm
+
+    SamplingSettings(temperature=args.temperature, top_p=args.top_p)  # validates before the model loads
+    if args.temperature == 0:
+        raise ConfigError("--temperature 0 is greedy: one answer per problem; rejection sampling needs > 0")
+    families = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else FAMILIES
+    problems = generate_problems(args.problems, seed=args.seed, families=families)
+    model, tokenizer = load_causal_lm(args.model)
+    summary = make_data(
+        model, tokenizer, problems, args.output, samples_per_problem=args.samples, temperature=args.temperature,
+        top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
+    accuracy = ", ".join(f"{family} {100 * value:.1f}%" for family, value in summary.accuracy_by_family.items())
+    print(f"kept {summary.kept} correct answers of {summary.samples} samples ({accuracy}) → {args.output}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
 def run_autodeco_train(args: argparse.Namespace) -> int:
     import torch
+    from accelerate import PartialState
 
     from frontier.autodeco.loss import AutoDecoLossConfig
     from frontier.autodeco.modeling import AutoDecoForCausalLM
@@ -252,6 +338,8 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
         features = cache_features(model, examples)
         advance()
     history = train_heads(model, features, config, args.output)
+    if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
+        return 0
     model.save_pretrained(args.output)
     if history:
         last = history[-1]
