@@ -17,7 +17,7 @@ from frontier.autodeco.problems import Problem
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 from frontier.models.generation import chat_inputs
-from frontier.models.sampling import prefill, sample, static_params
+from frontier.models.sampling import hard_top_p_mask, prefill, sample, static_params
 from frontier.reproduce.registry import Measurement
 from frontier.stats import mean_ci
 
@@ -151,8 +151,6 @@ def decoding_nll(
 
     features: (final hidden states [T, H], labels [T]) per held-out example, as `cache_features` returns them.
     """
-    from frontier.models.sampling import hard_top_p_mask
-
     lm_head = model.base_model.get_output_embeddings()
     totals = {s.name: {"nll": 0.0, "in_nucleus": 0.0} for s in strategies if not s.greedy}
     count = 0

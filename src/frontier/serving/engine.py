@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from frontier.models.sampling import prefill, sample, static_params
+from frontier.models.sampling import eos_id_tensor, prefill, sample, static_params
 
 # A decoded prefix ending in this is cut inside a multi-byte character: wait for the next token.
 REPLACEMENT_CHAR = "\ufffd"
@@ -180,13 +180,10 @@ class Engine:
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
-    """Every id that ends a turn: the generation config's (as `model.generate` uses) and the tokenizer's."""
-    ids: list[int] = []
-    generation_config = getattr(model, "generation_config", None)
-    for source in (getattr(generation_config, "eos_token_id", None), model.config.eos_token_id, tokenizer.eos_token_id):
-        for token in [source] if isinstance(source, int) else source or []:
-            if token not in ids:
-                ids.append(int(token))
+    """Every id that ends a turn: the model's (config and generation config) and the tokenizer's."""
+    ids = eos_id_tensor(model, None, "cpu").tolist()
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(int(tokenizer.eos_token_id))
     return ids or [0]
 
 

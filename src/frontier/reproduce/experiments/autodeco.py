@@ -77,6 +77,7 @@ def trained_heads(ctx: RunContext):
     from frontier.autodeco.modeling import CONFIG_NAME, AutoDecoForCausalLM
     from frontier.autodeco.problems import generate_problems
     from frontier.autodeco.training import TrainConfig, cache_features, encode_examples, train_heads
+    from frontier.io import atomic_write_json
     from frontier.models import load_causal_lm
     from frontier.models.loading import cache_root
 
@@ -95,19 +96,17 @@ def trained_heads(ctx: RunContext):
                             temperature=MAKE_DATA_TEMPERATURE, max_new_tokens=ANSWER_TOKENS, seed=ctx.seed,
                             progress=ctx.progress)  # fmt: skip
         info = {**summary.__dict__, "seconds": time.perf_counter() - started}
-        from frontier.io import atomic_write_json
-
         atomic_write_json(info_path, info)
     info = json.loads(info_path.read_text())
     pairs = [json.loads(line) for line in data_path.read_text().splitlines()]
     train_pairs = [p for p in pairs if not _is_held_out(p["prompt"])]
     held_out = [p for p in pairs if _is_held_out(p["prompt"])]
     heads_dir = folder / "heads"
-    torch.manual_seed(ctx.seed)
-    model = AutoDecoForCausalLM(base, None)
     if (heads_dir / CONFIG_NAME).is_file():
         model = AutoDecoForCausalLM.from_pretrained(heads_dir, base_model=base)
     else:
+        torch.manual_seed(ctx.seed)  # the heads' initial weights
+        model = AutoDecoForCausalLM(base, None)
         features = cache_features(model, encode_examples(tokenizer, train_pairs))
         config = TrainConfig(steps=scale.steps, batch_size=scale.batch_size, learning_rate=LEARNING_RATE,
                              seed=ctx.seed, checkpoint_every=50)  # fmt: skip
@@ -231,15 +230,6 @@ def pass_at_1(ctx: RunContext) -> ExperimentResult:
                             seed=ctx.seed)  # fmt: skip
 
 
-def _time(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return times
-
-
 @experiment("autodeco-overhead", "AutoDeco decoding latency and memory vs plain sampling", "autodeco")
 def overhead(ctx: RunContext) -> ExperimentResult:
     from frontier.autodeco.heads import head_parameter_count
@@ -277,7 +267,9 @@ def overhead(ctx: RunContext) -> ExperimentResult:
         times = {name: [] for name in runs}
         for _ in range(scale.overhead_repeats):  # interleaved, so drift in machine load hits every variant alike
             for name, fn in runs.items():
-                times[name] += _time(fn, 1)
+                started = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - started)
         median = {name: statistics.median(t) for name, t in times.items()}
         versus_hf = median["frontier loop, AutoDeco heads"] / median["HF generate, static T/p"] - 1
         versus_loop = median["frontier loop, AutoDeco heads"] / median["frontier loop, static T/p"] - 1
