@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
     train.set_defaults(handler=run_autodeco_train)
 
+    from frontier.research.cli import add_research_commands
+
+    add_research_commands(commands, OneLineErrorParser, _positive_int)
+
     reproduce = commands.add_parser(
         "reproduce",
         help="measure the papers' claims and write reports/<timestamp>/ (report.md, index.html, results.json)",
@@ -403,7 +407,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None or (args.command == "autodeco" and args.autodeco_command is None):
+    missing_subcommand = (args.command == "autodeco" and args.autodeco_command is None) or (
+        args.command == "research" and args.research_command is None
+    )
+    if args.command is None or missing_subcommand:
         parser.print_help()
         return 2
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +15,13 @@ from functools import cached_property
 import openai
 import pytest
 import torch
-import uvicorn
 from fastapi import FastAPI
 from openai import OpenAI
 
 from frontier.cli import main
 from frontier.models import SamplingSettings, generate_chat
 from frontier.serving import EMBEDDED_MODEL_NAME, create_app, default_model_name
+from frontier.serving.server import serve_in_background as running_server
 
 MODEL_NAME = "smollm2-test"
 # Large enough for the aborted-stream test to be cut off mid-generation; other tests ask for a few tokens.
@@ -51,27 +50,6 @@ class Served:
 
     def client(self) -> OpenAI:
         return self.openai
-
-
-@contextmanager
-def running_server(app: FastAPI) -> Iterator[int]:
-    """Run `app` with uvicorn on a free port in a background thread; stop it on exit."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=5)
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

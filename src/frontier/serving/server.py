@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -78,3 +82,24 @@ def serve(
     decoding = f"AutoDeco heads from {heads}" if heads is not None else "static temperature/top-p"
     print(f"serving {app.state.model_name!r} ({decoding}) at http://{host}:{port}/v1", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@contextmanager
+def serve_in_background(app: FastAPI, host: str = "127.0.0.1") -> Iterator[int]:
+    """Run `app` with uvicorn on a free port in a background thread (scripts, tests, notebooks); yields the port."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, name="frontier-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 30 s")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,285 @@
+"""`frontier research index | ask | eval`: the research agent from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from frontier.errors import ConfigError
+
+INDEX_EXAMPLES = """examples:
+  frontier research index ~/notes ~/papers --output ~/notes-index
+  frontier research index ~/notes --output ~/notes-index --rerank   # also store MiniLM embeddings
+  (run it again after editing files: only changed documents are re-indexed)
+"""
+
+ASK_EXAMPLES = """examples:
+  frontier research ask "Which country borders both Lesotho and Eswatini?"      # embedded Factbook + SmolLM2
+  frontier research ask "..." --corpus ~/notes-index
+  frontier research ask "..." --llm openai:Tongyi-DeepResearch-30B-A3B@http://127.0.0.1:6001/v1
+  frontier research ask "..." --web-search http://localhost:8888 --web-visit     # SearXNG + live pages
+  frontier research ask "..." --json > run.json                                   # the trajectory record
+"""
+
+EVAL_EXAMPLES = """examples:
+  frontier research eval --limit 20 --rollouts 1                 # the shipped Factbook multi-hop set
+  frontier research eval --set my.jsonl --modes agent --llm openai:model@http://127.0.0.1:8000/v1 --concurrency 8
+  (interrupted? run the same command again: answered questions are skipped)
+"""
+
+
+def add_research_commands(commands, parser_class, positive_int) -> None:
+    research = commands.add_parser("research", help="the research agent: index documents, ask, evaluate")
+    sub = research.add_subparsers(dest="research_command", metavar="COMMAND", parser_class=parser_class)
+
+    index = sub.add_parser(
+        "index", help="index .md/.txt/.rst/.html/.pdf/.json files for search (incremental, crash-safe)",
+        epilog=INDEX_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    index.add_argument("paths", nargs="+", type=Path, help="files or folders to index")
+    index.add_argument("--output", type=Path, required=True, help="index folder (created, or updated in place)")
+    index.add_argument("--rerank", action="store_true", help="also embed passages for dense re-ranking (MiniLM)")
+    index.set_defaults(handler=run_index)
+
+    ask = sub.add_parser(
+        "ask", help="answer a question with the ReAct agent, showing each step live",
+        epilog=ASK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    ask.add_argument("question", help="the question")
+    _add_agent_options(ask, positive_int)
+    ask.add_argument("--json", action="store_true", help="print the trajectory record as JSON instead of the report")
+    ask.add_argument("--trajectory", type=Path, default=None, help="append the trajectory to this JSONL file")
+    ask.add_argument("--seed", type=int, default=None)
+    ask.set_defaults(handler=run_ask)
+
+    evaluate = sub.add_parser(
+        "eval", help="closed-book vs single-shot RAG vs the agent on a question set (resumable)",
+        epilog=EVAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    evaluate.add_argument("--set", type=Path, default=None, help="JSONL of {id, question, answer[, aliases]}")
+    evaluate.add_argument("--modes", default="closed-book,rag,agent", help="comma-separated (default: all three)")
+    evaluate.add_argument("--rollouts", type=positive_int, default=3, help="answers per question (default 3)")
+    evaluate.add_argument("--concurrency", type=positive_int, default=1, help="questions in flight (endpoints)")
+    evaluate.add_argument("--limit", type=positive_int, default=None, help="only the first N questions")
+    evaluate.add_argument("--output", type=Path, default=Path("research-eval"), help="results folder")
+    evaluate.add_argument("--rag-k", type=positive_int, default=5, help="passages for single-shot RAG (default 5)")
+    evaluate.add_argument("--judge", default=None, help="openai:MODEL@URL: also grade with an LLM judge")
+    evaluate.add_argument("--seed", type=int, default=0)
+    _add_agent_options(evaluate, positive_int)
+    evaluate.set_defaults(handler=run_eval)
+
+
+def _add_agent_options(parser, positive_int) -> None:
+    parser.add_argument("--corpus", type=Path, default=None, help="an index folder (default: the Factbook)")
+    parser.add_argument("--llm", default="local", help="local | local:PATH | openai:MODEL@BASE_URL (default local)")
+    parser.add_argument("--heads", default=None, help="AutoDeco heads folder for a local model")
+    parser.add_argument(
+        "--extractor", choices=["llm", "lines"], default="llm",
+        help="visit's extractor: the reference's LLM extraction (default) or goal-word line matching",
+    )  # fmt: skip
+    parser.add_argument("--extractor-llm", default=None, help="a different model for visit's extraction")
+    parser.add_argument(
+        "--page-tokens", type=positive_int, default=None,
+        help="page budget for the extractor (default 95000; 3000 for a local model)",
+    )  # fmt: skip
+    parser.add_argument("--web-search", default=None, metavar="URL", help="search a SearXNG instance instead")
+    parser.add_argument("--web-visit", action="store_true", help="let visit fetch http(s) pages")
+    parser.add_argument("--allow-private-urls", action="store_true", help="let visit fetch loopback/private addresses")
+    parser.add_argument("--no-python", action="store_true", help="do not offer the PythonInterpreter tool")
+    parser.add_argument("--top-k", type=positive_int, default=10, help="search results per query (default 10)")
+    parser.add_argument("--max-llm-calls", type=positive_int, default=None, help="default 100 (local: 8)")
+    parser.add_argument("--max-tokens-per-turn", type=positive_int, default=None, help="default 10000 (local: 512)")
+    parser.add_argument("--max-context-tokens", type=positive_int, default=None, help="default 112640")
+    parser.add_argument("--max-seconds", type=float, default=None, help="wall time per question (default 9000)")
+    parser.add_argument("--summarize-at", type=float, default=None, help="ReSum at this fraction of the context cap")
+    parser.add_argument("--temperature", type=float, default=None, help="default 0.6 (the reference's)")
+    parser.add_argument("--top-p", type=float, default=None, help="default 0.95")
+
+
+def build_agent_from_args(args, *, progress: bool = True):
+    """The agent (and its search backend, for RAG) that the options describe."""
+    from frontier.research.agent import AgentBudget, ResearchAgent
+    from frontier.research.backends import IndexSearch, ToolSettings, WebSearch, build_tools
+    from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LocalLLM, load_llm
+    from frontier.research.tools import GoalLinesExtractor, LLMExtractor
+
+    llm = load_llm(args.llm, heads=args.heads, progress=progress)
+    local = isinstance(llm, LocalLLM)
+    index = None
+    if args.web_search is None or args.corpus is not None:
+        index = open_corpus(args.corpus, progress=progress)
+    if args.extractor == "lines":
+        extractor = GoalLinesExtractor()
+    else:
+        extractor_llm = llm if args.extractor_llm is None else load_llm(args.extractor_llm, progress=progress)
+        default_page = 3000 if isinstance(extractor_llm, LocalLLM) else 95_000
+        extractor = LLMExtractor(extractor_llm, page_tokens=args.page_tokens or default_page)
+    settings = ToolSettings(
+        top_k=args.top_k, searxng_url=args.web_search, web_visit=args.web_visit,
+        allow_private_urls=args.allow_private_urls, python=not args.no_python,
+    )  # fmt: skip
+    tools = build_tools(index, extractor, settings)
+    # A 135M model with an 8K window needs shorter turns and fewer calls than the reference's 30B with 128K.
+    budget = AgentBudget(
+        max_llm_calls=args.max_llm_calls or (8 if local else 100),
+        max_tokens_per_turn=args.max_tokens_per_turn or (512 if local else 10_000),
+        max_context_tokens=args.max_context_tokens or 110 * 1024,
+        max_seconds=args.max_seconds or 150 * 60,
+        summarize_at=args.summarize_at,
+    )  # fmt: skip
+    agent = ResearchAgent(
+        llm, tools, budget, temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
+        top_p=DEFAULT_TOP_P if args.top_p is None else args.top_p,
+    )  # fmt: skip
+    search_backend = tools[0].backend
+    assert isinstance(search_backend, IndexSearch | WebSearch)
+    return agent, search_backend
+
+
+def stage_reporter(bar):
+    """The index's `(stage, done, total)` callback drawn as one rich progress bar per stage."""
+    tasks = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return report
+
+
+def open_corpus(path: Path | None, progress: bool = True):
+    from frontier.console import make_progress
+    from frontier.research.index import CorpusIndex, factbook_index
+
+    if path is not None:
+        return CorpusIndex.open(path)
+    if not progress:
+        return factbook_index()
+    with make_progress(transient=True) as bar:
+        return factbook_index(progress=stage_reporter(bar))
+
+
+def run_index(args) -> int:
+    from frontier.console import make_progress, stderr_console
+    from frontier.research.index import build_index
+
+    with make_progress() as bar:
+        stats = build_index(args.paths, args.output, rerank=args.rerank, progress=stage_reporter(bar))
+    stderr_console.print(
+        f"{args.output}: {stats.documents} documents, {stats.passages} passages "
+        f"(+{stats.added} new or changed, −{stats.removed} removed, {stats.unchanged} unchanged, "
+        f"{stats.duplicates} duplicate passages dropped, {stats.skipped} files skipped) in {stats.seconds:.1f} s"
+    )
+    for failure in stats.failures:
+        stderr_console.print(f"  skipped: {failure}")
+    return 0
+
+
+def _show_step(console, step) -> None:
+    from rich.markup import escape
+
+    if step.kind == "summary":
+        console.print(f"[magenta]summary[/] {escape(_clip(step.content, 400))}")
+    elif step.kind == "tool":
+        style = "red" if step.error else "green"
+        console.print(f"[{style}]  ↳ {escape(_clip(step.content, 300))}[/]")
+    else:
+        if step.think:
+            console.print(f"[dim]think: {escape(_clip(step.think, 400))}[/]")
+        if step.tool is not None:
+            detail = step.code if step.code is not None else json.dumps(step.arguments, ensure_ascii=False)
+            console.print(f"[cyan]{step.tool}[/] {escape(_clip(detail, 300))}")
+        elif "<answer>" not in step.content:
+            console.print(f"[yellow]model wrote:[/] {escape(_clip(step.content, 300))}")
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def run_ask(args) -> int:
+    from frontier.console import stderr_console
+    from frontier.research.report import render_report
+
+    if not args.question.strip():
+        raise ConfigError("the question is empty; pass the text to research")
+    agent, _ = build_agent_from_args(args)
+    trajectory = agent.run(args.question, seed=args.seed, on_step=lambda step: _show_step(stderr_console, step))
+    if args.trajectory is not None:
+        from frontier.research.evaluation import append_record
+
+        append_record(args.trajectory, trajectory.to_json())
+    if args.json:
+        print(json.dumps(trajectory.to_json(), ensure_ascii=False, indent=2))
+    else:
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(render_report(trajectory)))
+    return 0 if trajectory.termination != "llm error" else 1
+
+
+def run_eval(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from frontier.console import make_progress
+    from frontier.research.evalset import DEFAULT_EVAL_SET, read_eval_set
+    from frontier.research.evaluation import (
+        MODES,
+        Judge,
+        agent_runner,
+        closed_book_runner,
+        evaluate,
+        rag_runner,
+    )
+    from frontier.research.llm import load_llm
+
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ConfigError(f"--modes {args.modes!r}: choose from {', '.join(MODES)}")
+    questions = read_eval_set(args.set or DEFAULT_EVAL_SET)
+    if args.limit is not None:
+        questions = questions[: args.limit]
+    agent, backend = build_agent_from_args(args)
+    runners = {}
+    answer_tokens = agent.budget.max_tokens_per_turn  # the one-call modes get one agent turn's worth
+    for mode in modes:
+        if mode == "closed-book":
+            runners[mode] = closed_book_runner(agent.llm, max_tokens=answer_tokens)
+        elif mode == "rag":
+            runners[mode] = rag_runner(agent.llm, backend, k=args.rag_k, max_tokens=answer_tokens)
+        else:
+            runners[mode] = agent_runner(agent)
+    judge = Judge(load_llm(args.judge)) if args.judge else None
+    with make_progress() as bar:
+        task = bar.add_task("answering", total=len(questions) * len(modes) * args.rollouts)
+        summaries = evaluate(
+            questions, runners, args.output, rollouts=args.rollouts, concurrency=args.concurrency, seed=args.seed,
+            judge=judge, on_done=lambda mode, record: bar.advance(task),
+        )  # fmt: skip
+    table = Table(title=f"{len(questions)} questions × {args.rollouts} rollouts — {agent.llm.name}")
+    for column in ("mode", "avg@k EM", "95% CI", "best@1", "pass@k", "F1", "judge", "calls", "tools", "tokens", "s"):
+        table.add_column(column)
+    for s in summaries.values():
+        judge_text = "—" if s.judge_accuracy is None else f"{100 * s.judge_accuracy:.1f}"
+        table.add_row(
+            s.mode, f"{100 * s.accuracy:.1f}", f"{100 * s.accuracy_low:.1f}–{100 * s.accuracy_high:.1f}",
+            f"{100 * s.best_at_1:.1f}", f"{100 * s.pass_at_k:.1f}", f"{100 * s.f1:.1f}", judge_text,
+            f"{s.llm_calls:.1f}", f"{s.tool_calls:.1f}", f"{s.tokens:.0f}", f"{s.seconds:.1f}",
+        )  # fmt: skip
+    # Piped output is not wrapped to 80 columns: the table stays one row per mode for logs and scripts.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    summary_path = args.output / "summary.json"
+    from dataclasses import asdict
+
+    from frontier.io import atomic_write_json
+
+    atomic_write_json(summary_path, {mode: asdict(s) for mode, s in summaries.items()})
+    print(f"results in {args.output}/ (summary.json, <mode>/rollout<i>.jsonl)", file=sys.stderr)
+    return 0

@@ -1,0 +1,139 @@
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from frontier.errors import ConfigError
+from frontier.research.agent import ResearchAgent
+from frontier.research.evaluation import (
+    Judge,
+    agent_runner,
+    closed_book_runner,
+    evaluate,
+    exact_match,
+    normalize_answer,
+    rag_runner,
+    read_records,
+    token_f1,
+)
+from frontier.research.tools import SearchResult
+
+
+@dataclass
+class Q:
+    id: str
+    question: str
+    answer: str
+    aliases: list[str] = field(default_factory=list)
+
+
+def test_normalisation_and_scores():
+    assert normalize_answer("  The São Tomé!  ") == "sao tome"
+    assert normalize_answer("68,374,591") == "68374591"
+    assert exact_match("the Czech Republic", ["Czechia", "Czech Republic"])
+    assert not exact_match("Paris, France", ["Paris"])
+    assert token_f1("Paris, France", ["Paris"]) == pytest.approx(2 / 3)
+    assert token_f1("", ["Paris"]) == 0.0
+
+
+class Responder:
+    """Answers by the question text: a real callable LLM stand-in whose answers do not depend on call order."""
+
+    name, context_window = "responder", None
+
+    def __init__(self, answers, fail_on=()):
+        self.answers, self.fail_on, self.calls = answers, set(fail_on), 0
+
+    def complete(self, messages, *, max_tokens, stop=(), temperature=0.6, top_p=0.95, seed=None):
+        from frontier.research.llm import Completion
+
+        self.calls += 1
+        text = messages[-1]["content"]
+        for key, value in self.answers.items():
+            if key in text:
+                if key in self.fail_on:
+                    raise RuntimeError("backend down")
+                return Completion(f"<think>ok</think><answer>{value}</answer>", 10, 5, "stop", 0.0)
+        return Completion("no idea", 10, 2, "stop", 0.0)
+
+    def count_tokens(self, messages):
+        return 10
+
+    def truncate(self, text, max_tokens):
+        return text
+
+
+QUESTIONS = [Q("q1", "capital of France?", "Paris"), Q("q2", "capital of Czechia?", "Prague", ["Praha"])]
+
+
+def test_closed_book_scores_rollouts_and_resumes(tmp_path):
+    llm = Responder({"France": "Paris", "Czechia": "Praha"}, fail_on={"Czechia"})
+    summary = evaluate(QUESTIONS, {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=2)
+    records = read_records(tmp_path / "closed-book" / "rollout0.jsonl")
+    assert {r["id"] for r in records} == {"q1", "q2"}
+    failed = next(r for r in records if r["id"] == "q2")
+    assert failed["prediction"] == "[Failed]" and "backend down" in failed["error"]
+    assert summary["closed-book"].errors == 2
+    # the rerun skips answered questions and retries the failed ones
+    llm.fail_on.clear()
+    calls = llm.calls
+    summary = evaluate(QUESTIONS, {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=2)
+    assert llm.calls - calls == 2
+    s = summary["closed-book"]
+    assert (s.accuracy, s.pass_at_k, s.best_at_1, s.errors) == (1.0, 1.0, 1.0, 0)
+    assert s.llm_calls == 1 and s.terminations == {"answer": 4}
+
+
+def test_cut_last_line_is_ignored_and_redone(tmp_path):
+    llm = Responder({"France": "Paris", "Czechia": "Prague"})
+    evaluate(QUESTIONS, {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=1)
+    path = tmp_path / "closed-book" / "rollout0.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # a crash mid-write
+    summary = evaluate(QUESTIONS, {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=1)
+    assert summary["closed-book"].questions == 2 and summary["closed-book"].accuracy == 1.0
+
+
+def test_rag_sees_retrieved_passages(tmp_path):
+    class Backend:
+        def search(self, query, k):
+            return [SearchResult("France", "doc/fr", "Capital: Paris")][:k]
+
+    llm = Responder({"Capital: Paris": "Paris"})
+    summary = evaluate(QUESTIONS[:1], {"rag": rag_runner(llm, Backend(), k=3)}, tmp_path, rollouts=1)
+    assert summary["rag"].accuracy == 1.0 and summary["rag"].tool_calls == 1
+
+
+def test_agent_mode_concurrency_and_judge(tmp_path, scripted_llm):
+    class Agentish:
+        """Answers through the real agent loop: one search-free answer per question."""
+
+        name, context_window = "agentish", None
+
+        def complete(self, messages, **kwargs):
+            from frontier.research.llm import Completion
+
+            question = messages[1]["content"]
+            answer = "Paris" if "France" in question else "Brno"
+            return Completion(f"<answer>{answer}</answer>", 100, 4, "stop", 0.0)
+
+        def count_tokens(self, messages):
+            return 100
+
+    judge_llm = scripted_llm(["Correct", "Incorrect"] * 4)
+    summary = evaluate(
+        QUESTIONS, {"agent": agent_runner(ResearchAgent(Agentish(), []))}, tmp_path, rollouts=2, concurrency=4,
+        judge=Judge(judge_llm),
+    )  # fmt: skip
+    s = summary["agent"]
+    assert s.accuracy == 0.5 and s.pass_at_k == 0.5 and s.judge_accuracy is not None
+    record = read_records(tmp_path / "agent" / "rollout1.jsonl")[0]
+    assert {"messages", "steps", "termination", "exact_match", "f1", "judge"} <= set(record)
+    json.dumps(record)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown evaluation mode"):
+        evaluate(QUESTIONS, {"oracle": None}, tmp_path)
+    with pytest.raises(ConfigError, match="unique"):
+        evaluate([QUESTIONS[0], QUESTIONS[0]], {"closed-book": None}, tmp_path)
