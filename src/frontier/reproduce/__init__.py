@@ -35,6 +35,7 @@ EXPERIMENT_MODULES = [
     "frontier.reproduce.experiments.kimi_linear_decode",
     "frontier.reproduce.experiments.kimi_linear_quality",
     "frontier.reproduce.experiments.autodeco",
+    "frontier.reproduce.experiments.research",
 ]
 
 
