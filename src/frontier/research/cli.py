@@ -105,11 +105,11 @@ def build_agent_from_args(args, *, progress: bool = True):
     from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LocalLLM, load_llm
     from frontier.research.tools import GoalLinesExtractor, LLMExtractor
 
+    index = None
+    if args.web_search is None or args.corpus is not None:  # a bad --corpus fails before the model loads
+        index = open_corpus(args.corpus, progress=progress)
     llm = load_llm(args.llm, heads=args.heads, progress=progress)
     local = isinstance(llm, LocalLLM)
-    index = None
-    if args.web_search is None or args.corpus is not None:
-        index = open_corpus(args.corpus, progress=progress)
     if args.extractor == "lines":
         extractor = GoalLinesExtractor()
     else:
