@@ -58,3 +58,31 @@ def test_sample_next_stays_inside_the_nucleus():
         allowed = hard_top_p_mask(probs[:1], p)[0].nonzero().flatten().tolist()
         drawn = sample_next(logits, torch.ones(500), torch.full((500,), p), generator)
         assert set(drawn.tolist()) == set(allowed)  # 500 draws hit every allowed token and nothing else
+
+
+def test_penalties_match_a_step_by_step_reference(tiny_llama):
+    """Greedy with penalties equals a loop that recomputes every logit over the whole sequence and penalises by hand."""
+    model = _tiny(tiny_llama)
+    ids = torch.randint(3, 128, (2, 4), generator=torch.Generator().manual_seed(3))
+    presence, frequency = 0.7, 0.3
+    out = sample(model, prefill(model, ids), static_params(0, 1), 10, greedy=True, eos_token_id=[],
+                 presence_penalty=presence, frequency_penalty=frequency)  # fmt: skip
+    for row in range(2):
+        sequence, generated = ids[row].tolist(), []
+        for _ in range(10):
+            logits = model(torch.tensor([sequence])).logits[0, -1]
+            counts = torch.bincount(torch.tensor(generated, dtype=torch.long), minlength=logits.numel()).float()
+            token = int((logits - presence * (counts > 0).float() - frequency * counts).argmax())
+            sequence.append(token)
+            generated.append(token)
+        assert out.tokens[row].tolist() == generated
+
+
+def test_a_large_presence_penalty_forbids_repeats(tiny_llama):
+    model = _tiny(tiny_llama)
+    ids = torch.randint(3, 128, (3, 4), generator=torch.Generator().manual_seed(4))
+    plain = sample(model, prefill(model, ids), static_params(0, 1), 20, greedy=True, eos_token_id=[])
+    assert any(len(set(row)) < 20 for row in plain.tokens.tolist())  # a tiny random model repeats itself
+    out = sample(model, prefill(model, ids), static_params(0, 1), 20, greedy=True, eos_token_id=[],
+                 presence_penalty=1e4)  # fmt: skip
+    assert all(len(set(row)) == 20 for row in out.tokens.tolist())

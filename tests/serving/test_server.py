@@ -201,6 +201,16 @@ def test_seeded_sampling_is_reproducible(static_server):
     assert sample(2) != first
 
 
+def test_presence_penalty_is_applied(static_server):
+    def words(**kwargs) -> list[str]:
+        reply = chat(static_server, temperature=0, max_tokens=40, messages=ask("Say hello again and again."), **kwargs)
+        return reply.choices[0].message.content.split()
+
+    plain, penalised = words(), words(presence_penalty=2.0)
+    assert penalised != plain
+    assert len(set(penalised)) / len(penalised) >= len(set(plain)) / len(plain)
+
+
 def test_static_decoding_params_are_the_requested_values(static_server):
     response = chat(static_server, temperature=0.7, top_p=0.9, seed=0, extra_body={"return_decoding_params": True})
     params = response.choices[0].model_extra["decoding_params"]

@@ -110,6 +110,11 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, presence: float, frequency: float) -> torch.Tensor:
+    """logits − presence·[count > 0] − frequency·count: the OpenAI / vLLM repetition penalties; [B, V] each."""
+    return logits - presence * (counts > 0).to(logits.dtype) - frequency * counts.to(logits.dtype)
+
+
 def eos_id_tensor(model, eos_token_id: int | list[int] | None, device) -> torch.Tensor:
     """The stop ids: the given ones, else every EOS id of the model's config and generation config (chat models
     often name their end-of-turn token only in the latter)."""
@@ -135,6 +140,8 @@ def sample(
     pad_token_id: int | None = None,
     generator: torch.Generator | None = None,
     on_token: OnToken | None = None,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
 ) -> SampledTokens:
     """Continue every row of `prefix` for up to max_new_tokens, stopping a row at its first EOS.
 
@@ -142,6 +149,9 @@ def sample(
     Finished rows leave the batch (the cache keeps only live rows), so a batch costs what its live rows cost.
     greedy=True takes the argmax; the parameters are still computed and returned, so callers can inspect them.
     `prefix` is consumed (its cache is updated in place); pass `prefix.repeat(1)` to keep it.
+    presence_penalty / frequency_penalty (OpenAI's and vLLM's meaning): every logit of a token this row has already
+    generated is lowered by presence_penalty, plus frequency_penalty per time it was generated; the prompt does not
+    count. The decoding-params callback sees the penalised logits, since they are what gets sampled.
     """
     if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ConfigError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
@@ -158,11 +168,17 @@ def sample(
     hidden, logits, cache = prefix.hidden, prefix.logits, prefix.cache
     mask, positions = prefix.attention_mask, prefix.positions
     live = torch.arange(batch, device=device)  # rows of the full batch still being generated
+    penalised = presence_penalty != 0 or frequency_penalty != 0
+    counts = torch.zeros_like(logits, dtype=torch.float32) if penalised else None  # generated tokens per row
     steps = 0
     for step in range(max_new_tokens):
+        if counts is not None:
+            logits = apply_penalties(logits, counts, presence_penalty, frequency_penalty)
         temperature, top_p = decoding_params(hidden, logits)
         token = logits.argmax(-1) if greedy else sample_next(logits, temperature, top_p, generator)
         tokens[live, step], temperatures[live, step], top_ps[live, step] = token, temperature.float(), top_p.float()
+        if counts is not None:
+            counts[torch.arange(len(token), device=device), token] += 1
         steps = step + 1
         if on_token is not None:
             on_token(tokens[:, step], temperatures[:, step], top_ps[:, step])
@@ -173,6 +189,8 @@ def sample(
             keep = running.nonzero().squeeze(-1)
             live, token, mask, positions = live[keep], token[keep], mask[keep], positions[keep]
             cache.batch_select_indices(keep)
+            if counts is not None:
+                counts = counts[keep]
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         positions = positions + 1
         hidden, logits, cache = _forward(model, token[:, None], mask, cache, positions)

@@ -54,14 +54,20 @@ class ChatLLM(Protocol):
 class LocalLLM:
     """A local causal LM (default: the embedded SmolLM2-135M-Instruct), optionally with AutoDeco heads.
 
+    Sampling uses the reference's presence penalty (1.1) unless told otherwise, as the endpoint backend does.
+
     Generation goes through the server's `Engine`, so stop strings, EOS handling and AutoDeco sampling are the same
     code `frontier serve` runs; calls from several threads are serialised by it.
     """
 
-    def __init__(self, model, tokenizer, *, name: str = "local", autodeco=None) -> None:
+    def __init__(
+        self, model, tokenizer, *, name: str = "local", autodeco=None,
+        presence_penalty: float = REFERENCE_PRESENCE_PENALTY,
+    ) -> None:  # fmt: skip
         from frontier.serving.engine import Engine
 
         self.name = name
+        self.presence_penalty = presence_penalty
         self.tokenizer = tokenizer
         self.engine = Engine(model, tokenizer, autodeco)
         self.context_window = self.engine.max_positions
@@ -97,7 +103,10 @@ class LocalLLM:
                     "lower --max-context-tokens so the agent summarises or answers earlier"
                 )
             max_tokens = min(max_tokens, room)
-        job = Job([prompt], max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop))
+        job = Job(
+            [prompt], max_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop),
+            presence_penalty=self.presence_penalty,
+        )  # fmt: skip
         (choice,) = self.engine.run(job)
         return Completion(
             choice.text, len(prompt), len(choice.tokens), choice.finish_reason or "length", time.perf_counter() - start

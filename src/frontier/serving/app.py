@@ -61,6 +61,8 @@ FIELD_HINTS = {
     "n": f"send an integer from 1 to {MAX_CHOICES}",
     "stop": f"send a non-empty string or a list of at most {MAX_STOP_SEQUENCES} non-empty strings",
     "seed": "send an integer",
+    "presence_penalty": "send a number from -2 to 2 (0 = none)",
+    "frequency_penalty": "send a number from -2 to 2 (0 = none)",
     "stream": "send true or false",
     "stream_options": 'send {"include_usage": true} or leave it out',
     "return_decoding_params": "send true or false",
@@ -211,6 +213,8 @@ def make_job(body: SamplingRequest, prompts: list[list[int]], engine: Engine, li
         top_p=1.0 if body.top_p is None else body.top_p,
         seed=body.seed,
         stop=body.stop_sequences(),
+        presence_penalty=body.presence_penalty or 0.0,
+        frequency_penalty=body.frequency_penalty or 0.0,
     )
 
 

@@ -39,6 +39,8 @@ class Job:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ class Engine:
                     self.model, prefix.repeat(job.n) if job.n > 1 else prefix,
                     self._decoding_params(job.temperature, job.top_p), job.max_tokens, greedy=job.temperature == 0,
                     eos_token_id=self.eos_ids, pad_token_id=self.pad_id, generator=generator, on_token=on_token,
+                    presence_penalty=job.presence_penalty, frequency_penalty=job.frequency_penalty,
                 )  # fmt: skip
             except _AllChoicesDone:
                 pass

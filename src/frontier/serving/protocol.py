@@ -60,6 +60,8 @@ class SamplingRequest(_Request):
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stop: NonEmptyText | Annotated[list[NonEmptyText], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     seed: int | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     # Extension: report the temperature and top-p every token was sampled with.
