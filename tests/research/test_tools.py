@@ -100,6 +100,9 @@ def test_goal_lines_extractor_keeps_matching_lines_in_order():
     page = "Intro\nPopulation: 68 million\nCapital: Paris\nCurrency: euro"
     extracted = GoalLinesExtractor()(page, "What is the population and capital?")
     assert extracted["evidence"] == "Population: 68 million\nCapital: Paris"
+    # a matching line too long for the budget is skipped, not the end of the evidence
+    long_page = "Background: the population " + "and history " * 300 + "\nPopulation: 68 million"
+    assert GoalLinesExtractor(max_chars=200)(long_page, "population")["evidence"] == "Population: 68 million"
 
 
 def test_python_tool_runs_in_the_sandbox():

@@ -172,7 +172,7 @@ class GoalLinesExtractor:
         evidence, size = [], 0
         for i in chosen:
             if size + len(lines[i]) > self.max_chars:
-                break
+                continue  # a long prose line must not crowd out the short field lines after it
             evidence.append(lines[i])
             size += len(lines[i]) + 1
         if not evidence:
