@@ -82,6 +82,11 @@ def run_queries(index: CorpusIndex, queries: list[tuple[str, set[str]]], rerank:
     }
 
 
+def report_progress(stage: str, done: int, total: int) -> None:
+    if stage == "embeddings":
+        print(f"embedded {done}/{total} passages", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rerank", action="store_true", help="also build MiniLM embeddings and time re-ranking")
@@ -111,7 +116,7 @@ def main() -> int:
         print(f"BM25: build {stats.seconds:.1f} s, {result['bm25']}", file=sys.stderr)
         if args.rerank:
             # Incremental: nothing is re-read, so this times the passage embeddings alone.
-            stats = build_index([], index_dir, documents=factbook_documents(), rerank=True)
+            stats = build_index([], index_dir, documents=factbook_documents(), rerank=True, progress=report_progress)
             import torch  # loaded by the embedding model by now
 
             result["rerank_embedding_seconds"] = round(stats.seconds, 2)

@@ -7,10 +7,10 @@ import pytest
 from frontier.research.knowledge import (
     RELATIONS,
     _border_mentions,
-    _parse_quantity,
     factbook_documents,
     knowledge_graph,
     normalize_name,
+    parse_quantity,
 )
 
 
@@ -129,9 +129,9 @@ def test_text_helpers():
     assert normalize_name("St. George's") == normalize_name("Saint George’s") == "saint george s"
     assert normalize_name("The Gambia") == normalize_name("GAMBIA") == "gambia"
     assert normalize_name("C&ocirc;te d'Ivoire") == "cote d ivoire"
-    assert _parse_quantity("68,512,806 (2025 est.)") == 68_512_806
-    assert _parse_quantity("1.284 million sq km") == 1_284_000
-    assert _parse_quantity("uninhabited") is None
+    assert parse_quantity("68,512,806 (2025 est.)") == 68_512_806
+    assert parse_quantity("1.284 million sq km") == 1_284_000
+    assert parse_quantity("uninhabited") is None
     assert _border_mentions("Lithuania 100 km, Russia (Kaliningrad Oblast) 209 km; Niger 1,608 km") == [
         "Lithuania 100 km",
         "Russia 209 km",

@@ -78,8 +78,12 @@ class EvalQuestion:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, record: str | dict[str, Any]) -> EvalQuestion:
-        """Parse a JSON line (or its decoded object), checking every field's presence and type."""
+    def from_json(cls, record: str | dict[str, Any], *, ignore_unknown_fields: bool = False) -> EvalQuestion:
+        """Parse a JSON line (or its decoded object), checking every field's presence and type.
+
+        Unknown fields are an error (a typo should not pass silently) unless `ignore_unknown_fields`, which lets a
+        file written for a richer question type (a synthesized set's `difficulty`, `split`, ...) be read as this one.
+        """
         if isinstance(record, str):
             try:
                 record = json.loads(record)
@@ -92,18 +96,20 @@ class EvalQuestion:
         if missing:
             raise EvalSetFormatError(f"missing field(s): {', '.join(missing)}")
         unknown = sorted(set(record) - set(expected))
-        if unknown:
+        if unknown and ignore_unknown_fields:
+            record = {name: record[name] for name in expected}
+        elif unknown:
             raise EvalSetFormatError(f"unknown field(s): {', '.join(unknown)}")
         checks: dict[str, tuple[Callable[[Any], bool], str]] = {
             "id": (_is_text, "a non-empty string"),
             "question": (_is_text, "a non-empty string"),
             "answer": (_is_text, "a non-empty string"),
             "template": (_is_text, "a non-empty string"),
-            "aliases": (_is_text_list, "a list of strings"),
-            "doc_ids": (_is_text_list, "a list of strings"),
+            "aliases": (is_text_list, "a list of strings"),
+            "doc_ids": (is_text_list, "a list of strings"),
             "hops": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a positive integer"),
             "path": (
-                lambda v: isinstance(v, list) and all(_is_text_list(t) and len(t) == 3 for t in v),
+                lambda v: isinstance(v, list) and all(is_text_list(t) and len(t) == 3 for t in v),
                 "a list of [subject, relation, object] string triples",
             ),
         }
@@ -117,12 +123,15 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
-def _is_text_list(value: Any) -> bool:
+def is_text_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def read_eval_set(path: str | Path) -> list[EvalQuestion]:
-    """Read a JSONL file of questions; errors name the file, line and field. Blank lines are skipped."""
+def read_eval_set(
+    path: str | Path, *, question_type: type[EvalQuestion] = EvalQuestion, ignore_unknown_fields: bool = False
+) -> list[EvalQuestion]:
+    """Read a JSONL file of questions of `question_type`; errors name the file, line and field. Blank lines are
+    skipped; ids must be unique."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -133,7 +142,7 @@ def read_eval_set(path: str | Path) -> list[EvalQuestion]:
         if not line.strip():
             continue
         try:
-            question = EvalQuestion.from_json(line)
+            question = question_type.from_json(line, ignore_unknown_fields=ignore_unknown_fields)
         except EvalSetFormatError as error:
             raise EvalSetFormatError(f"{path}:{number}: {error}") from None
         if question.id in seen:
@@ -166,7 +175,7 @@ def _number_aliases(number: int) -> list[str]:
     return [_NUMBER_WORDS[number]] if number < len(_NUMBER_WORDS) else []
 
 
-def _question(
+def make_question(
     graph: KnowledgeGraph,
     template: str,
     hops: int,
@@ -257,7 +266,7 @@ def _clearly_larger(first: int, second: int) -> bool:
     return first >= POPULATION_MARGIN * second
 
 
-def _exact_neighbours(graph: KnowledgeGraph, country: str) -> list[str] | None:
+def exact_neighbours(graph: KnowledgeGraph, country: str) -> list[str] | None:
     """The neighbours of a country when they are beyond doubt: its own document lists each, each resolved, and no
     package claims another."""
     if not graph.complete_borders(country):
@@ -267,7 +276,7 @@ def _exact_neighbours(graph: KnowledgeGraph, country: str) -> list[str] | None:
 
 
 def _capital_of_common_neighbour(graph: KnowledgeGraph) -> Iterator[EvalQuestion | None]:
-    exact = {c.id: set(n) for c in graph.countries() if (n := _exact_neighbours(graph, c.id))}
+    exact = {c.id: set(n) for c in graph.countries() if (n := exact_neighbours(graph, c.id))}
     for first, second in combinations(sorted(exact), 2):
         common = exact[first] & exact[second]
         if len(common) != 1:
@@ -279,7 +288,7 @@ def _capital_of_common_neighbour(graph: KnowledgeGraph) -> Iterator[EvalQuestion
         both = f"{_in_sentence(graph, first)} and {_in_sentence(graph, second)}"
         text = f"What is the capital of the country that borders both {both}?"
         path = [(first, "borders", middle), (second, "borders", middle), (capital, "capital_of", middle)]
-        yield _question(
+        yield make_question(
             graph, "capital_of_common_neighbour", 2, text, graph.name(capital), answer_aliases(graph, capital), path
         )
 
@@ -289,7 +298,7 @@ def _most_populous_neighbour(graph: KnowledgeGraph) -> Iterator[tuple[str, list[
     known, and the first clearly ahead of the second."""
     population = _countries_with_population(graph)
     for country in graph.countries():
-        neighbours = _exact_neighbours(graph, country.id)
+        neighbours = exact_neighbours(graph, country.id)
         if not neighbours or len(neighbours) < 2 or any(n not in population for n in neighbours):
             continue
         ranked = sorted(neighbours, key=lambda n: (-population[n], n))
@@ -309,7 +318,7 @@ def _most_populous_neighbour_questions(graph: KnowledgeGraph) -> Iterator[EvalQu
         winner = ranked[0]
         text = f"Which country bordering {_in_sentence(graph, country)} has the largest population?"
         path = _neighbour_populations(graph, country, ranked)
-        yield _question(
+        yield make_question(
             graph, "most_populous_neighbour", 2, text, graph.name(winner), answer_aliases(graph, winner), path
         )
 
@@ -321,7 +330,7 @@ def _capital_of_most_populous_neighbour(graph: KnowledgeGraph) -> Iterator[EvalQ
             continue
         text = f"What is the capital of the most populous country bordering {_in_sentence(graph, country)}?"
         path = [*_neighbour_populations(graph, country, ranked), (capital, "capital_of", ranked[0])]
-        yield _question(
+        yield make_question(
             graph,
             "capital_of_most_populous_neighbour",
             3,
@@ -339,20 +348,20 @@ def _currency_by_capital(graph: KnowledgeGraph) -> Iterator[EvalQuestion | None]
             continue
         text = f"What is the ISO 4217 code of the currency used in the country whose capital is {graph.name(capital)}?"
         path = [(capital, "capital_of", country), (country, "currency", currency)]
-        yield _question(
+        yield make_question(
             graph, "currency_by_capital", 2, text, graph.name(currency), answer_aliases(graph, currency), path
         )
 
 
 def _neighbour_count_by_capital(graph: KnowledgeGraph) -> Iterator[EvalQuestion | None]:
     for country, capital in _identifying_capitals(graph).items():
-        neighbours = _exact_neighbours(graph, country)
+        neighbours = exact_neighbours(graph, country)
         if not neighbours:
             continue
         text = f"How many countries border the country whose capital is {graph.name(capital)}?"
         path = [(capital, "capital_of", country), *((country, "borders", n) for n in neighbours)]
         count = len(neighbours)
-        yield _question(graph, "neighbour_count_by_capital", 2, text, str(count), _number_aliases(count), path)
+        yield make_question(graph, "neighbour_count_by_capital", 2, text, str(count), _number_aliases(count), path)
 
 
 def _continent_by_capital(graph: KnowledgeGraph) -> Iterator[EvalQuestion | None]:
@@ -362,7 +371,7 @@ def _continent_by_capital(graph: KnowledgeGraph) -> Iterator[EvalQuestion | None
             continue
         text = f"Which continent is the country whose capital is {graph.name(capital)} in?"
         path = [(capital, "capital_of", country), (country, "in_continent", continent)]
-        yield _question(
+        yield make_question(
             graph, "continent_by_capital", 2, text, graph.name(continent), answer_aliases(graph, continent), path
         )
 
@@ -388,7 +397,7 @@ def _larger_population_capital(graph: KnowledgeGraph) -> Iterator[EvalQuestion |
             (loser, "population", population[loser]),
             (capital, "capital_of", winner),
         ]
-        yield _question(
+        yield make_question(
             graph, "larger_population_capital", 2, text, graph.name(capital), answer_aliases(graph, capital), path
         )
 

@@ -259,7 +259,7 @@ def _without_parentheticals(text: str) -> str:
     return " ".join(text.split())
 
 
-def _mentions(text: str, phrase: str) -> bool:
+def mentions(text: str, phrase: str) -> bool:
     """Whether the normalised `phrase` occurs in the normalised `text` as whole words."""
     return bool(phrase) and f" {phrase} " in f" {text} "
 
@@ -326,7 +326,7 @@ def _language_table() -> dict[str, tuple[str, ...]]:
     return table
 
 
-def _parse_quantity(text: str | None) -> int | None:
+def parse_quantity(text: str | None) -> int | None:
     """The leading figure of a Factbook value: "68,512,806 (2025 est.)", "1.284 million sq km"; None if none."""
     if not text:
         return None
@@ -717,11 +717,11 @@ def _capital_edges(records: list[_Record]) -> tuple[list[Entity], list[Edge], fr
         text = normalize_name(raw_text)
         for group in groups:
             # named as the Factbook spells it where it does ("Astana", not GeoNames' "Nur-Sultan")
-            name = next((n for n in group.spellings if _mentions(text, normalize_name(n))), group.spellings[0])
+            name = next((n for n in group.spellings if mentions(text, normalize_name(n))), group.spellings[0])
             city_id = f"city:{record.iso3}:{normalize_name(name).replace(' ', '-')}"
             cities.append(Entity(city_id, "city", name, _distinct_aliases(name, group.spellings, set())))
             # the Factbook confirms a city under any of its names; only the sources' own spellings become aliases
-            stated = any(_mentions(text, known) for known in group.known)
+            stated = any(mentions(text, known) for known in group.known)
             agreed = _ordered(group.sources | ({"factbook"} if stated else set()))
             doc_ids = (record.doc_id,) if stated else ()
             edges.append(Edge(city_id, "capital_of", country, agreed, doc_ids, supported=stated))
@@ -764,7 +764,7 @@ def _continent_edges(records: list[_Record]) -> tuple[list[Edge], frozenset[str]
     return edges, frozenset(several)
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """Split at commas and semicolons outside brackets: "Chinese (official; Putonghua), Cantonese" -> 2 parts."""
     parts, depth, current = [], 0, []
     for ch in text:
@@ -786,7 +786,7 @@ def _language_edges(records: list[_Record], table: dict[str, tuple[str, ...]]) -
             or factbook_field(record.factbook, "People and Society", "Languages")
             or ""
         )
-        official = [normalize_name(part) for part in _split_top_level(text) if re.search(r"\bofficial\b", part, re.I)]
+        official = [normalize_name(part) for part in split_top_level(text) if re.search(r"\bofficial\b", part, re.I)]
         geonames_codes = [code.split("-")[0] for code in record.geonames.get("languages", "").split(",") if code]
         candidates: dict[str, set[str]] = defaultdict(set)
         for code in record.countryinfo.get("languages") or []:
@@ -797,7 +797,7 @@ def _language_edges(records: list[_Record], table: dict[str, tuple[str, ...]]) -
         for code, sources in sorted(candidates.items()):
             if code in geonames_codes:  # GeoNames lists every spoken language; one it lists agrees
                 sources.add("geonames")
-            stated = any(_mentions(part, normalize_name(name)) for part in official for name in table[code])
+            stated = any(mentions(part, normalize_name(name)) for part in official for name in table[code])
             edges.append(
                 Edge(
                     f"country:{record.iso3}",
@@ -869,14 +869,14 @@ def _numeric_edges(records: list[_Record]) -> list[Edge]:
     for record in records:
         figures = {
             "population": {
-                "factbook": _parse_quantity(
+                "factbook": parse_quantity(
                     factbook_field(record.factbook, "People and Society", "Population", "total")
                 ),
                 "geonames": record.geonames.get("population"),
                 "countryinfo": record.countryinfo.get("population"),
             },
             "area": {
-                "factbook": _parse_quantity(factbook_field(record.factbook, "Geography", "Area", "total")),
+                "factbook": parse_quantity(factbook_field(record.factbook, "Geography", "Area", "total")),
                 "geonames": record.geonames.get("areakm2"),
                 "countryinfo": record.countryinfo.get("area"),
             },

@@ -1,0 +1,230 @@
+"""Training trajectories: verified hop-path synthesis, rejection sampling of the agent, FAS mid-training text."""
+
+import dataclasses
+import json
+
+import pytest
+
+from frontier.research.agent import ResearchAgent, Trajectory
+from frontier.research.backends import ToolSettings, build_tools
+from frontier.research.evalset import DEFAULT_EVAL_SET, EvalQuestion, read_eval_set
+from frontier.research.evaluation import normalize_answer, read_records
+from frontier.research.index import factbook_index
+from frontier.research.parsing import parse_turn
+from frontier.research.tools import GoalLinesExtractor
+from frontier.research.trajectories import (
+    AGENT_SOURCE,
+    PATH_MODEL,
+    PATH_SOURCE,
+    PLANNING_SOURCE,
+    REASONING_SOURCE,
+    PathUnsupportedError,
+    agent_trajectories,
+    main,
+    path_trajectory,
+    planning_samples,
+    read_questions,
+    reasoning_samples,
+    rejected_path,
+    render_path_trajectory,
+    write_midtraining_corpus,
+)
+
+DATE = "2025-06-01"
+RECORD_KEYS = {f.name for f in dataclasses.fields(Trajectory)} | {"id", "source"}
+
+
+@pytest.fixture(scope="module")
+def tools(model_cache_dir):
+    return build_tools(factbook_index(), GoalLinesExtractor(), ToolSettings())
+
+
+@pytest.fixture(scope="module")
+def questions():
+    """The first shipped question of each template."""
+    first = {}
+    for question in read_eval_set(DEFAULT_EVAL_SET):
+        first.setdefault(question.template, question)
+    return list(first.values())
+
+
+@pytest.fixture(scope="module")
+def records(questions, tools):
+    return [path_trajectory(question, tools, date=DATE) for question in questions]
+
+
+def test_path_trajectories_are_agent_records_with_real_tool_responses(questions, records):
+    assert all(record is not None for record in records), [
+        q.id for q, r in zip(questions, records, strict=True) if r is None
+    ]
+    for question, record in zip(questions, records, strict=True):
+        assert set(record) == RECORD_KEYS
+        assert (record["id"], record["source"], record["model"]) == (question.id, PATH_SOURCE, PATH_MODEL)
+        assert (record["termination"], record["prediction"], record["answer"]) == (
+            "answer",
+            question.answer,
+            question.answer,
+        )
+        assert (record["prompt_tokens"], record["completion_tokens"], record["date"]) == (0, 0, DATE)
+        assert record["context"] == record["messages"]
+        messages = record["messages"]
+        assert messages[0]["role"] == "system" and "<tools>" in messages[0]["content"]
+        assert DATE in messages[0]["content"]
+        assert messages[1] == {"role": "user", "content": question.question}
+        roles = [m["role"] for m in messages[2:]]
+        assert roles == ["assistant", "user"] * (len(roles) // 2) + ["assistant"]
+        assert record["llm_calls"] == roles.count("assistant")
+        responses = [m["content"] for m in messages[3::2]]
+        assert all(r.startswith("<tool_response>\n") and r.endswith("\n</tool_response>") for r in responses)
+        assert any("A Google search for" in r for r in responses) and any("Evidence in page" in r for r in responses)
+        assert sum(record["tool_calls"].values()) == len(responses) == sum(s["kind"] == "tool" for s in record["steps"])
+
+
+def test_every_assistant_turn_parses_to_one_call_or_the_answer(questions, records):
+    for question, record in zip(questions, records, strict=True):
+        turns = [parse_turn(m["content"]) for m in record["messages"] if m["role"] == "assistant"]
+        assert all(turn.error is None and turn.think for turn in turns)
+        assert all(turn.tool_call is not None and turn.answer is None for turn in turns[:-1])
+        assert all(turn.tool_call.name in ("search", "visit") for turn in turns[:-1])
+        assert turns[-1].tool_call is None and turns[-1].answer == question.answer
+        steps = [s for s in record["steps"] if s["kind"] == "assistant"]
+        assert [s["tool"] for s in steps] == [t.tool_call.name if t.tool_call else None for t in turns]
+
+
+def test_hop_facts_are_stated_in_the_tool_responses_before_the_thought_that_uses_them(questions, records):
+    # Romania's neighbours: every population figure comes back from the tools in the Factbook's own formatting.
+    question, record = questions[2], records[2]
+    assert question.template == "capital_of_most_populous_neighbour"
+    responses = "\n".join(m["content"] for m in record["messages"] if m["role"] == "user")
+    for _, relation, value in question.path:
+        if relation == "population":
+            assert f"{int(value):,}" in responses
+    # the gold ranking (largest first) is not the order the trajectory looks things up in
+    queries = [
+        s["arguments"]["query"][0] for s in record["steps"] if s["tool"] == "search" and s["kind"] == "assistant"
+    ]
+    assert queries[1:6] == [f"{name} population" for name in ("Bulgaria", "Hungary", "Moldova", "Serbia", "Ukraine")]
+
+
+def test_rendering_is_deterministic(questions, records, tools):
+    again = path_trajectory(questions[0], tools, date=DATE)
+    assert again["messages"] == records[0]["messages"]
+
+
+def test_a_fact_the_tools_do_not_state_drops_the_question(questions, tools):
+    original = questions[0]  # the capital of the country bordering both Ethiopia and Tanzania
+    wrong = dataclasses.replace(original, path=[["Ethiopia", "borders", "France"], *original.path[1:]])
+    assert path_trajectory(wrong, tools, date=DATE) is None
+    with pytest.raises(PathUnsupportedError, match="borders fact") as caught:
+        render_path_trajectory(wrong, tools, date=DATE)
+    assert caught.value.reason.startswith("borders fact not in")
+
+    stranded = dataclasses.replace(original, path=[*original.path, ["Uganda", "borders", "Rwanda"]])
+    with pytest.raises(PathUnsupportedError) as caught:
+        render_path_trajectory(stranded, tools, date=DATE)
+    assert caught.value.reason == "unreachable hop"
+
+    nameless = dataclasses.replace(original, question="Which capital is it?")
+    with pytest.raises(PathUnsupportedError) as caught:
+        render_path_trajectory(nameless, tools, date=DATE)
+    assert caught.value.reason == "question names no entity of its path"
+
+
+def test_planning_and_reasoning_samples(questions, records, tmp_path):
+    for question, record in zip(questions, records, strict=True):
+        [planning] = planning_samples(question, record)
+        [reasoning] = reasoning_samples(question, record)
+        assert planning["source"] == PLANNING_SOURCE and reasoning["source"] == REASONING_SOURCE
+        assert planning["text"].startswith(question.question)
+        assert "<think>" in planning["text"] and "<tool_call>" in planning["text"]
+        assert "<answer>" not in planning["text"]
+        words = f" {normalize_answer(planning['text'])} "
+        assert not any(f" {normalize_answer(gold)} " in words for gold in [question.answer, *question.aliases])
+        assert reasoning["text"].startswith(question.question)
+        assert "<tool_response>" in reasoning["text"] and f"<answer>{question.answer}</answer>" in reasoning["text"]
+    # the snippets are the tool lines that state the facts, not whole search pages
+    reasoning = reasoning_samples(questions[0], records[0])[0]["text"]
+    assert "border countries: Djibouti" in reasoning and "Capital > name: Nairobi" in reasoning
+    assert len(reasoning) < 2000
+
+    samples = [
+        s for q, r in zip(questions, records, strict=True) for s in planning_samples(q, r) + reasoning_samples(q, r)
+    ]
+    path = tmp_path / "mid.jsonl"
+    assert write_midtraining_corpus(samples, path) == 2 * len(questions)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == samples
+
+
+def test_samples_need_a_tool_call_first_and_an_answer_last(questions):
+    question = questions[0]
+    answered_at_once = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<answer>x"}]}
+    assert planning_samples(question, answered_at_once) == []
+    assert reasoning_samples(question, answered_at_once) == []
+
+
+def make_question(qid, answer, aliases=()):
+    return EvalQuestion(qid, f"question {qid}?", answer, list(aliases), 1, [], [], "test")
+
+
+def test_rejection_sampling_keeps_correct_runs_and_resumes(scripted_llm, tmp_path):
+    questions = [make_question("a", "Nairobi"), make_question("b", "6", ["six"]), make_question("c", "Paris")]
+    output = tmp_path / "sft.jsonl"
+    replies = ["<think>k</think><answer>nairobi</answer>", "<answer>Six</answer>", "<answer>Lyon</answer>"]
+    llm = scripted_llm(replies)
+    report = agent_trajectories(ResearchAgent(llm, [], date=DATE), questions, 1, output, seed=3)
+    assert (report.kept, report.rejected, report.skipped) == (2, 1, 0)
+    kept = read_records(output)
+    assert [(r["id"], r["rollout"], r["source"], r["exact_match"]) for r in kept] == [
+        ("a", 0, AGENT_SOURCE, True),
+        ("b", 0, AGENT_SOURCE, True),
+    ]
+    assert set(RECORD_KEYS - {"id", "source"}) <= set(kept[0])
+    assert [(r["id"], r["prediction"]) for r in read_records(rejected_path(output))] == [("c", "Lyon")]
+
+    # a rerun skips what either file holds and only runs the new rollout
+    llm = scripted_llm(["<answer>Nairobi</answer>", "<answer>7</answer>", "<answer>Paris</answer>"])
+    report = agent_trajectories(ResearchAgent(llm, [], date=DATE), questions, 2, output, seed=3)
+    assert (report.kept, report.rejected, report.skipped) == (2, 1, 3)
+    assert len(llm.requests) == 3
+    assert [(r["id"], r["rollout"]) for r in read_records(output)][2:] == [("a", 1), ("c", 1)]
+
+
+def test_rejection_sampling_retries_runs_that_failed(scripted_llm, tmp_path):
+    output = tmp_path / "sft.jsonl"
+    questions = [make_question("a", "Nairobi")]
+    agent_trajectories(ResearchAgent(scripted_llm([]), [], date=DATE), questions, 1, output)  # the LLM fails
+    assert read_records(rejected_path(output))[0]["error"]
+    report = agent_trajectories(
+        ResearchAgent(scripted_llm(["<answer>Nairobi</answer>"]), [], date=DATE), questions, 1, output
+    )
+    assert (report.kept, report.skipped) == (1, 0)
+
+
+def _write_questions(path, questions, **extra):
+    path.write_text("".join(json.dumps({**dataclasses.asdict(q), **extra}) + "\n" for q in questions))
+
+
+def test_main_renders_a_question_file_with_extra_fields(questions, tools, tmp_path, capsys):
+    source = tmp_path / "questions.jsonl"
+    _write_questions(source, questions[:3], difficulty="hard", split="train")
+    assert [q.id for q in read_questions(source)] == [q.id for q in questions[:3]]
+    output, mid = tmp_path / "fas.jsonl", tmp_path / "mid.jsonl"
+    args = ["--questions", str(source), "--output", str(output), "--limit", "2", "--midtraining", str(mid)]
+    assert main([*args, "--date", DATE]) == 0
+    assert [r["id"] for r in read_records(output)] == [q.id for q in questions[:2]]
+    assert len(read_records(mid)) == 4
+    assert "kept 2 of 2 questions" in capsys.readouterr().err
+
+
+def test_main_reports_drops_and_bad_files(questions, tools, tmp_path, capsys):
+    source = tmp_path / "questions.jsonl"
+    wrong = dataclasses.replace(questions[0], path=[["Ethiopia", "borders", "France"], *questions[0].path[1:]])
+    _write_questions(source, [wrong, questions[3]])
+    assert main(["--questions", str(source), "--output", str(tmp_path / "out.jsonl")]) == 0
+    err = capsys.readouterr().err
+    assert "kept 1 of 2 questions" in err and "dropped 1: borders fact not in" in err and wrong.id in err
+
+    source.write_text('{"id": "x"}\n')
+    assert main(["--questions", str(source), "--output", str(tmp_path / "out.jsonl")]) == 1
+    assert "questions.jsonl:1: missing field(s)" in capsys.readouterr().err
+    assert main(["--questions", str(source), "--output", str(tmp_path / "o.jsonl"), "--limit", "0"]) == 1
