@@ -58,21 +58,26 @@ def test_agent_through_the_openai_backend_against_frontier_serve(served):
     check_run(trajectory, "smollm2-test")
 
 
-def test_cli_ask_json_through_an_endpoint(served, capsys, tmp_path):
+def test_cli_ask_json_through_an_endpoint(served, capsys, tmp_path, model_cache_dir):
     corpus = tmp_path / "docs"
     corpus.mkdir()
     (corpus / "mongolia.md").write_text("# Mongolia\n\nThe capital of Mongolia is Ulaanbaatar.\n")
     assert main(["research", "index", str(corpus), "--output", str(tmp_path / "index")]) == 0
-    code = main([
+    argv = [
         "research", "ask", "What is the capital of Mongolia?", "--llm", f"openai:smollm2-test@{served}",
         "--corpus", str(tmp_path / "index"), "--max-llm-calls", "2", "--max-tokens-per-turn", "24", "--json",
         "--no-python", "--trajectory", str(tmp_path / "runs.jsonl"),
-    ])  # fmt: skip
-    assert code == 0
+    ]  # fmt: skip
+    assert main(argv) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["question"] == "What is the capital of Mongolia?" and record["model"] == "smollm2-test"
     saved = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert saved == [record]
+    # without --trajectory the record still lands, in the frontier cache
+    default = model_cache_dir / "research" / "trajectories.jsonl"
+    before = len(default.read_text().splitlines()) if default.exists() else 0
+    assert main(argv[:-2]) == 0
+    assert len(default.read_text().splitlines()) == before + 1
 
 
 def test_cli_eval_is_resumable(served, tmp_path, capsys):

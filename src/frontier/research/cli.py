@@ -50,7 +50,10 @@ def add_research_commands(commands, parser_class, positive_int) -> None:
     ask.add_argument("question", help="the question")
     _add_agent_options(ask, positive_int)
     ask.add_argument("--json", action="store_true", help="print the trajectory record as JSON instead of the report")
-    ask.add_argument("--trajectory", type=Path, default=None, help="append the trajectory to this JSONL file")
+    ask.add_argument(
+        "--trajectory", type=Path, default=None,
+        help="append the run's record to this JSONL file (default: <frontier cache>/research/trajectories.jsonl)",
+    )  # fmt: skip
     ask.add_argument("--seed", type=int, default=None)
     ask.set_defaults(handler=run_ask)
 
@@ -209,10 +212,13 @@ def run_ask(args) -> int:
         raise ConfigError("the question is empty; pass the text to research")
     agent, _ = build_agent_from_args(args)
     trajectory = agent.run(args.question, seed=args.seed, on_step=lambda step: _show_step(stderr_console, step))
-    if args.trajectory is not None:
-        from frontier.research.evaluation import append_record
+    from frontier.models.loading import cache_root
+    from frontier.research.evaluation import append_record
 
-        append_record(args.trajectory, trajectory.to_json())
+    # Every run is kept: the records are what the training pipeline learns from.
+    record_path = args.trajectory or cache_root() / "research" / "trajectories.jsonl"
+    append_record(record_path, trajectory.to_json())
+    stderr_console.print(f"[dim]trajectory appended to {record_path}[/]")
     if args.json:
         print(json.dumps(trajectory.to_json(), ensure_ascii=False, indent=2))
     else:
