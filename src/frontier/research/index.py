@@ -547,7 +547,9 @@ class _GenerationBuild:
         self.folder = folder
         (folder / TANTIVY_DIR).mkdir(exist_ok=True)
         self.index = _open_tantivy(folder / TANTIVY_DIR, _schema())
-        self.writer = self.index.writer(WRITER_HEAP_BYTES)
+        # One writer thread keeps passages in the order added, so equal scores rank alike on every build; parsing,
+        # not indexing, is what a build spends its time on.
+        self.writer = self.index.writer(WRITER_HEAP_BYTES, num_threads=1)
         self.db = sqlite3.connect(folder / DOCSTORE)
         if fresh:
             self.db.executescript(_DOCSTORE_SCHEMA)
