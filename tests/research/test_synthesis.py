@@ -320,6 +320,6 @@ def test_main_writes_the_file(tmp_path, capsys):
     written = read_synthesized(output)
     assert len(written) == 6 and {q.hops for q in written} <= {2, 3}
     assert "wrote 6 questions" in capsys.readouterr().err
-    assert main(["--count", "2", "--hops", "7", "--output", str(output), "--no-filters"]) == 1
-    with pytest.raises(SystemExit):
-        main(["--output", str(output), "--no-filters", "--llm", "local"])
+    assert main(["--count", "2", "--hops", "7", "--output", str(output), "--no-filters"]) == 2  # a ConfigError
+    assert main(["--output", str(output), "--no-filters", "--llm", "local"]) == 2
+    assert "--llm runs the closed-book filter" in capsys.readouterr().err

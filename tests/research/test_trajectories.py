@@ -227,4 +227,4 @@ def test_main_reports_drops_and_bad_files(questions, tools, tmp_path, capsys):
     source.write_text('{"id": "x"}\n')
     assert main(["--questions", str(source), "--output", str(tmp_path / "out.jsonl")]) == 1
     assert "questions.jsonl:1: missing field(s)" in capsys.readouterr().err
-    assert main(["--questions", str(source), "--output", str(tmp_path / "o.jsonl"), "--limit", "0"]) == 1
+    assert main(["--questions", str(source), "--output", str(tmp_path / "o.jsonl"), "--limit", "0"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -72,6 +73,51 @@ def add_research_commands(commands, parser_class, positive_int) -> None:
     evaluate.add_argument("--seed", type=int, default=0)
     _add_agent_options(evaluate, positive_int)
     evaluate.set_defaults(handler=run_eval)
+
+    synthesize = sub.add_parser("synthesize", help=SYNTHESIZE_HELP)
+    add_synthesize_options(synthesize)
+    synthesize.set_defaults(handler=run_synthesize)
+    paths = sub.add_parser("trajectories", help=TRAJECTORIES_HELP)
+    add_trajectories_options(paths)
+    paths.set_defaults(handler=run_trajectories)
+
+
+SYNTHESIZE_HELP = "synthesize obfuscated multi-hop Factbook questions (WebSailor-style) as JSONL"
+TRAJECTORIES_HELP = "render verified hop-path trajectories (and FAS mid-training text) for a question set"
+
+
+def add_synthesize_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `frontier research synthesize` (and of `python -m frontier.research.synthesis`)."""
+    parser.add_argument("--count", type=int, default=500, help="number of questions (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
+    parser.add_argument("--output", type=Path, required=True, help="JSONL file to write")
+    parser.add_argument("--hops", default="2,3,4", help="comma-separated walk lengths among 2,3,4 (default all)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="answers held out for test (default 0.2)")
+    parser.add_argument("--no-filters", action="store_true", help="skip the closed-book and retrieval filters")
+    parser.add_argument("--llm", default=None, help="closed-book filter model: local | local:PATH | openai:MODEL@URL")
+    parser.add_argument("--retrieval-k", type=int, default=5, help="passages for the retrieval filter (default 5)")
+
+
+def add_trajectories_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `frontier research trajectories` (and of `python -m frontier.research.trajectories`)."""
+    parser.add_argument("--questions", type=Path, required=True, help="question JSONL (an evaluation set)")
+    parser.add_argument("--output", type=Path, required=True, help="trajectory JSONL to write")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    parser.add_argument("--midtraining", type=Path, default=None, help="also write FAS planning/reasoning text here")
+    parser.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
+    parser.add_argument("--no-python", action="store_true", help="leave PythonInterpreter out of the system prompt")
+
+
+def run_synthesize(args) -> int:
+    from frontier.research.synthesis import run
+
+    return run(args)
+
+
+def run_trajectories(args) -> int:
+    from frontier.research.trajectories import run
+
+    return run(args)
 
 
 def _add_agent_options(parser, positive_int) -> None:

@@ -787,43 +787,26 @@ def read_synthesized(path: str | Path) -> list[SynthesizedQuestion]:
         raise SynthesisFormatError(f"{error}{hint}") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m frontier.research.synthesis",
-        description="Synthesize obfuscated multi-hop Factbook questions (WebSailor-style) as JSONL.",
-    )
-    parser.add_argument("--count", type=int, default=500, help="number of questions (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
-    parser.add_argument("--output", type=Path, required=True, help="JSONL file to write")
-    parser.add_argument("--hops", default="2,3,4", help="comma-separated walk lengths among 2,3,4 (default all)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="answers held out for test (default 0.2)")
-    parser.add_argument("--no-filters", action="store_true", help="skip the closed-book and retrieval filters")
-    parser.add_argument("--llm", default=None, help="closed-book filter model: local | local:PATH | openai:MODEL@URL")
-    parser.add_argument("--retrieval-k", type=int, default=5, help="passages for the retrieval filter (default 5)")
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     if args.no_filters and args.llm:
-        parser.error("--llm runs the closed-book filter; drop it or --no-filters")
+        raise ConfigError("--llm runs the closed-book filter; drop it or --no-filters")
     try:
         hops = [int(h) for h in args.hops.split(",") if h.strip()]
     except ValueError:
-        parser.error(f"--hops takes comma-separated integers such as 2,3, got {args.hops!r}")
-    try:
-        closed_book = single_retrieval = None
-        if not args.no_filters:
-            from frontier.research.index import factbook_index
+        raise ConfigError(f"--hops takes comma-separated integers such as 2,3, got {args.hops!r}") from None
+    closed_book = single_retrieval = None
+    if not args.no_filters:
+        from frontier.research.index import factbook_index
 
-            single_retrieval = retrieval_filter(factbook_index(), args.retrieval_k)
-            if args.llm:
-                from frontier.research.llm import load_llm
+        single_retrieval = retrieval_filter(factbook_index(), args.retrieval_k)
+        if args.llm:
+            from frontier.research.llm import load_llm
 
-                closed_book = closed_book_filter(load_llm(args.llm))
-        questions = synthesize(
-            args.count, args.seed, hops=hops, closed_book=closed_book, single_retrieval=single_retrieval,
-            test_fraction=args.test_fraction,
-        )  # fmt: skip
-    except FrontierError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+            closed_book = closed_book_filter(load_llm(args.llm))
+    questions = synthesize(
+        args.count, args.seed, hops=hops, closed_book=closed_book, single_retrieval=single_retrieval,
+        test_fraction=args.test_fraction,
+    )  # fmt: skip
     write_questions(args.output, questions)
     splits = Counter(q.split for q in questions)
     by_hops = dict(sorted(Counter(q.hops for q in questions).items()))
@@ -835,6 +818,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(questions) < args.count:
         print(f"warning: only {len(questions)} of {args.count} found; lower --count or widen --hops", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from frontier.research.cli import SYNTHESIZE_HELP, add_synthesize_options
+
+    parser = argparse.ArgumentParser(prog="python -m frontier.research.synthesis", description=SYNTHESIZE_HELP)
+    add_synthesize_options(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except FrontierError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import re
@@ -575,26 +574,11 @@ def read_questions(path: str | Path) -> list[EvalQuestion]:
     return read_eval_set(path, ignore_unknown_fields=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m frontier.research.trajectories",
-        description="Render verified hop-path trajectories (FAS) for a question set over the Factbook index.",
-    )
-    parser.add_argument("--questions", type=Path, required=True, help="question JSONL (an evaluation set)")
-    parser.add_argument("--output", type=Path, required=True, help="trajectory JSONL to write")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    parser.add_argument("--midtraining", type=Path, default=None, help="also write FAS planning/reasoning text here")
-    parser.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
-    parser.add_argument("--no-python", action="store_true", help="leave PythonInterpreter out of the system prompt")
-    args = parser.parse_args(argv)
-    try:
-        if args.limit is not None and args.limit < 1:
-            raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
-        questions = read_questions(args.questions)[: args.limit]
-        records, dropped = _render_all(questions, args.date, python=not args.no_python)
-    except FrontierError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+def run(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
+    questions = read_questions(args.questions)[: args.limit]
+    records, dropped = _render_all(questions, args.date, python=not args.no_python)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"kept {len(records)} of {len(questions)} questions -> {args.output}", file=sys.stderr)
     for reason, count in Counter(error.reason for error in dropped).most_common():
@@ -612,6 +596,18 @@ def main(argv: list[str] | None = None) -> int:
         count = write_midtraining_corpus(samples, args.midtraining)
         print(f"wrote {count} mid-training samples -> {args.midtraining}", file=sys.stderr)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from frontier.research.cli import TRAJECTORIES_HELP, add_trajectories_options
+
+    parser = argparse.ArgumentParser(prog="python -m frontier.research.trajectories", description=TRAJECTORIES_HELP)
+    add_trajectories_options(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except FrontierError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
 
 
 def _render_all(
