@@ -228,3 +228,4 @@ def test_main_reports_drops_and_bad_files(questions, tools, tmp_path, capsys):
     assert main(["--questions", str(source), "--output", str(tmp_path / "out.jsonl")]) == 1
     assert "questions.jsonl:1: missing field(s)" in capsys.readouterr().err
     assert main(["--questions", str(source), "--output", str(tmp_path / "o.jsonl"), "--limit", "0"]) == 2
+    assert main(["--questions", str(source), "--output", str(tmp_path / "o.jsonl"), "--top-k", "0"]) == 2

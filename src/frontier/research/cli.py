@@ -106,6 +106,10 @@ def add_trajectories_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midtraining", type=Path, default=None, help="also write FAS planning/reasoning text here")
     parser.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
     parser.add_argument("--no-python", action="store_true", help="leave PythonInterpreter out of the system prompt")
+    parser.add_argument(
+        "--top-k", type=int, default=10,
+        help="search results per query (default 10, the agent's; 3 keeps most trajectories inside an 8K window)",
+    )  # fmt: skip
 
 
 def run_synthesize(args) -> int:

@@ -577,8 +577,10 @@ def read_questions(path: str | Path) -> list[EvalQuestion]:
 def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be a positive integer, got {args.top_k}")
     questions = read_questions(args.questions)[: args.limit]
-    records, dropped = _render_all(questions, args.date, python=not args.no_python)
+    records, dropped = _render_all(questions, args.date, python=not args.no_python, top_k=args.top_k)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"kept {len(records)} of {len(questions)} questions -> {args.output}", file=sys.stderr)
     for reason, count in Counter(error.reason for error in dropped).most_common():
@@ -611,9 +613,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _render_all(
-    questions: list[EvalQuestion], date: str, *, python: bool
+    questions: list[EvalQuestion], date: str, *, python: bool, top_k: int
 ) -> tuple[list[dict[str, Any]], list[PathUnsupportedError]]:
-    tools = build_tools(factbook_index(), GoalLinesExtractor(), ToolSettings(python=python))
+    tools = build_tools(factbook_index(), GoalLinesExtractor(), ToolSettings(top_k=top_k, python=python))
     records, dropped = [], []
     for question in questions:
         try:
