@@ -154,7 +154,7 @@ def _add_agent_options(parser, positive_int) -> None:
 def build_agent_from_args(args, *, progress: bool = True):
     """The agent (and its search backend, for RAG) that the options describe."""
     from frontier.research.agent import AgentBudget, ResearchAgent
-    from frontier.research.backends import IndexSearch, ToolSettings, WebSearch, build_tools
+    from frontier.research.backends import ToolSettings, build_tools
     from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LocalLLM, load_llm
     from frontier.research.tools import GoalLinesExtractor, LLMExtractor
 
@@ -186,9 +186,7 @@ def build_agent_from_args(args, *, progress: bool = True):
         llm, tools, budget, temperature=DEFAULT_TEMPERATURE if args.temperature is None else args.temperature,
         top_p=DEFAULT_TOP_P if args.top_p is None else args.top_p,
     )  # fmt: skip
-    search_backend = tools[0].backend
-    assert isinstance(search_backend, IndexSearch | WebSearch)
-    return agent, search_backend
+    return agent, tools[0].backend  # build_tools puts search first
 
 
 def stage_reporter(bar):
