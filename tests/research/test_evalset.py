@@ -252,3 +252,17 @@ def test_command_writes_a_set(tmp_path, capsys):
     assert read_eval_set(output) == generate_eval_set(7, seed=3)
     assert main(["--count", "0", "--output", str(output)]) == 1
     assert "count must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_training_set_shares_no_question_or_answer_with_the_excluded_set(tmp_path, capsys):
+    shipped = read_eval_set(DEFAULT_EVAL_SET)
+    output = tmp_path / "train.jsonl"
+
+    assert main(["--count", "300", "--seed", "1", "--exclude", str(DEFAULT_EVAL_SET), "--output", str(output)]) == 0
+
+    train = read_eval_set(output)
+    assert len(train) == 300
+    assert not {q.question for q in train} & {q.question for q in shipped}
+    assert not {normalize_name(q.answer) for q in train} & {normalize_name(q.answer) for q in shipped}
+    with pytest.raises(ConfigError, match="outside the excluded set"):
+        generate_eval_set(1000, seed=1, exclude=shipped)

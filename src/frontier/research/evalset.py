@@ -421,15 +421,27 @@ def candidate_questions(template: str, graph: KnowledgeGraph | None = None) -> l
     return [question for question in TEMPLATES[template](graph) if question is not None]
 
 
-def generate_eval_set(count: int, seed: int, templates: list[str] | None = None) -> list[EvalQuestion]:
-    """`count` distinct questions drawn evenly across `templates` (default: all), the same for the same seed."""
+def generate_eval_set(
+    count: int, seed: int, templates: list[str] | None = None, exclude: list[EvalQuestion] | None = None
+) -> list[EvalQuestion]:
+    """`count` distinct questions drawn evenly across `templates` (default: all), the same for the same seed.
+
+    Questions that share their text or their answer with one in `exclude` are never drawn: a training set made
+    with `exclude=<the evaluation set>` cannot teach an evaluation answer.
+    """
     if count < 1:
         raise ConfigError(f"count must be a positive integer, got {count}")
     names = list(templates) if templates else list(TEMPLATES)
+    excluded_texts = {q.question for q in exclude or []}
+    excluded_answers = {normalize_name(q.answer) for q in exclude or []}
     rng = random.Random(seed)
     pools = []
     for name in names:
-        pool = candidate_questions(name)
+        pool = [
+            q
+            for q in candidate_questions(name)
+            if q.question not in excluded_texts and normalize_name(q.answer) not in excluded_answers
+        ]
         rng.shuffle(pool)
         pools.append(pool)
     chosen: list[EvalQuestion] = []
@@ -445,7 +457,8 @@ def generate_eval_set(count: int, seed: int, templates: list[str] | None = None)
                     break
     if len(chosen) < count:
         raise ConfigError(
-            f"only {len(chosen)} distinct questions exist for templates {', '.join(names)}; ask for fewer"
+            f"only {len(chosen)} distinct questions exist for templates {', '.join(names)}"
+            f"{' outside the excluded set' if exclude else ''}; ask for fewer"
         )
     return chosen
 
@@ -460,9 +473,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--template", action="append", choices=list(TEMPLATES), help="restrict to this template (repeatable)"
     )
+    parser.add_argument(
+        "--exclude", type=Path, action="append", default=[],
+        help="leave out questions whose text or answer is in this set (repeatable), e.g. to make a training set "
+        f"disjoint from the shipped evaluation set {DEFAULT_EVAL_SET.name}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        questions = generate_eval_set(args.count, args.seed, args.template)
+        exclude = [q for path in args.exclude for q in read_eval_set(path, ignore_unknown_fields=True)]
+        questions = generate_eval_set(args.count, args.seed, args.template, exclude=exclude)
     except FrontierError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
