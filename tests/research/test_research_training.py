@@ -15,6 +15,8 @@ from frontier.research.training import (
     train_causal_lm,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only add contention
+
 ANSWER = "<think>The page says Oslo.</think>\n<answer>Oslo</answer>"
 CALL = (
     '<think>I should search.</think>\n<tool_call>\n{"name": "search", "arguments": {"query": "capital"}}\n</tool_call>'
@@ -26,15 +28,6 @@ MESSAGES = [
     {"role": "user", "content": "<tool_response>\nNorway's capital is Oslo.\n</tool_response>"},
     {"role": "assistant", "content": ANSWER},
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a busy 2-core machine thread contention makes them 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +195,17 @@ def test_lora_without_peft_names_the_install(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)  # makes `import peft` fail
     with pytest.raises(BackendUnavailableError, match="pip install"):
         train_causal_lm(tiny_llama(), synthetic_examples(), TrainConfig(steps=1, lora=True), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_gradient_checkpointing_changes_memory_not_results(tiny_llama, tmp_path, lora):
+    examples = synthetic_examples()
+    results = []
+    for checkpointing in (False, True):
+        config = TrainConfig(steps=2, batch_size=4, lr=1e-2, lora=lora, gradient_checkpointing=checkpointing)
+        results.append(train_causal_lm(tiny_llama(), examples, config, tmp_path / str(checkpointing), progress=False))
+
+    enabled = [any(getattr(m, "gradient_checkpointing", False) is True for m in r.modules()) for r in results]
+    assert enabled == [False, True]
+    plain, recomputed = (model.state_dict() for model in results)
+    assert all(torch.allclose(plain[name], recomputed[name], atol=1e-6) for name in plain)

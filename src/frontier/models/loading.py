@@ -1,5 +1,8 @@
 """Load a causal LM and its tokenizer from the embedded SmolLM2 GGUF, a local .gguf file or a local HF model dir.
 
+A folder holding a LoRA adapter (`adapter_config.json`, as `frontier research train` saves) loads the base model its
+config names, applies the adapter and merges it into the weights, so the result generates at the base's speed.
+
 Loading a GGUF through transformers dequantises every tensor (about 17 s for SmolLM2-135M on 2 cores), so the first
 load writes the fp32 weights and the tokenizer as a plain Hugging Face folder (safetensors) into a cache; later loads
 read that folder in about a second. Nothing is ever downloaded: frontier works offline by design.
@@ -33,6 +36,8 @@ CACHE_ENV_VAR = "FRONTIER_CACHE_DIR"
 CACHE_MARKER = "frontier-cache.json"
 # Bump when the cache layout changes so old entries are rebuilt instead of misread.
 CACHE_FORMAT = 1
+ADAPTER_CONFIG = "adapter_config.json"
+PEFT_INSTALL = "pip install 'peft>=0.21'"
 
 
 def cache_root() -> Path:
@@ -201,6 +206,72 @@ def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
     return model, tokenizer
 
 
+def _has_tokenizer(folder: Path) -> bool:
+    return (folder / "tokenizer.json").is_file() or (folder / "tokenizer_config.json").is_file()
+
+
+def _load_lora_dir(folder: Path, dtype: torch.dtype, cache_dir, progress: bool, seen: tuple[Path, ...]):
+    """The adapter's base (itself possibly an adapter folder), with the adapter applied and merged into it."""
+    config_path = folder / ADAPTER_CONFIG
+    try:
+        adapter_config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{config_path}: unreadable adapter config ({exc})") from exc
+    base = adapter_config.get("base_model_name_or_path") if isinstance(adapter_config, dict) else None
+    fix = (
+        f"set base_model_name_or_path in {config_path} to the model the adapter was trained on "
+        "(a local .gguf file or save_pretrained folder)"
+    )
+    if not base:
+        raise ModelLoadError(f"{config_path}: no base_model_name_or_path, so the adapter's base is unknown; {fix}")
+    base_path = Path(base).expanduser()
+    if not base_path.exists():
+        raise ModelLoadError(f"{config_path}: base_model_name_or_path {base!r} does not exist; {fix}")
+    if base_path.resolve() in seen:
+        raise ModelLoadError(f"{config_path}: base_model_name_or_path {base!r} leads back to this adapter; {fix}")
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise BackendUnavailableError(f"loading a LoRA adapter needs peft; run: {PEFT_INSTALL}") from exc
+    check_safetensors_dir(folder)
+    # Merge in fp32 whatever the requested dtype: the low-rank update is then added without rounding.
+    base_model, tokenizer = _load(base_path, torch.float32, cache_dir, progress, (*seen, base_path.resolve()))
+    try:
+        with hf_progress_bars_off():
+            model = PeftModel.from_pretrained(base_model, folder).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelLoadError(f"{folder}: could not apply the LoRA adapter to {base} ({exc})") from exc
+    model.requires_grad_(True)  # peft froze the base; a loaded model is trainable like any other
+    if _has_tokenizer(folder):
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{folder}: could not load the tokenizer ({exc})") from exc
+    return model.to(dtype), tokenizer
+
+
+def _load(path: Path, dtype: torch.dtype, cache_dir, progress: bool, seen: tuple[Path, ...]):
+    if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
+        return _load_lora_dir(path, dtype, cache_dir, progress, seen)
+    if path.is_dir():
+        return _load_hf_dir(path, dtype, progress)
+    if path.suffix != ".gguf":
+        raise ModelLoadError(f"{path}: expected a .gguf file or a model folder with config.json")
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    cached = _gguf_cache_dir(path, root)
+    if _cache_is_complete(cached):
+        try:
+            return _load_hf_dir(cached, dtype, progress)
+        except ModelLoadError as exc:
+            warnings.warn(f"ignoring damaged model cache ({exc}); rebuilding it from {path}", stacklevel=3)
+            shutil.rmtree(cached, ignore_errors=True)
+    model, tokenizer = _load_gguf(path, progress)
+    _write_cache(model, tokenizer, cached, source=path)
+    return model.to(dtype), tokenizer
+
+
 def load_causal_lm(
     name_or_path: str | os.PathLike | None = None,
     *,
@@ -211,8 +282,10 @@ def load_causal_lm(
     """Load `(model, tokenizer)` in eval mode.
 
     Args:
-        name_or_path: None for the embedded SmolLM2-135M-Instruct; a local `.gguf` file; or a local folder saved
-            by `save_pretrained` (config.json + safetensors + tokenizer). Hub ids are refused: nothing downloads.
+        name_or_path: None for the embedded SmolLM2-135M-Instruct; a local `.gguf` file; a local folder saved
+            by `save_pretrained` (config.json + safetensors + tokenizer); or a LoRA adapter folder
+            (adapter_config.json naming its base in `base_model_name_or_path`), returned merged into its base, with
+            the adapter folder's tokenizer if it has one. Hub ids are refused: nothing downloads.
         dtype: parameter dtype after loading (GGUF weights are dequantised to fp32 first).
         cache_dir: where dequantised GGUF models are cached; default `cache_root()`.
         progress: show a progress bar on stderr while loading.
@@ -226,24 +299,7 @@ def load_causal_lm(
                 f"{name_or_path}: no such file or folder; pass a local .gguf file or a folder written by "
                 "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
             )
-    if path.is_dir():
-        model, tokenizer = _load_hf_dir(path, dtype, progress)
-    elif path.suffix == ".gguf":
-        root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-        cached = _gguf_cache_dir(path, root)
-        model = None
-        if _cache_is_complete(cached):
-            try:
-                model, tokenizer = _load_hf_dir(cached, dtype, progress)
-            except ModelLoadError as exc:
-                warnings.warn(f"ignoring damaged model cache ({exc}); rebuilding it from {path}", stacklevel=2)
-                shutil.rmtree(cached, ignore_errors=True)
-        if model is None:
-            model, tokenizer = _load_gguf(path, progress)
-            _write_cache(model, tokenizer, cached, source=path)
-            model = model.to(dtype)
-    else:
-        raise ModelLoadError(f"{path}: expected a .gguf file or a model folder with config.json")
+    model, tokenizer = _load(path, dtype, cache_dir, progress, (path.resolve(),))
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
