@@ -56,7 +56,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     generate.add_argument("prompt", type=_nonempty_text, help="the user message; the chat template is applied")
-    generate.add_argument("--max-new-tokens", type=_positive_int, default=256, help="default: 256")
+    generate.add_argument("--max-new-tokens", type=positive_int, default=256, help="default: 256")
     generate.add_argument(
         "--temperature", type=float, default=None,
         help="0 = greedy; default 0 for static decoding, 1 for autodeco (it multiplies the predicted T)",
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
     serve.add_argument("--served-model-name", default=None, help="the `model` clients send (default: from --model)")
-    serve.add_argument("--max-tokens-limit", type=_positive_int, default=2048, help="default: 2048 per choice")
+    serve.add_argument("--max-tokens-limit", type=positive_int, default=2048, help="default: 2048 per choice")
     serve.set_defaults(handler=run_serve)
 
     autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
@@ -130,15 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     make_data.add_argument("--output", type=Path, required=True, help="JSONL file to write (resumes if interrupted)")
     make_data.add_argument("--model", default=None, help="base model (default: embedded SmolLM2)")
-    make_data.add_argument("--problems", type=_positive_int, default=2000, help="how many problems (default 2000)")
-    make_data.add_argument("--samples", type=_positive_int, default=4, help="answers sampled per problem (default 4)")
+    make_data.add_argument("--problems", type=positive_int, default=2000, help="how many problems (default 2000)")
+    make_data.add_argument("--samples", type=positive_int, default=4, help="answers sampled per problem (default 4)")
     make_data.add_argument(
         "--families", default=None, help="comma-separated, from arithmetic,counting,dates,word_problems (default all)"
     )
     make_data.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     make_data.add_argument("--top-p", type=float, default=1.0, help="sampling top-p (default 1.0)")
-    make_data.add_argument("--max-new-tokens", type=_positive_int, default=64)
-    make_data.add_argument("--batch-size", type=_positive_int, default=64, help="sequences decoded together")
+    make_data.add_argument("--max-new-tokens", type=positive_int, default=64)
+    make_data.add_argument("--batch-size", type=positive_int, default=64, help="sequences decoded together")
     make_data.add_argument("--seed", type=int, default=0)
     make_data.set_defaults(handler=run_autodeco_make_data)
 
@@ -151,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, required=True, help="JSONL file, one {prompt, completion} object a line")
     train.add_argument("--output", type=Path, required=True, help="folder for checkpoints and the final heads")
     train.add_argument("--model", default=None, help="base model (default: embedded SmolLM2)")
-    train.add_argument("--steps", type=_positive_int, default=400)
-    train.add_argument("--batch-size", type=_positive_int, default=8)
+    train.add_argument("--steps", type=positive_int, default=400)
+    train.add_argument("--batch-size", type=positive_int, default=8)
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=_positive_int, default=100)
+    train.add_argument("--checkpoint-every", type=positive_int, default=100)
     train.add_argument("--no-dft-weighting", action="store_true", help="do not weight tokens by the base's probability")
     train.add_argument("--easy-token-drop", type=float, default=0.6, help="share of easy tokens dropped (default 0.6)")
     train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from frontier.research.cli import add_research_commands
 
-    add_research_commands(commands, OneLineErrorParser, _positive_int)
+    add_research_commands(commands, OneLineErrorParser)
 
     reproduce = commands.add_parser(
         "reproduce",

@@ -23,3 +23,29 @@ def test_retrieval_experiment_measures_build_latency_and_recall(tmp_path):
 def test_retrieval_queries_mix_questions_and_keywords():
     queries = research.retrieval_queries()
     assert len(queries) > 400 and any(q.startswith("capital of ") for q in queries)
+
+
+def test_training_experiment_never_trains_on_an_evaluation_answer():
+    import dataclasses
+
+    from frontier.reproduce import load_experiments
+    from frontier.reproduce.experiments import research_training
+    from frontier.research.backends import ToolSettings, build_tools
+    from frontier.research.evalset import DEFAULT_EVAL_SET, read_eval_set
+    from frontier.research.index import factbook_index
+    from frontier.research.knowledge import normalize_name
+    from frontier.research.tools import GoalLinesExtractor
+
+    assert "research-training" in load_experiments().names()
+    scale = dataclasses.replace(research_training.QUICK, train_questions=4, eval_questions=3, loss_questions=2)
+    tools = build_tools(factbook_index(), GoalLinesExtractor(), ToolSettings(top_k=3, python=False))
+
+    train, texts, held_out, held_out_trajectories = research_training.training_data(scale, 0, tools)
+
+    shipped = read_eval_set(DEFAULT_EVAL_SET)
+    assert held_out == shipped[:3] and len(held_out_trajectories) <= 2
+    assert 3 <= len(train) <= 4 and len(texts) >= len(train)
+    evaluation_answers = {normalize_name(q.answer) for q in shipped}
+    assert not {normalize_name(q.answer) for q, _ in train} & evaluation_answers
+    last_turns = [t["messages"][-1] for _, t in train]
+    assert all(turn["role"] == "assistant" and "<answer>" in turn["content"] for turn in last_turns)

@@ -36,6 +36,7 @@ EXPERIMENT_MODULES = [
     "frontier.reproduce.experiments.kimi_linear_quality",
     "frontier.reproduce.experiments.autodeco",
     "frontier.reproduce.experiments.research",
+    "frontier.reproduce.experiments.research_training",
 ]
 
 

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from frontier.errors import ConfigError
+from frontier.cli import positive_int
+from frontier.errors import ConfigError, FrontierError
 
 INDEX_EXAMPLES = """examples:
   frontier research index ~/notes ~/papers --output ~/notes-index
@@ -31,8 +32,31 @@ EVAL_EXAMPLES = """examples:
 """
 
 
-def add_research_commands(commands, parser_class, positive_int) -> None:
-    research = commands.add_parser("research", help="the research agent: index documents, ask, evaluate")
+RESEARCH_EXAMPLES = """examples:
+  frontier research ask "Which country borders both Lesotho and Eswatini?"
+  frontier research synthesize --count 500 --output questions.jsonl
+  frontier research trajectories --questions questions.jsonl --output sft.jsonl --midtraining mid.jsonl --top-k 3
+  frontier research train --stage midtrain --data mid.jsonl --output runs/mid
+  frontier research train --stage sft --data sft.jsonl --base runs/mid/final --output runs/sft
+  frontier research eval --llm local:runs/sft/final
+"""
+
+TRAIN_EXAMPLES = """examples:
+  frontier research train --stage sft --data sft.jsonl --output runs/sft          # LoRA on the embedded SmolLM2
+  frontier research train --stage midtrain --data mid.jsonl --output runs/mid --full --steps 500
+  frontier research train --stage sft --data sft.jsonl --base runs/mid/final --output runs/mid-sft
+  accelerate launch --num_processes 2 -m frontier research train --stage sft --data sft.jsonl --output runs/sft
+  (two GPUs, DDP; for two CPU processes use `accelerate launch --multi_gpu --num_processes 2` with no GPU visible)
+  frontier research ask "..." --llm local:runs/sft/final                          # use the result
+  (interrupted? run the same command again: it resumes from the newest checkpoint)
+"""
+
+
+def add_research_commands(commands, parser_class) -> None:
+    research = commands.add_parser(
+        "research", help="the research agent: index documents, ask, evaluate, make data and train",
+        epilog=RESEARCH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     sub = research.add_subparsers(dest="research_command", metavar="COMMAND", parser_class=parser_class)
 
     index = sub.add_parser(
@@ -49,7 +73,7 @@ def add_research_commands(commands, parser_class, positive_int) -> None:
         epilog=ASK_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     ask.add_argument("question", help="the question")
-    _add_agent_options(ask, positive_int)
+    _add_agent_options(ask)
     ask.add_argument("--json", action="store_true", help="print the trajectory record as JSON instead of the report")
     ask.add_argument(
         "--trajectory", type=Path, default=None,
@@ -71,7 +95,7 @@ def add_research_commands(commands, parser_class, positive_int) -> None:
     evaluate.add_argument("--rag-k", type=positive_int, default=5, help="passages for single-shot RAG (default 5)")
     evaluate.add_argument("--judge", default=None, help="openai:MODEL@URL: also grade with an LLM judge")
     evaluate.add_argument("--seed", type=int, default=0)
-    _add_agent_options(evaluate, positive_int)
+    _add_agent_options(evaluate)
     evaluate.set_defaults(handler=run_eval)
 
     synthesize = sub.add_parser("synthesize", help=SYNTHESIZE_HELP)
@@ -80,10 +104,26 @@ def add_research_commands(commands, parser_class, positive_int) -> None:
     paths = sub.add_parser("trajectories", help=TRAJECTORIES_HELP)
     add_trajectories_options(paths)
     paths.set_defaults(handler=run_trajectories)
+    train = sub.add_parser(
+        "train", help=TRAIN_HELP, epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_train_options(train)
+    train.set_defaults(handler=run_train)
+    rl = sub.add_parser("rl", help=RL_HELP, epilog=RL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_rl_options(rl)
+    rl.set_defaults(handler=run_rl)
 
 
 SYNTHESIZE_HELP = "synthesize obfuscated multi-hop Factbook questions (WebSailor-style) as JSONL"
 TRAJECTORIES_HELP = "render verified hop-path trajectories (and FAS mid-training text) for a question set"
+TRAIN_HELP = "fine-tune on trajectories (sft) or mid-training text (midtrain): LoRA or full, resumable"
+GRADIENT_CHECKPOINTING_HELP = "recompute activations in the backward pass: ~1/3 slower, far less memory"
+RL_HELP = "on-policy RL of the agent on a question set: group rollouts, binary reward, leave-one-out advantage"
+RL_EXAMPLES = """examples:
+  frontier research rl --questions train.jsonl --base runs/sft/final --output runs/rl --steps 20
+  frontier research rl --questions synthesized.jsonl --split train --output runs/rl --group-size 8 --full
+  (each step logs reward, solved groups and terminations to OUTPUT/rl_log.jsonl; rerun to resume)
+"""
 
 
 def add_synthesize_options(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +152,84 @@ def add_trajectories_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `frontier research train` (and of `python -m frontier.research.train_cli`)."""
+    parser.add_argument(
+        "--stage", choices=["sft", "midtrain"], required=True,
+        help="sft: learn the assistant turns of 'messages' records; midtrain: every token of 'text' records",
+    )  # fmt: skip
+    parser.add_argument("--data", type=Path, required=True, help="JSONL from `frontier research trajectories`")
+    parser.add_argument(
+        "--base", default=None,
+        help="model to train: a .gguf, a save_pretrained folder or a previous run's final folder (default: embedded)",
+    )  # fmt: skip
+    parser.add_argument("--output", type=Path, required=True, help="checkpoints and final/ (a rerun resumes)")
+    parser.add_argument("--steps", type=positive_int, default=200, help="optimizer steps (default 200)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="sequences per forward pass (default 1)")
+    parser.add_argument("--grad-accum", type=positive_int, default=8, help="forward passes per step (default 8)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4 LoRA, 1e-5 --full)")
+    parser.add_argument("--full", action="store_true", help="train every weight (default: a LoRA adapter)")
+    parser.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank (default 16; alpha is 2x)")
+    parser.add_argument(
+        "--max-length", type=positive_int, default=None,
+        help="tokens per example (default: the base's window, 8192 for SmolLM2); longer trajectories are dropped",
+    )  # fmt: skip
+    parser.add_argument("--truncate", action="store_true", help="cut long trajectories to --max-length instead")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help=GRADIENT_CHECKPOINTING_HELP)
+    parser.add_argument("--checkpoint-every", type=positive_int, default=50, help="steps between checkpoints (50)")
+    parser.add_argument("--warmup-steps", type=int, default=0, help="linear warmup steps (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="batch order and LoRA initialisation (default 0)")
+
+
+def add_rl_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `frontier research rl` (and of `python -m frontier.research.rl_cli`)."""
+    parser.add_argument("--questions", type=Path, required=True, help="question JSONL, as `synthesize` writes")
+    parser.add_argument("--split", default=None, help="only records whose 'split' is this (e.g. train)")
+    parser.add_argument("--base", default=None, help="model to train, as for `train` (default: the embedded SmolLM2)")
+    parser.add_argument("--output", type=Path, required=True, help="checkpoints, rl_log.jsonl and final/ (resumes)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="policy updates (default 20)")
+    parser.add_argument("--group-size", type=positive_int, default=4, help="rollouts per question (default 4)")
+    parser.add_argument("--questions-per-step", type=positive_int, default=2, help="questions per update (default 2)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="rollout sampling temperature (default 1)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-5 LoRA, 1e-6 --full)")
+    parser.add_argument("--full", action="store_true", help="train every weight (default: a LoRA adapter)")
+    parser.add_argument("--lora-rank", type=positive_int, default=16, help="LoRA rank (default 16; alpha is 2x)")
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="rollouts per forward pass (default 1)")
+    parser.add_argument("--max-length", type=positive_int, default=8192, help="longer rollouts are not learned")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help=GRADIENT_CHECKPOINTING_HELP)
+    parser.add_argument("--corpus", type=Path, default=None, help="an index folder (default: the Factbook)")
+    parser.add_argument("--top-k", type=positive_int, default=3, help="search results per query (default 3)")
+    parser.add_argument("--no-python", action="store_true", help="do not offer the PythonInterpreter tool")
+    parser.add_argument("--max-llm-calls", type=positive_int, default=8, help="calls per rollout (default 8)")
+    parser.add_argument("--max-tokens-per-turn", type=positive_int, default=512, help="default 512")
+    parser.add_argument("--date", default=None, help="date in the system prompt (default today)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=5, help="steps between checkpoints (5)")
+    parser.add_argument("--seed", type=int, default=0, help="question order and rollout seeds (default 0)")
+
+
+def run_rl(args) -> int:
+    from frontier.research.rl_cli import run
+
+    return run(args)
+
+
+def run_train(args) -> int:
+    from frontier.research.train_cli import run
+
+    return run(args)
+
+
+def module_main(prog: str, description: str, add_options, run, argv: list[str] | None) -> int:
+    """`python -m frontier.research.<module>`: the options of its `frontier research` command, one-line errors."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_options(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except FrontierError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, ConfigError) else 1
+
+
 def run_synthesize(args) -> int:
     from frontier.research.synthesis import run
 
@@ -124,7 +242,7 @@ def run_trajectories(args) -> int:
     return run(args)
 
 
-def _add_agent_options(parser, positive_int) -> None:
+def _add_agent_options(parser) -> None:
     parser.add_argument("--corpus", type=Path, default=None, help="an index folder (default: the Factbook)")
     parser.add_argument("--llm", default="local", help="local | local:PATH | openai:MODEL@BASE_URL (default local)")
     parser.add_argument("--heads", default=None, help="AutoDeco heads folder for a local model")

@@ -38,7 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frontier.errors import ConfigError, FrontierError
+from frontier.errors import ConfigError
 from frontier.research.evalset import (
     DEFAULT_EVAL_SET,
     EvalQuestion,
@@ -821,15 +821,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from frontier.research.cli import SYNTHESIZE_HELP, add_synthesize_options
+    from frontier.research.cli import SYNTHESIZE_HELP, add_synthesize_options, module_main
 
-    parser = argparse.ArgumentParser(prog="python -m frontier.research.synthesis", description=SYNTHESIZE_HELP)
-    add_synthesize_options(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except FrontierError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
+    return module_main("python -m frontier.research.synthesis", SYNTHESIZE_HELP, add_synthesize_options, run, argv)
 
 
 if __name__ == "__main__":

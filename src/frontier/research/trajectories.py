@@ -601,15 +601,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from frontier.research.cli import TRAJECTORIES_HELP, add_trajectories_options
+    from frontier.research.cli import TRAJECTORIES_HELP, add_trajectories_options, module_main
 
-    parser = argparse.ArgumentParser(prog="python -m frontier.research.trajectories", description=TRAJECTORIES_HELP)
-    add_trajectories_options(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except FrontierError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
+    prog = "python -m frontier.research.trajectories"
+    return module_main(prog, TRAJECTORIES_HELP, add_trajectories_options, run, argv)
 
 
 def _render_all(

@@ -1,0 +1,97 @@
+"""`frontier research rl`: on-policy RL of the research agent on a question set (see `frontier.research.rl`).
+
+The policy starts from `--base` (the embedded SmolLM2, or a `train` result such as an SFT adapter, merged) and plays
+the agent against the local index with goal-line extraction, so a rollout costs only the policy's own tokens. Each
+step prints its mean reward, how many groups had a correct rollout and how the rollouts ended.
+
+    python -m frontier.research.rl_cli --questions Q.jsonl --output DIR [--base PATH] [--split train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from frontier.errors import ConfigError
+
+
+def read_split(path, split: str | None) -> list:
+    """The questions of `path`, only those whose `split` field is `split` when given."""
+    from frontier.research.trajectories import read_questions
+
+    questions = read_questions(path)
+    if split is None:
+        return questions
+    splits = [json.loads(line).get("split") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    chosen = [q for q, s in zip(questions, splits, strict=True) if s == split]
+    if not chosen:
+        found = sorted({str(s) for s in splits})
+        raise ConfigError(f"{path}: no question has split {split!r} (found: {', '.join(found)}); pick one of those")
+    return chosen
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import PartialState
+
+    from frontier.models.loading import load_causal_lm
+    from frontier.research.agent import AgentBudget
+    from frontier.research.backends import ToolSettings, build_tools
+    from frontier.research.cli import open_corpus
+    from frontier.research.rl import AgentEnvironment, RLConfig, train_rl
+    from frontier.research.tools import GoalLinesExtractor
+    from frontier.research.train_cli import resolve_base
+
+    if args.lr is not None and not args.lr > 0:
+        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    if not args.questions.is_file():
+        raise ConfigError(f"--questions {args.questions}: no such file; make one with `frontier research synthesize`")
+    lora = not args.full
+    config = RLConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr or (1e-5 if lora else 1e-6), seed=args.seed,
+        checkpoint_every=args.checkpoint_every, lora=lora, lora_rank=args.lora_rank, lora_alpha=2.0 * args.lora_rank,
+        group_size=args.group_size, questions_per_step=args.questions_per_step, temperature=args.temperature,
+        max_length=args.max_length, gradient_checkpointing=args.gradient_checkpointing,
+    )  # fmt: skip
+    questions = read_split(args.questions, args.split)
+    base = resolve_base(args.base)
+    state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
+    main_process = state.is_main_process
+    tools = build_tools(
+        open_corpus(args.corpus, progress=main_process), GoalLinesExtractor(),
+        ToolSettings(top_k=args.top_k, python=not args.no_python),
+    )  # fmt: skip
+    budget = AgentBudget(max_llm_calls=args.max_llm_calls, max_tokens_per_turn=args.max_tokens_per_turn)
+    environment = AgentEnvironment(tools, budget, date=args.date)
+    model, tokenizer = load_causal_lm(base, progress=main_process)
+    if main_process:
+        print(f"rl: {len(questions)} questions, {config.questions_per_step} x {config.group_size} rollouts per step",
+              file=sys.stderr)  # fmt: skip
+
+    def report(record) -> None:
+        endings = ", ".join(f"{name} {count}" for name, count in sorted(record.terminations.items()))
+        print(
+            f"step {record.step}: reward {record.reward:.3f}, solved {record.solved_groups}/{record.groups} groups, "
+            f"learned {record.learned_rollouts} rollouts ({record.learned_tokens} tokens), {endings}, "
+            f"{record.seconds:.0f} s",
+            file=sys.stderr,
+        )
+
+    train_rl(
+        model, tokenizer, questions, environment, config, args.output, progress=False, on_step=report,
+        base_model=str(base) if lora else None,
+    )  # fmt: skip
+    if main_process:
+        print(f"final model: {args.output / 'final'}  (use: --llm local:{args.output / 'final'})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from frontier.research.cli import RL_HELP, add_rl_options, module_main
+
+    return module_main("python -m frontier.research.rl_cli", RL_HELP, add_rl_options, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
