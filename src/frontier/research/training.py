@@ -333,7 +333,7 @@ class TrainingRun:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         if config.gradient_checkpointing:
             # Non-reentrant checkpointing also works when only LoRA adapters (not the inputs) need gradients.
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         self.model = _add_lora(model, config) if config.lora else model
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
