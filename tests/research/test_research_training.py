@@ -12,6 +12,7 @@ from frontier.research.training import (
     encode_text,
     encode_trajectory,
     mean_token_loss,
+    read_step_log,
     train_causal_lm,
 )
 
@@ -127,6 +128,10 @@ def test_loss_decreases(tiny_llama, tmp_path, lora):
 
     assert mean_token_loss(trained, examples) < before - (0.25 if lora else 1.0)
     assert (tmp_path / "checkpoint-10").is_dir() and (tmp_path / "checkpoint-20").is_dir()
+    log = read_step_log(tmp_path / "train_log.jsonl")
+    assert [record["step"] for record in log] == list(range(1, 21))
+    assert log[0]["loss"] == pytest.approx(before, rel=0.05)  # the first step's loss is that of the initial model
+    assert sum(r["loss"] for r in log[-5:]) < sum(r["loss"] for r in log[:5])
     if lora:
         assert all(torch.equal(parameter, original) for parameter, original in base)
         assert (tmp_path / "final" / "adapter_model.safetensors").is_file()
@@ -144,8 +149,9 @@ def test_resume_equals_uninterrupted_run(tiny_llama, tmp_path, lora):
         steps=4, batch_size=2, gradient_accumulation_steps=2, lr=1e-2, checkpoint_every=2, warmup_steps=1, lora=lora
     )
     uninterrupted = train_causal_lm(tiny_llama(), examples, config, tmp_path / "a", progress=False)
-    # An interrupted run: only its first checkpoint was written.
+    # An interrupted run: only its first checkpoint was written (its log has steps 1-4: 3-4 must be redone).
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
+    shutil.copy(tmp_path / "a" / "train_log.jsonl", tmp_path / "b" / "train_log.jsonl")
 
     resumed = train_causal_lm(tiny_llama(), examples, config, tmp_path / "b", progress=False)
 
@@ -153,6 +159,9 @@ def test_resume_equals_uninterrupted_run(tiny_llama, tmp_path, lora):
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[name], actual[name]) for name in expected)
     assert (tmp_path / "b" / "checkpoint-4").is_dir()
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in read_step_log(run / "train_log.jsonl")]
+                for run in (tmp_path / "a", tmp_path / "b")]  # fmt: skip
+    assert timeless[1] == timeless[0] and len(timeless[0]) == 4
 
 
 def test_resume_with_different_settings_is_refused(tiny_llama, tmp_path):

@@ -20,12 +20,11 @@ under `accelerate launch`: each process rolls out its share of the step's questi
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -33,11 +32,17 @@ import torch
 
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
-from frontier.io import atomic_write_text
 from frontier.research.agent import ANSWER, AgentBudget, ResearchAgent
 from frontier.research.evaluation import exact_match
 from frontier.research.llm import LocalLLM
-from frontier.research.training import Example, TrainConfig, TrainingRun, encode_trajectory, pad_batch
+from frontier.research.training import (
+    Example,
+    TrainConfig,
+    TrainingRun,
+    encode_trajectory,
+    pad_batch,
+    read_step_log,
+)
 
 LOG_NAME = "rl_log.jsonl"
 
@@ -171,12 +176,10 @@ def train_rl(
     """
     if not questions:
         raise ConfigError("no questions to train on")
-    output_dir = Path(output_dir)
-    run = TrainingRun(model, config, output_dir)
+    run = TrainingRun(model, config, output_dir, log_name=LOG_NAME)
     accelerator, prepared = run.accelerator, run.prepared
     # Rollouts generate with the unwrapped module; it shares its parameters with the DDP wrapper being trained.
     policy = LocalLLM(accelerator.unwrap_model(prepared), tokenizer, name="policy", presence_penalty=0.0)
-    log = [line for line in read_log(output_dir) if line["step"] <= run.start]
 
     progress = progress and accelerator.is_local_main_process
     with progress_steps("on-policy RL", total=config.steps, enabled=progress) as advance:
@@ -196,9 +199,7 @@ def train_rl(
             tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum"))
             loss_value = _policy_update(run, examples, advantages, tokens, config)
             record = _step_record(accelerator, step + 1, groups, len(examples), tokens, too_long, loss_value, began)
-            log.append(record.__dict__)
-            if accelerator.is_main_process:
-                atomic_write_text(output_dir / LOG_NAME, "".join(json.dumps(line) + "\n" for line in log))
+            run.log(asdict(record))
             if on_step is not None and accelerator.is_main_process:
                 on_step(record)
             run.end_step(step + 1)
@@ -276,8 +277,5 @@ def _step_record(accelerator, step, groups, learned, tokens, too_long, loss, beg
 
 
 def read_log(output_dir: str | Path) -> list[dict]:
-    """The step records of an RL run (one dict per step, in order)."""
-    path = Path(output_dir) / LOG_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The step records of an RL run (`StepRecord` fields, one dict per step, in order)."""
+    return read_step_log(Path(output_dir) / LOG_NAME)

@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from accelerate import PartialState
 
     from frontier.models.loading import load_causal_lm
-    from frontier.research.training import FINAL_NAME, TrainConfig, train_causal_lm
+    from frontier.research.training import FINAL_NAME, TRAIN_LOG_NAME, TrainConfig, train_causal_lm
 
     if args.max_length is not None and args.max_length < 2:
         raise ConfigError(f"--max-length must be at least 2 tokens, got {args.max_length}")
@@ -217,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         kind = f"LoRA adapter on {base}" if lora else "full model"
         print(f"final model ({kind}): {final}", file=sys.stderr)
         print(f'  use it with: frontier research ask "..." --llm local:{final}', file=sys.stderr)
+        print(f"  loss per step: {args.output / TRAIN_LOG_NAME}", file=sys.stderr)
     return 0
 
 

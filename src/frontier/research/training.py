@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from frontier.console import hf_progress_bars_off, progress_steps
 from frontier.errors import BackendUnavailableError, ConfigError
-from frontier.io import atomic_write_bytes, atomic_write_json
+from frontier.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from frontier.models.loading import PEFT_INSTALL
 
 STATE_NAME = "trainer_state.json"
@@ -29,6 +30,7 @@ WEIGHTS_NAME = "model.safetensors"
 ADAPTER_NAME = "adapter_model.safetensors"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 FINAL_NAME = "final"
+TRAIN_LOG_NAME = "train_log.jsonl"
 # A resumed run may train longer or checkpoint at another pace; any other change would alter the optimisation path.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "gradient_checkpointing")
 
@@ -304,14 +306,22 @@ def train_causal_lm(
             mine = picks[accelerator.process_index :: accelerator.num_processes]
             micro_batches = [mine[i : i + config.batch_size] for i in range(0, len(mine), config.batch_size)]
             torch.manual_seed(config.seed * 1_000_003 + step)  # dropout, if the model has any
+            began = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
+            local_loss = 0.0
             for i, batch in enumerate(micro_batches):
                 last = i == len(micro_batches) - 1
                 with contextlib.nullcontext() if last else accelerator.no_sync(prepared):
                     loss = summed_token_loss(prepared, batch) * accelerator.num_processes / learned
                     accelerator.backward(loss)
+                    local_loss += float(loss.detach())
             accelerator.clip_grad_norm_(prepared.parameters(), 1.0)
             optimizer.step()
+            mean_loss = float(accelerator.reduce(torch.tensor(local_loss, device=accelerator.device), "sum"))
+            run.log({
+                "step": step + 1, "loss": mean_loss / accelerator.num_processes, "learned_tokens": learned,
+                "lr": run.scheduler.get_last_lr()[0], "seconds": time.perf_counter() - began,
+            })  # fmt: skip
             run.end_step(step + 1)
             advance()
     return run.finish(tokenizer, base_model)
@@ -321,15 +331,17 @@ class TrainingRun:
     """What the SFT and RL trainers share: accelerate, LoRA adapters (if configured), AdamW with the warmup-then-decay
     schedule, resuming from the newest complete checkpoint, atomic checkpoints and the final save.
 
-    `start` is the number of optimizer steps already taken (0 for a new run); call `end_step(n)` after the n-th
-    optimizer step and `finish()` once at the end.
+    `start` is the number of optimizer steps already taken (0 for a new run); call `log(record)` and then
+    `end_step(n)` after the n-th optimizer step, and `finish()` once at the end. The records of the steps up to the
+    newest checkpoint are kept in `output_dir/log_name`, one JSON line per step (see `read_step_log`).
     """
 
-    def __init__(self, model, config: TrainConfig, output_dir: str | Path) -> None:
+    def __init__(self, model, config: TrainConfig, output_dir: str | Path, log_name: str = TRAIN_LOG_NAME) -> None:
         from accelerate import Accelerator
 
         self.config = config
         self.output_dir = Path(output_dir)
+        self.log_path = self.output_dir / log_name
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         if config.gradient_checkpointing:
             # Non-reentrant checkpointing also works when only LoRA adapters (not the inputs) need gradients.
@@ -343,6 +355,14 @@ class TrainingRun:
         self.start = 0
         if checkpoint is not None:
             self.start = _load_checkpoint(self.model, self.optimizer, self.scheduler, checkpoint, config)
+        # Steps after the newest checkpoint are redone, so their records go.
+        self.history = [record for record in read_step_log(self.log_path) if record["step"] <= self.start]
+
+    def log(self, record: dict) -> None:
+        """Add a step's record (a JSON-able dict with "step") to the log file, written by the main process."""
+        self.history.append(record)
+        if self.accelerator.is_main_process:
+            atomic_write_text(self.log_path, "".join(json.dumps(line) + "\n" for line in self.history))
 
     def end_step(self, step: int) -> None:
         """Advance the learning-rate schedule; every `checkpoint_every` steps and at the last, save a checkpoint."""
@@ -361,6 +381,14 @@ class TrainingRun:
                        base_model=base_model)  # fmt: skip
         self.accelerator.wait_for_everyone()
         return self.model
+
+
+def read_step_log(path: str | Path) -> list[dict]:
+    """The per-step records of a training run's log file (`train_log.jsonl`, `rl_log.jsonl`), in order."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def save_final(model, folder: Path, *, tokenizer=None, lora: bool = False, base_model: str | None = None) -> None:

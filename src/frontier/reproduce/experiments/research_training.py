@@ -40,7 +40,7 @@ class Scale:
 
 
 QUICK = Scale(train_questions=16, midtrain_steps=4, sft_steps=4, grad_accum=1, rl_steps=1, rl_questions_per_step=1,
-              rl_group_size=2, eval_questions=2, loss_questions=2, agent_llm_calls=4, agent_tokens_per_turn=256,
+              rl_group_size=2, eval_questions=2, loss_questions=2, agent_llm_calls=3, agent_tokens_per_turn=128,
               max_length=4096)  # fmt: skip
 FULL = Scale(train_questions=360, midtrain_steps=100, sft_steps=200, grad_accum=4, rl_steps=20,
              rl_questions_per_step=2, rl_group_size=4, eval_questions=50, loss_questions=20, agent_llm_calls=8,
