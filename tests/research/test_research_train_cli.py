@@ -265,3 +265,26 @@ def test_two_processes_under_accelerate_launch(base, sft_data, tmp_path):
     assert json.loads((output / "checkpoint-2" / "trainer_state.json").read_text())["step"] == 2
     model, _ = load_causal_lm(output / "final", progress=False)
     assert isinstance(model, LlamaForCausalLM)
+
+
+def test_loss_command_reports_the_trained_loss(base, sft_data, tmp_path, capsys):
+    from frontier.research.training import encode_trajectory, mean_token_loss
+
+    output = tmp_path / "run"
+    code = train("--stage", "sft", "--data", sft_data, "--base", base, "--output", output, "--steps", 4, "--lr", 1e-2)
+    assert code == 0
+    capsys.readouterr()
+
+    reported = {}
+    for model in (base, output / "final"):
+        assert main(["research", "loss", "--data", str(sft_data), "--model", str(model)]) == 0
+        out = capsys.readouterr().out
+        assert "over 3 records" in out
+        reported[model] = float(out.split()[0])
+
+    trained, tokenizer = load_causal_lm(output / "final", progress=False)
+    examples = [encode_trajectory(tokenizer, record["messages"], 10_000) for record in RECORDS]
+    assert reported[output / "final"] == pytest.approx(mean_token_loss(trained, examples, batch_size=1), abs=1e-4)
+    assert reported[output / "final"] < reported[base]
+    assert main(["research", "loss", "--data", str(sft_data), "--model", str(tmp_path / "missing")]) == 2
+    assert "--model" in capsys.readouterr().err

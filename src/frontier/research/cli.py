@@ -109,6 +109,9 @@ def add_research_commands(commands, parser_class) -> None:
     )
     add_train_options(train)
     train.set_defaults(handler=run_train)
+    loss = sub.add_parser("loss", help=LOSS_HELP)
+    add_loss_options(loss)
+    loss.set_defaults(handler=run_loss)
     rl = sub.add_parser("rl", help=RL_HELP, epilog=RL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_rl_options(rl)
     rl.set_defaults(handler=run_rl)
@@ -117,6 +120,7 @@ def add_research_commands(commands, parser_class) -> None:
 SYNTHESIZE_HELP = "synthesize obfuscated multi-hop Factbook questions (WebSailor-style) as JSONL"
 TRAJECTORIES_HELP = "render verified hop-path trajectories (and FAS mid-training text) for a question set"
 TRAIN_HELP = "fine-tune on trajectories (sft) or mid-training text (midtrain): LoRA or full, resumable"
+LOSS_HELP = "mean loss per learned token of a model on trajectories or text (e.g. held-out, before and after SFT)"
 GRADIENT_CHECKPOINTING_HELP = "recompute activations in the backward pass: ~1/3 slower, far less memory"
 RL_HELP = "on-policy RL of the agent on a question set: group rollouts, binary reward, leave-one-out advantage"
 RL_EXAMPLES = """examples:
@@ -211,6 +215,20 @@ def run_rl(args) -> int:
     from frontier.research.rl_cli import run
 
     return run(args)
+
+
+def add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `frontier research loss`."""
+    parser.add_argument("--data", type=Path, required=True, help="JSONL as for `train` (e.g. held-out trajectories)")
+    parser.add_argument("--stage", choices=["sft", "midtrain"], default="sft", help="how to read it (default sft)")
+    parser.add_argument("--model", default=None, help="a .gguf, a folder or a `train` result (default: embedded)")
+    parser.add_argument("--max-length", type=positive_int, default=None, help="longer records are left out")
+
+
+def run_loss(args) -> int:
+    from frontier.research.train_cli import run_loss
+
+    return run_loss(args)
 
 
 def run_train(args) -> int:

@@ -134,8 +134,8 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def resolve_base(base: str | None) -> Path:
-    """The absolute path of `--base` (default: the embedded SmolLM2 GGUF), which a LoRA result records."""
+def resolve_base(base: str | None, flag: str = "--base") -> Path:
+    """The absolute path of a model option (default: the embedded SmolLM2 GGUF), which a LoRA result records."""
     from frontier.models.loading import embedded_gguf_path
 
     if base is None:
@@ -143,8 +143,8 @@ def resolve_base(base: str | None) -> Path:
     path = Path(base).expanduser()
     if not path.exists():
         raise ConfigError(
-            f"--base {base}: no such file or folder; pass a .gguf file, a save_pretrained folder or a previous "
-            "run's final folder, or leave --base out for the embedded SmolLM2"
+            f"{flag} {base}: no such file or folder; pass a .gguf file, a save_pretrained folder or a previous "
+            f"run's final folder, or leave {flag} out for the embedded SmolLM2"
         )
     return path.resolve()
 
@@ -218,6 +218,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"final model ({kind}): {final}", file=sys.stderr)
         print(f'  use it with: frontier research ask "..." --llm local:{final}', file=sys.stderr)
         print(f"  loss per step: {args.output / TRAIN_LOG_NAME}", file=sys.stderr)
+    return 0
+
+
+def run_loss(args: argparse.Namespace) -> int:
+    """`frontier research loss`: the mean loss per learned token of a model on a data file (e.g. held-out
+    trajectories), the quantity `train` minimises."""
+    from frontier.models.loading import load_causal_lm
+    from frontier.research.training import mean_token_loss
+
+    records = read_training_records(args.data, args.stage)
+    model, tokenizer = load_causal_lm(resolve_base(args.model, "--model"), progress=False)
+    max_length = args.max_length or getattr(model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
+    examples, counts = encode_records(tokenizer, records, args.stage, max_length, False, args.data)
+    if not examples:
+        raise ConfigError(f"no record of {args.data} fits --max-length {max_length} tokens; raise --max-length")
+    tokens = sum(int((labels[1:] != -100).sum()) for _, labels in examples)
+    loss = mean_token_loss(model, examples, batch_size=1)
+    dropped = f", {counts['too long']} longer than {max_length} tokens left out" if counts["too long"] else ""
+    print(f"{loss:.4f} nats per learned token over {len(examples)} records ({tokens} tokens{dropped})")
     return 0
 
 
