@@ -34,11 +34,14 @@ EVAL_EXAMPLES = """examples:
 
 RESEARCH_EXAMPLES = """examples:
   frontier research ask "Which country borders both Lesotho and Eswatini?"
-  frontier research synthesize --count 500 --output questions.jsonl
-  frontier research trajectories --questions questions.jsonl --output sft.jsonl --midtraining mid.jsonl --top-k 3
+  frontier research synthesize --count 500 --output synth.jsonl     # obfuscated questions (RL, evaluation)
+  python -m frontier.research.evalset --count 360 --seed 1 --exclude EVAL.jsonl --output train.jsonl
+  frontier research trajectories --questions train.jsonl --output sft.jsonl --midtraining mid.jsonl --top-k 3
   frontier research train --stage midtrain --data mid.jsonl --output runs/mid
   frontier research train --stage sft --data sft.jsonl --base runs/mid/final --output runs/sft
-  frontier research eval --llm local:runs/sft/final
+  frontier research rl --questions train.jsonl --base runs/sft/final --output runs/rl
+  frontier research eval --llm local:runs/rl/final --extractor lines --top-k 3   # as the trajectories were made
+  (hop-path trajectories need questions that name their entities: template questions, not synthesized ones)
 """
 
 TRAIN_EXAMPLES = """examples:

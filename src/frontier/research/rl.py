@@ -40,6 +40,7 @@ from frontier.research.training import (
     TrainConfig,
     TrainingRun,
     encode_trajectory,
+    learned_tokens,
     pad_batch,
     read_step_log,
 )
@@ -195,7 +196,7 @@ def train_rl(
                 for q in picked[accelerator.process_index :: accelerator.num_processes]
             ]
             examples, advantages, too_long = _learnable(groups, tokenizer, config.max_length)
-            local_tokens = sum(int((labels[1:] != -100).sum()) for _, labels in examples)
+            local_tokens = learned_tokens(examples)
             tokens = int(accelerator.reduce(torch.tensor(local_tokens, device=accelerator.device), "sum"))
             loss_value = _policy_update(run, examples, advantages, tokens, config)
             record = _step_record(accelerator, step + 1, groups, len(examples), tokens, too_long, loss_value, began)
@@ -219,7 +220,7 @@ def _learnable(groups, tokenizer, max_length: int) -> tuple[list[Example], list[
     examples, advantages, too_long = [], [], 0
     for group in groups:
         for episode, advantage in learning_signal(group):
-            input_ids, labels = encode_trajectory(tokenizer, episode.messages, max_length=10**9)
+            input_ids, labels = encode_trajectory(tokenizer, episode.messages)
             if len(input_ids) > max_length:
                 too_long += 1
                 continue

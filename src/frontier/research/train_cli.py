@@ -25,7 +25,6 @@ DEFAULT_MAX_LENGTH = 8192  # SmolLM2's window; used when the base's config does 
 LORA_LR = 1e-4
 FULL_LR = 1e-5
 RUN_FILE = "train-run.json"  # what the output folder was trained on, checked when a rerun resumes
-_NO_LIMIT = sys.maxsize
 
 
 def read_training_records(path: Path, stage: str) -> list[tuple[int, Any]]:
@@ -92,9 +91,9 @@ def encode_records(tokenizer, records, stage: str, max_length: int, truncate: bo
     for number, payload in records:
         try:
             if stage == "midtrain":
-                input_ids, labels = encode_text(tokenizer, payload, _NO_LIMIT)
+                input_ids, labels = encode_text(tokenizer, payload)
             else:
-                input_ids, labels = encode_trajectory(tokenizer, payload, _NO_LIMIT)
+                input_ids, labels = encode_trajectory(tokenizer, payload)
         except ConfigError as exc:
             raise ConfigError(f"{path}:{number}: {exc}") from None
         counts["longest"] = max(counts["longest"], len(input_ids))
@@ -225,7 +224,7 @@ def run_loss(args: argparse.Namespace) -> int:
     """`frontier research loss`: the mean loss per learned token of a model on a data file (e.g. held-out
     trajectories), the quantity `train` minimises."""
     from frontier.models.loading import load_causal_lm
-    from frontier.research.training import mean_token_loss
+    from frontier.research.training import learned_tokens, mean_token_loss
 
     records = read_training_records(args.data, args.stage)
     model, tokenizer = load_causal_lm(resolve_base(args.model, "--model"), progress=False)
@@ -233,7 +232,7 @@ def run_loss(args: argparse.Namespace) -> int:
     examples, counts = encode_records(tokenizer, records, args.stage, max_length, False, args.data)
     if not examples:
         raise ConfigError(f"no record of {args.data} fits --max-length {max_length} tokens; raise --max-length")
-    tokens = sum(int((labels[1:] != -100).sum()) for _, labels in examples)
+    tokens = learned_tokens(examples)
     loss = mean_token_loss(model, examples, batch_size=1)
     dropped = f", {counts['too long']} longer than {max_length} tokens left out" if counts["too long"] else ""
     print(f"{loss:.4f} nats per learned token over {len(examples)} records ({tokens} tokens{dropped})")

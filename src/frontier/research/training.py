@@ -37,7 +37,7 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every", "gradient_checkpointing")
 Example = tuple[torch.Tensor, torch.Tensor]  # (input_ids [T], labels [T] with -100 where nothing is learned)
 
 
-def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length: int) -> Example:
+def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None) -> Example:
     """Tokenise a whole conversation with the chat template; only the assistant turns are labelled.
 
     A turn's learned text is what the model itself emits: its content and the end-of-turn token, not the role
@@ -45,9 +45,9 @@ def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length:
     they are exact for any template that renders earlier turns the same way whatever follows them; a template that
     rewrites earlier turns (e.g. one dropping past reasoning) is refused. The rendering is tokenised as one text,
     as at inference, and a token is learned when it starts inside an assistant span. Sequences longer than
-    `max_length` lose their end.
+    `max_length` lose their end (None: no limit).
     """
-    if max_length < 2:
+    if max_length is not None and max_length < 2:
         raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
     if not any(message["role"] == "assistant" for message in messages):
         raise ConfigError("the trajectory has no assistant turn to learn from")
@@ -84,9 +84,10 @@ def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length:
     return input_ids, labels
 
 
-def encode_text(tokenizer, text: str, max_length: int) -> Example:
-    """Tokenise a mid-training document (with the tokenizer's BOS, ending in EOS); every token is learned."""
-    if max_length < 2:
+def encode_text(tokenizer, text: str, max_length: int | None = None) -> Example:
+    """Tokenise a mid-training document (with the tokenizer's BOS, ending in EOS); every token is learned. Texts longer
+    than `max_length` (None: no limit) lose their end."""
+    if max_length is not None and max_length < 2:
         raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
     if not text:
         raise ConfigError("empty mid-training text")
@@ -161,7 +162,8 @@ def summed_token_loss(model, examples: Sequence[Example]) -> torch.Tensor:
     )
 
 
-def _learned_tokens(examples: Sequence[Example]) -> int:
+def learned_tokens(examples: Sequence[Example]) -> int:
+    """How many tokens of `examples` are learned (labelled, after each example's first token)."""
     return sum(int((labels[1:] != -100).sum()) for _, labels in examples)
 
 
@@ -171,7 +173,7 @@ def mean_token_loss(model, examples: Sequence[Example], batch_size: int = 8) -> 
     total = sum(
         float(summed_token_loss(model, examples[i : i + batch_size])) for i in range(0, len(examples), batch_size)
     )
-    return total / _learned_tokens(examples)
+    return total / learned_tokens(examples)
 
 
 def _unique_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -300,7 +302,7 @@ def train_causal_lm(
         for step in range(run.start, config.steps):
             rng = random.Random(config.seed * 1_000_003 + step)
             picks = [examples[i] for i in rng.sample(range(len(examples)), min(per_step, len(examples)))]
-            learned = _learned_tokens(picks)
+            learned = learned_tokens(picks)
             # Each process takes its share of the step's examples; DDP averages gradients over processes, so each
             # local sum is scaled to give exactly the mean over every labelled token of the step.
             mine = picks[accelerator.process_index :: accelerator.num_processes]

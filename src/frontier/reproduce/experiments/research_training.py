@@ -123,8 +123,8 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     stages["+mid-training"] = work / "mid" / FINAL_NAME
 
     model, tokenizer = load_causal_lm(stages["+mid-training"], progress=False)
-    sft_examples = fits(encode_trajectory(tokenizer, t["messages"], 10**9) for _, t in train_pairs)
-    loss_examples = fits(encode_trajectory(tokenizer, t["messages"], 10**9) for t in held_out_trajectories)
+    sft_examples = fits(encode_trajectory(tokenizer, t["messages"]) for _, t in train_pairs)
+    loss_examples = fits(encode_trajectory(tokenizer, t["messages"]) for t in held_out_trajectories)
     loss_before = mean_token_loss(model, loss_examples, batch_size=1) if loss_examples else float("nan")
     sft_config = TrainConfig(
         steps=scale.sft_steps, lr=2e-4, batch_size=1, gradient_accumulation_steps=scale.grad_accum, **lora
