@@ -33,13 +33,14 @@ def load_fla_naive() -> ModuleType:
     return module
 
 
+def fla_triton_installed() -> bool:
+    """Whether fla and Triton are importable (checked without importing either)."""
+    return importlib.util.find_spec("fla") is not None and importlib.util.find_spec("triton") is not None
+
+
 def fla_kernel(name: str, q: torch.Tensor) -> Callable | None:
     """fla's `fla.ops.kda.<name>` when `q` lives on CUDA and fla and Triton are installed, else None."""
-    if (
-        not getattr(q, "is_cuda", False)
-        or importlib.util.find_spec("fla") is None
-        or importlib.util.find_spec("triton") is None
-    ):
+    if not getattr(q, "is_cuda", False) or not fla_triton_installed():
         return None
     return getattr(importlib.import_module("fla.ops.kda"), name)
 
