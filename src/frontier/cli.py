@@ -342,13 +342,15 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
         features = cache_features(model, examples)
         advance()
     history = train_heads(model, features, config, args.output)
-    if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
+    state = PartialState()
+    if not state.is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0
     model.save_pretrained(args.output)
     if history:
         last = history[-1]
         print("final step: " + ", ".join(f"{k} loss {v:.4f}" for k, v in last.items()), file=sys.stderr)
-    print(f"heads saved to {args.output}", file=sys.stderr)
+    processes = f" (trained by {state.num_processes} processes)" if state.num_processes > 1 else ""
+    print(f"heads saved to {args.output}{processes}", file=sys.stderr)
     return 0
 
 
