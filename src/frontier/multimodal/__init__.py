@@ -1,0 +1,1 @@
+"""Unified multimodal model: real object images, synthetic scenes and a model that reads and writes them."""

@@ -1,0 +1,328 @@
+"""The unified multimodal model: image patches and text tokens in one sequence, one transformer, three tasks.
+
+    patches  = Conv(P×P, stride P)(image) + row/column position + image type  → image adapter  ┐
+    tokens   = Embedding(ids) + position + text type                          → text adapter   ├→ [patches ; text]
+    layers < fusion_layer:  attend within a modality (patches ↔ patches, text causal)          │   → N blocks
+    layers ≥ fusion_layer:  text → every patch, patches → the prompt (never the target text)   ┘   → RMSNorm
+    LM head on text positions: captions and VQA answers, teacher-forced, loss on the target only
+    retrieval: the same blocks run on one modality alone, mean-pooled, projected, L2-normalised; symmetric InfoNCE
+
+Each block is pre-norm: attention (softmax over the layer's mask, or Kimi Delta Attention) then a SwiGLU MLP.
+Sequences here are short (64 patches and a few dozen tokens), so `generate` recomputes the whole sequence per
+token rather than keeping a cache: patch states in fused layers depend on the prompt, which a plain KV cache of a
+causal model does not express, and the recompute costs little at this length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from frontier.errors import ShapeError
+from frontier.layers.kda import KimiDeltaAttention
+from frontier.layers.mlp import SwiGLUMLP
+from frontier.layers.norm import RMSNorm
+from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
+
+IMAGE, TEXT = 0, 1  # modality-type embedding rows
+IGNORE_INDEX = -100
+
+
+def hierarchical_masks(
+    num_image: int, text_mask: torch.Tensor, prompt_lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean attention masks [B, 1, S, S] (True = may attend) over [num_image patches ; L text tokens].
+
+    within: patches ↔ patches, text → earlier text. fused: within, plus text → every patch and patches → the first
+    `prompt_lengths[b]` text tokens (the prompt; the target stays invisible to the image, so no answer leaks back).
+    Keys at padded text positions are closed; every query keeps itself, so no row is empty.
+    """
+    B, L = text_mask.shape
+    S = num_image + L
+    device = text_mask.device
+    is_image = torch.arange(S, device=device) < num_image
+    text_pos = torch.arange(S, device=device) - num_image
+    valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=device), text_mask.bool()], dim=1)
+    same = is_image[:, None] == is_image[None, :]
+    causal = text_pos[:, None] >= text_pos[None, :]
+    within = (same & (is_image[:, None] | causal))[None] & valid[:, None, :]
+    prompt_key = ~is_image[None, :] & (text_pos[None, :] < prompt_lengths[:, None]) & valid  # [B, S]
+    text_to_image = (~is_image[:, None] & is_image[None, :])[None]
+    image_to_prompt = is_image[None, :, None] & prompt_key[:, None, :]
+    fused = within | text_to_image | image_to_prompt
+    eye = torch.eye(S, dtype=torch.bool, device=device)[None]
+    return (within | eye)[:, None], (fused | eye)[:, None]
+
+
+class ModalityAdapter(nn.Module):
+    """x + MLP(RMSNorm(x)): a modality's own residual map into the shared width."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, eps: float) -> None:
+        super().__init__()
+        self.norm = RMSNorm(hidden_size, eps)
+        self.mlp = SwiGLUMLP(hidden_size, intermediate_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(x))
+
+
+class MaskedSelfAttention(nn.Module):
+    """Multi-head softmax attention under an explicit boolean mask (no positional rotation: positions are added)."""
+
+    def __init__(self, hidden_size: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
+        self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in self.qkv_proj(x).chunk(3, dim=-1))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.o_proj(out.transpose(1, 2).flatten(2))
+
+
+class UnifiedBlock(nn.Module):
+    def __init__(self, config: UnifiedMultimodalConfig, index: int) -> None:
+        super().__init__()
+        self.fused = index >= config.fusion_layer
+        self.softmax = config.layer_uses_softmax(index)
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        if self.softmax:
+            self.attn = MaskedSelfAttention(config.hidden_size, config.num_attention_heads)
+        else:
+            head_dim = config.hidden_size // config.num_attention_heads
+            self.attn = KimiDeltaAttention(config.hidden_size, config.num_attention_heads, head_dim)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLUMLP(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], num_image: int, valid: torch.Tensor):
+        h = self.attn_norm(x)
+        if self.softmax:
+            mixed = self.attn(h, masks[1] if self.fused else masks[0])
+        elif self.fused:  # one causal pass over [patches ; text]: text reads the image through the state
+            mixed = self.attn(h, padding_mask=valid)
+        else:  # a separate state per modality segment
+            segments = [(h[:, :num_image], None), (h[:, num_image:], valid[:, num_image:])]
+            mixed = torch.cat([self.attn(seg, padding_mask=pad) for seg, pad in segments if seg.shape[1]], dim=1)
+        x = x + mixed
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class UnifiedMultimodalPreTrainedModel(PreTrainedModel):
+    config_class = UnifiedMultimodalConfig
+    base_model_prefix = "model"
+    _no_split_modules: ClassVar[list[str]] = ["UnifiedBlock"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, RMSNorm):
+            nn.init.ones_(module.weight)
+        elif isinstance(module, KimiDeltaAttention):
+            module.reset_gate_parameters()
+        elif isinstance(module, UnifiedMultimodalModel):
+            nn.init.normal_(module.image_row_position, std=std)
+            nn.init.normal_(module.image_col_position, std=std)
+
+
+class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
+    """Embeddings, adapters and the block stack; returns the final hidden states of [patches ; text]."""
+
+    def __init__(self, config: UnifiedMultimodalConfig) -> None:
+        super().__init__(config)
+        D, n = config.hidden_size, config.patches_per_side
+        self.patch_embed = nn.Conv2d(config.num_channels, D, config.patch_size, stride=config.patch_size)
+        self.image_row_position = nn.Parameter(torch.zeros(n, 1, D))
+        self.image_col_position = nn.Parameter(torch.zeros(1, n, D))
+        self.token_embed = nn.Embedding(config.vocab_size, D, padding_idx=config.pad_token_id)
+        self.text_position = nn.Embedding(config.max_text_positions, D)
+        self.modality_embed = nn.Embedding(2, D)
+        self.image_adapter = ModalityAdapter(D, config.intermediate_size, config.rms_norm_eps)
+        self.text_adapter = ModalityAdapter(D, config.intermediate_size, config.rms_norm_eps)
+        self.layers = nn.ModuleList(UnifiedBlock(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(D, config.rms_norm_eps)
+        self.post_init()
+
+    def embed_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values [B, C, H, W] (normalised floats) → [B, num_patches, D]."""
+        c = self.config
+        expected = (c.num_channels, c.image_size, c.image_size)
+        if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
+            raise ShapeError(
+                f"pixel_values has shape {tuple(pixel_values.shape)}; expected [B, {', '.join(map(str, expected))}]"
+            )
+        x = self.patch_embed(pixel_values.to(self.patch_embed.weight.dtype))  # [B, D, n, n]
+        x = x.permute(0, 2, 3, 1) + self.image_row_position + self.image_col_position
+        x = x.flatten(1, 2) + self.modality_embed.weight[IMAGE]
+        return self.image_adapter(x)
+
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids [B, L] → [B, L, D]."""
+        if input_ids.dim() != 2:
+            raise ShapeError(f"input_ids has shape {tuple(input_ids.shape)}; expected [B, L]")
+        if input_ids.shape[1] > self.config.max_text_positions:
+            raise ShapeError(
+                f"input_ids has {input_ids.shape[1]} tokens; the model reads at most "
+                f"max_text_positions={self.config.max_text_positions}"
+            )
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.token_embed(input_ids) + self.text_position(positions) + self.modality_embed.weight[TEXT]
+        return self.text_adapter(x)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        prompt_lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, int]:
+        """Hidden states [B, P + L, D] and P, the number of patch positions (0 without an image).
+
+        attention_mask [B, L]: 1 for tokens, 0 for right padding. prompt_lengths [B]: how many leading text tokens
+        the patches may read in fused layers (default: none, as for a text being scored or generated)."""
+        if pixel_values is None and input_ids is None:
+            raise ShapeError("give pixel_values, input_ids or both")
+        parts = []
+        if pixel_values is not None:
+            parts.append(self.embed_image(pixel_values))
+        if input_ids is not None:
+            parts.append(self.embed_text(input_ids))
+        x = torch.cat(parts, dim=1)
+        B, num_image = x.shape[0], parts[0].shape[1] if pixel_values is not None else 0
+        L = x.shape[1] - num_image
+        text_mask = torch.ones(B, L, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask
+        if text_mask.shape != (B, L):
+            raise ShapeError(f"attention_mask has shape {tuple(text_mask.shape)}; expected {(B, L)}")
+        if prompt_lengths is None:
+            prompt_lengths = torch.zeros(B, dtype=torch.long, device=x.device)
+        masks = hierarchical_masks(num_image, text_mask, prompt_lengths)
+        valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=x.device), text_mask.bool()], 1)
+        for layer in self.layers:
+            x = layer(x, masks, num_image, valid)
+        return self.norm(x), num_image
+
+
+@dataclass
+class UnifiedMultimodalOutput(ModelOutput):
+    loss: torch.Tensor | None = None  # lm_loss + retrieval_loss, those given
+    lm_loss: torch.Tensor | None = None
+    retrieval_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None  # [B, L, V] at the text positions
+
+
+class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel):
+    """LM head for captions and answers, projections for contrastive retrieval."""
+
+    _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.weight": "model.token_embed.weight"}
+
+    def __init__(self, config: UnifiedMultimodalConfig) -> None:
+        super().__init__(config)
+        self.model = UnifiedMultimodalModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.image_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.token_embed
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        prompt_lengths: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        retrieval_pixel_values: torch.Tensor | None = None,
+        retrieval_input_ids: torch.Tensor | None = None,
+        retrieval_attention_mask: torch.Tensor | None = None,
+    ) -> UnifiedMultimodalOutput:
+        """Generation part: [image ; text] → logits at the text positions; with `labels` [B, L] the LM loss, where
+        the token after position t is labels[:, t + 1] (as HF causal LMs) and IGNORE_INDEX marks what is not
+        learned (prompt, padding). Retrieval part: matching (image, text) pairs → the contrastive loss. Both parts
+        in one call, so that one DDP forward covers every task of a multi-task step."""
+        out = UnifiedMultimodalOutput()
+        if input_ids is not None:
+            hidden, num_image = self.model(pixel_values, input_ids, attention_mask, prompt_lengths)
+            out.logits = self.lm_head(hidden[:, num_image:])
+            if labels is not None:
+                out.lm_loss = F.cross_entropy(
+                    out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+                )
+        if retrieval_pixel_values is not None:
+            if retrieval_input_ids is None:
+                raise ShapeError("retrieval_pixel_values needs retrieval_input_ids (their matching texts)")
+            image_embeds = self.encode_image(retrieval_pixel_values)
+            text_embeds = self.encode_text(retrieval_input_ids, retrieval_attention_mask)
+            out.retrieval_loss = self.contrastive_loss(image_embeds, text_embeds)
+        losses = [loss for loss in (out.lm_loss, out.retrieval_loss) if loss is not None]
+        out.loss = sum(losses) if losses else None
+        return out
+
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, projection_dim], L2-normalised: the blocks over the patches alone, mean-pooled."""
+        hidden, _ = self.model(pixel_values=pixel_values)
+        return F.normalize(self.image_projection(hidden.mean(1)), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, projection_dim], L2-normalised: the blocks over the text alone, mean-pooled over its tokens."""
+        hidden, _ = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        weights = mask[..., None].to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1)
+        return F.normalize(self.text_projection(pooled), dim=-1)
+
+    def contrastive_loss(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """CLIP's symmetric InfoNCE over a batch of matching pairs (row i ↔ column i)."""
+        logits = self.logit_scale.exp().clamp(max=100) * image_embeds @ text_embeds.T
+        targets = torch.arange(len(logits), device=logits.device)
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+    @torch.no_grad()
+    def generate(
+        self, pixel_values: torch.Tensor, prompts: list[list[int]], max_new_tokens: int = 24
+    ) -> list[list[int]]:
+        """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS.
+
+        Recomputes the sequence per token (see the module docstring); the patches read the prompt only, as in
+        training. Returns the new tokens of each row, without EOS."""
+        if len(prompts) != len(pixel_values):
+            raise ShapeError(f"{len(prompts)} prompts for {len(pixel_values)} images")
+        rows = [list(p) for p in prompts]
+        prompt_lengths = torch.tensor([len(p) for p in prompts], device=pixel_values.device)
+        done = [False] * len(rows)
+        for _ in range(max_new_tokens):
+            width = max(len(r) for r in rows)
+            ids = torch.tensor(
+                [r + [self.config.pad_token_id] * (width - len(r)) for r in rows], device=prompt_lengths.device
+            )
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=ids.device)
+            logits = self(pixel_values, ids, mask, prompt_lengths).logits
+            last = torch.tensor([len(r) - 1 for r in rows], device=ids.device)
+            next_ids = logits[torch.arange(len(rows)), last].argmax(-1).tolist()
+            for i, token in enumerate(next_ids):
+                if done[i]:
+                    continue
+                if token == self.config.eos_token_id or len(rows[i]) >= self.config.max_text_positions:
+                    done[i] = True
+                else:
+                    rows[i].append(token)
+            if all(done):
+                break
+        return [row[len(p) :] for row, p in zip(rows, prompts, strict=True)]

@@ -1,0 +1,102 @@
+"""Turning images and scene texts into model inputs: a word-level tokenizer, pixel tensors, task batches.
+
+The texts are generated from a closed vocabulary (`SceneGenerator.vocabulary`), so a word-level Hugging Face
+tokenizer covers them exactly; a word outside it is refused with the word named, rather than mapped to [UNK]
+silently, because the model has never seen it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from frontier.errors import ConfigError, ShapeError
+from frontier.multimodal.modeling_unified import IGNORE_INDEX
+from frontier.multimodal.scenes import Example
+
+SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0-3, matching the config's pad/bos/eos defaults
+
+
+def build_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: the special tokens, then `words` in order; splits on whitespace."""
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *dict.fromkeys(words)])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]", unk_token="[UNK]"
+    )
+
+
+def encode_words(tokenizer: PreTrainedTokenizerFast, text: str) -> list[int]:
+    """Token ids of `text` (lower-cased); ConfigError naming any word the vocabulary lacks."""
+    text = text.lower().replace("?", " ?").replace(":", " :")
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    unknown = [w for w, i in zip(text.split(), ids, strict=True) if i == tokenizer.unk_token_id]
+    if unknown:
+        raise ConfigError(f"words the model does not know: {', '.join(sorted(set(unknown)))}; use words from its "
+                          "training texts (the vocabulary is saved with the model in tokenizer.json)")  # fmt: skip
+    return ids
+
+
+def pixel_values(images: Sequence[np.ndarray], image_size: int) -> torch.Tensor:
+    """uint8 [H, W, 3] images → float [B, 3, H, W] in [-1, 1]."""
+    for i, image in enumerate(images):
+        if image.dtype != np.uint8 or image.shape != (image_size, image_size, 3):
+            raise ShapeError(
+                f"image {i} is {image.dtype} {tuple(image.shape)}; expected uint8 ({image_size}, {image_size}, 3)"
+            )
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return stacked / 127.5 - 1.0
+
+
+def load_image(path: str | Path, image_size: int) -> np.ndarray:
+    """An image file as uint8 [size, size, 3]; a clear error for a missing, corrupt or wrongly sized file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no image file at {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode not in ("RGB", "RGBA", "L", "P"):
+                raise ConfigError(f"{path}: image mode {image.mode} is not supported; save it as RGB PNG")
+            rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ConfigError(f"{path} is not a readable image ({exc}); give a PNG or JPEG file") from exc
+    if rgb.size != (image_size, image_size):
+        raise ConfigError(f"{path} is {rgb.size[0]}×{rgb.size[1]}; the model reads {image_size}×{image_size} images")
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def generation_batch(tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """Teacher-forced [BOS] prompt target [EOS], right-padded, with labels only on target and EOS."""
+    rows, label_rows, prompt_lengths = [], [], []
+    for ex in examples:
+        prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, ex.prompt)]
+        target = [*encode_words(tokenizer, ex.target), tokenizer.eos_token_id]
+        rows.append(prompt + target)
+        label_rows.append([IGNORE_INDEX] * len(prompt) + target)
+        prompt_lengths.append(len(prompt))
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    return {
+        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+        "labels": torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in label_rows]),
+        "prompt_lengths": torch.tensor(prompt_lengths),
+    }
+
+
+def text_batch(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Right-padded token ids of plain texts (retrieval queries)."""
+    rows = [encode_words(tokenizer, t) for t in texts]
+    width = max(len(r) for r in rows)
+    return {
+        "input_ids": torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
+    }

@@ -1,0 +1,215 @@
+"""Compositional scenes of real object images, and the captions, questions and retrieval texts derived from them.
+
+A scene places 1-4 objects (Fashion-MNIST items, emoji, flags: `frontier.multimodal.sources`) in the cells of a 2×2
+grid on a noisy dark canvas; grey Fashion-MNIST items may be tinted a colour. Everything textual is read off the
+scene graph, never written by hand, so every caption and answer is right by construction:
+
+    caption   "a red sneaker in the top left and a flag of france in the bottom right"
+    VQA       what is in the top left ? → red sneaker · where is the sneaker ? → top left · how many objects are
+              there ? → two · what colour is the sneaker ? → red · is there a bag ? → no
+
+Scene i of a split is a function of (seed, split, i) alone. Splits: `train`; `test` (same distribution, Fashion-MNIST
+test images); `zero-shot` (every scene shows an (object, colour) pair that training never shows); `few-shot` (every
+scene shows a held-out object that training shows in only `few_shot_k` scenes).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from frontier.errors import ConfigError
+from frontier.multimodal.sources import ObjectImage
+
+CELLS = ("top left", "top right", "bottom left", "bottom right")
+COLOURS = {"red": (235, 50, 45), "green": (60, 200, 70), "blue": (60, 110, 245), "yellow": (245, 215, 40)}
+NUMBER_WORDS = ("zero", "one", "two", "three", "four")
+SPLITS = ("train", "test", "zero-shot", "few-shot")
+TASKS = ("caption", "vqa", "retrieval")
+QUESTION_TYPES = ("what", "where", "count", "colour", "exists")
+
+
+@dataclass(frozen=True)
+class PlacedObject:
+    name: str
+    category: str
+    source: str
+    cell: str
+    colour: str | None  # a tint from COLOURS, only for tintable (grey) objects
+    instance: int  # index into the catalog's images of this name
+
+    @property
+    def phrase(self) -> str:
+        """'red sneaker', 'flag of france'."""
+        return f"{self.colour} {self.name}" if self.colour else self.name
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[PlacedObject, ...]  # in CELLS order
+    background_seed: int
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or evaluation item of a scene: the model reads `prompt` (after the image) and must produce
+    `target`. Retrieval examples carry the caption as `target` and no prompt."""
+
+    task: str
+    prompt: str
+    target: str
+    question_type: str | None = None
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    image_size: int = 64
+    max_objects: int = 4
+    tint_probability: float = 0.7  # of a tintable object
+    few_shot_names: tuple[str, ...] = ()
+    few_shot_k: int = 4  # training scenes that show a few-shot name
+    heldout_pairs: tuple[tuple[str, str], ...] = ()  # (name, colour) never in training
+    seed: int = 0
+
+
+def article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def default_heldout_pairs(tintable_names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """One colour per tintable name, rotating through COLOURS: every name and every colour stays in training."""
+    colours = list(COLOURS)
+    return tuple((name, colours[i % len(colours)]) for i, name in enumerate(sorted(tintable_names)))
+
+
+class SceneGenerator:
+    """Draws scenes from a catalog of object images and renders them; see the module docstring."""
+
+    def __init__(self, catalogs: dict[str, Sequence[ObjectImage]], config: SceneConfig = SceneConfig()):
+        """`catalogs` maps a split's image source ("train" / "test") to its object images; names must agree."""
+        if not 1 <= config.max_objects <= len(CELLS):
+            raise ConfigError(f"max_objects must be in 1..{len(CELLS)}, got {config.max_objects}")
+        self.config = config
+        self.by_name: dict[str, dict[str, list[ObjectImage]]] = {}
+        for split, objects in catalogs.items():
+            grouped: dict[str, list[ObjectImage]] = {}
+            for obj in objects:
+                grouped.setdefault(obj.name, []).append(obj)
+            self.by_name[split] = grouped
+        names = {split: sorted(grouped) for split, grouped in self.by_name.items()}
+        self.names = names["train"]
+        if any(other != self.names for other in names.values()):
+            raise ConfigError("every catalog must hold the same object names (e.g. Fashion-MNIST train and test)")
+        self.tintable = {n for n in self.names if self.by_name["train"][n][0].source == "fashion-mnist"}
+        unknown = [n for n in config.few_shot_names if n not in self.names]
+        if unknown:
+            raise ConfigError(f"few-shot names not in the catalog: {unknown}")
+        self.heldout = set(config.heldout_pairs)
+        self.common_names = [n for n in self.names if n not in config.few_shot_names]
+
+    def catalog_split(self, split: str) -> str:
+        return "train" if split == "train" or "test" not in self.by_name else "test"
+
+    def scene(self, split: str, index: int) -> Scene:
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        cfg = self.config
+        rng = random.Random(f"{cfg.seed}/{split}/{index}")
+        few_shot_scene = split == "few-shot" or (
+            split == "train" and cfg.few_shot_names and index < cfg.few_shot_k * len(cfg.few_shot_names)
+        )
+        for _ in range(1000):  # rejection sampling: a few tries suffice for any split
+            count = rng.randint(1, cfg.max_objects)
+            cells = sorted(rng.sample(range(len(CELLS)), count))
+            names = [rng.choice(self.common_names) for _ in cells]
+            if few_shot_scene:
+                which = index % len(cfg.few_shot_names) if split == "train" else rng.randrange(len(cfg.few_shot_names))
+                names[rng.randrange(count)] = cfg.few_shot_names[which]
+            colours = [
+                rng.choice(list(COLOURS)) if n in self.tintable and rng.random() < cfg.tint_probability else None
+                for n in names
+            ]
+            if split == "zero-shot" and self.heldout:
+                slot = rng.randrange(count)
+                name, colour = rng.choice(sorted(self.heldout))
+                names[slot], colours[slot] = name, colour
+            pairs = {(n, c) for n, c in zip(names, colours, strict=True) if c}
+            if split != "zero-shot" and pairs & self.heldout:
+                continue
+            images = self.by_name[self.catalog_split(split)]
+            objects = tuple(
+                PlacedObject(n, images[n][0].category, images[n][0].source, CELLS[cell], colour,
+                             rng.randrange(len(images[n])))
+                for cell, n, colour in zip(cells, names, colours, strict=True)
+            )  # fmt: skip
+            return Scene(objects, background_seed=rng.getrandbits(32))
+        raise ConfigError(f"could not draw a {split} scene: the held-out pairs exclude nearly every combination")
+
+    def render(self, scene: Scene, split: str) -> np.ndarray:
+        """uint8 [size, size, 3]: noisy dark background, each object alpha-composited into its cell."""
+        size = self.config.image_size
+        noise = np.random.default_rng(scene.background_seed)
+        canvas = np.clip(40 + noise.normal(0, 8, (size, size, 3)), 0, 255)
+        half, margin = size // 2, max(1, size // 32)
+        images = self.by_name[self.catalog_split(split)]
+        for obj in scene.objects:
+            tile = Image.fromarray(images[obj.name][obj.instance].rgba, "RGBA").resize(
+                (half - 2 * margin, half - 2 * margin), Image.BILINEAR
+            )
+            rgba = np.asarray(tile, dtype=np.float64)
+            rgb, alpha = rgba[..., :3], rgba[..., 3:] / 255.0
+            if obj.colour:
+                rgb = rgb * np.array(COLOURS[obj.colour]) / 255.0
+            row, col = divmod(CELLS.index(obj.cell), 2)
+            y, x = row * half + margin, col * half + margin
+            region = canvas[y : y + rgb.shape[0], x : x + rgb.shape[1]]
+            canvas[y : y + rgb.shape[0], x : x + rgb.shape[1]] = alpha * rgb + (1 - alpha) * region
+        return canvas.round().astype(np.uint8)
+
+    def caption(self, scene: Scene) -> str:
+        return " and ".join(f"{article(o.phrase)} in the {o.cell}" for o in scene.objects)
+
+    def questions(self, scene: Scene, rng: random.Random) -> list[Example]:
+        """One question of each type that the scene can answer unambiguously."""
+        counts: dict[str, int] = {}
+        for o in scene.objects:
+            counts[o.name] = counts.get(o.name, 0) + 1
+        unique = [o for o in scene.objects if counts[o.name] == 1]
+        asked: list[tuple[str, str, str]] = []
+        o = rng.choice(scene.objects)
+        asked.append(("what", f"what is in the {o.cell} ?", o.phrase))
+        if unique:
+            o = rng.choice(unique)
+            asked.append(("where", f"where is the {o.name} ?", o.cell))
+        asked.append(("count", "how many objects are there ?", NUMBER_WORDS[len(scene.objects)]))
+        tinted = [o for o in unique if o.colour]
+        if tinted:
+            o = rng.choice(tinted)
+            asked.append(("colour", f"what colour is the {o.name} ?", o.colour))
+        if rng.random() < 0.5:
+            asked.append(("exists", f"is there {article(rng.choice(scene.objects).name)} ?", "yes"))
+        elif absent := [n for n in self.names if n not in counts]:
+            asked.append(("exists", f"is there {article(rng.choice(absent))} ?", "no"))
+        return [Example("vqa", f"question : {q} answer :", a, kind) for kind, q, a in asked]
+
+    def examples(self, scene: Scene, split: str, index: int) -> list[Example]:
+        """The scene's caption, its questions and its retrieval text."""
+        rng = random.Random(f"{self.config.seed}/{split}/{index}/questions")
+        caption = self.caption(scene)
+        return [
+            Example("caption", "caption :", caption),
+            *self.questions(scene, rng),
+            Example("retrieval", "", caption),
+        ]
+
+    def vocabulary(self) -> list[str]:
+        """Every word any caption, question or answer can use, sorted."""
+        words = {"a", "an", "and", "in", "the", "caption", "question", "answer", ":", "?", "is", "there", "what",
+                 "where", "how", "many", "objects", "are", "colour", "yes", "no", *NUMBER_WORDS, *COLOURS}  # fmt: skip
+        words |= {w for cell in CELLS for w in cell.split()}
+        words |= {w for name in self.names for w in name.split()}
+        return sorted(words)

@@ -1,0 +1,107 @@
+"""Multi-task training of the unified model on generated scenes: captioning, VQA and retrieval in every step.
+
+Each step draws `batch_size` training scenes; every scene gives its caption (generation), one of its questions
+(generation) and its (image, caption) pair (retrieval, in-batch negatives). One forward computes both losses, so
+the step is one DDP step under `accelerate launch`. `tasks` restricts training to some tasks (the single-task
+baselines). Checkpoints, resume, the per-step log and the final save are the shared `TrainingRun`'s.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from frontier.console import progress_steps
+from frontier.errors import ConfigError
+from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
+from frontier.multimodal.processing import generation_batch, pixel_values, text_batch
+from frontier.multimodal.scenes import TASKS, SceneGenerator
+from frontier.research.training import TrainConfig, TrainingRun
+
+
+@dataclass
+class MultimodalTrainConfig(TrainConfig):
+    batch_size: int = 32  # scenes per step
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    checkpoint_every: int = 500
+    tasks: tuple[str, ...] = TASKS
+    retrieval_weight: float = 1.0
+    train_scenes: int = 50_000  # steps cycle over scene indices [0, train_scenes)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.tasks = tuple(self.tasks)
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ConfigError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(self.tasks)}")
+        if self.lora:
+            raise ConfigError("the multimodal model trains from scratch: LoRA does not apply")
+
+
+def step_batch(generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int) -> dict:
+    """The model inputs of training step `step`: a function of (seed, step) alone, so a resumed run repeats it."""
+    rng = random.Random(f"{config.seed}/multimodal-step/{step}")
+    indices = rng.sample(range(config.train_scenes), config.batch_size)
+    images, generation, captions = [], [], []
+    for index in indices:
+        scene = generator.scene("train", index)
+        examples = generator.examples(scene, "train", index)
+        images.append(generator.render(scene, "train"))
+        captions.append(examples[0].target)
+        if "caption" in config.tasks:
+            generation.append((len(images) - 1, examples[0]))
+        if "vqa" in config.tasks:
+            generation.append((len(images) - 1, rng.choice([ex for ex in examples if ex.task == "vqa"])))
+    pixels = pixel_values(images, generator.config.image_size)
+    batch: dict = {}
+    if generation:
+        batch = generation_batch(tokenizer, [ex for _, ex in generation])
+        batch["pixel_values"] = pixels[[i for i, _ in generation]]
+    if "retrieval" in config.tasks:
+        texts = text_batch(tokenizer, captions)
+        batch.update(retrieval_pixel_values=pixels, retrieval_input_ids=texts["input_ids"],
+                     retrieval_attention_mask=texts["attention_mask"])  # fmt: skip
+    return batch
+
+
+def train_unified(
+    model: UnifiedMultimodalForConditionalGeneration,
+    tokenizer,
+    generator: SceneGenerator,
+    config: MultimodalTrainConfig,
+    output_dir: str | Path,
+    progress: bool = True,
+) -> UnifiedMultimodalForConditionalGeneration:
+    """Train (or resume) in `output_dir`; saves `output_dir/final` with the tokenizer and returns the model."""
+    torch.manual_seed(config.seed)
+    run = TrainingRun(model, config, output_dir)
+    device = run.accelerator.device
+    with progress_steps("training the unified model", total=config.steps, enabled=progress) as advance:
+        for _ in range(run.start):
+            advance()
+        for step in range(run.start, config.steps):
+            began = time.perf_counter()
+            batch = {k: v.to(device) for k, v in step_batch(generator, tokenizer, config, step).items()}
+            out = run.prepared(**batch)
+            weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss))
+            loss = sum(weight * part for weight, part in weighted if part is not None)
+            run.accelerator.backward(loss)
+            run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.log({
+                "step": step + 1,
+                "loss": loss.item(),
+                "lm_loss": None if out.lm_loss is None else out.lm_loss.item(),
+                "retrieval_loss": None if out.retrieval_loss is None else out.retrieval_loss.item(),
+                "lr": run.scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - began,
+            })  # fmt: skip
+            run.end_step(step + 1)
+            advance()
+    return run.finish(tokenizer=tokenizer)

@@ -1,0 +1,151 @@
+"""The unified model: hierarchical masks, no leakage from the target text, fusion depth, save/load, generation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from frontier.errors import ConfigError, ShapeError
+from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
+from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration, hierarchical_masks
+from frontier.testing import assert_close
+
+TINY = dict(vocab_size=40, image_size=16, patch_size=4, hidden_size=32, intermediate_size=48, num_hidden_layers=4,
+            num_attention_heads=2, fusion_layer=2, max_text_positions=16, projection_dim=8)  # fmt: skip
+BACKENDS = ["softmax", "kimi_linear"]
+
+
+def tiny_model(**overrides) -> UnifiedMultimodalForConditionalGeneration:
+    torch.manual_seed(0)
+    return UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalConfig(**{**TINY, **overrides})).eval()
+
+
+def inputs(batch: int = 2, length: int = 7, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, 16, 16, generator=gen), torch.randint(4, 40, (batch, length), generator=gen)
+
+
+def test_masks_open_cross_modal_entries_only_in_fused_layers():
+    text_mask = torch.tensor([[1, 1, 1, 0]])
+    within, fused = hierarchical_masks(2, text_mask, torch.tensor([2]))
+    within, fused = within[0, 0].int().tolist(), fused[0, 0].int().tolist()
+    #                  img img  t0 t1 t2 pad
+    assert within == [
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+        [0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 1],
+    ]  # fmt: skip  (a padded query keeps itself)
+    assert fused == [[1, 1, 1, 1, 0, 0],   # patches read the 2-token prompt, not the target t2
+                     [1, 1, 1, 1, 0, 0],
+                     [1, 1, 1, 0, 0, 0],
+                     [1, 1, 1, 1, 0, 0],
+                     [1, 1, 1, 1, 1, 0],
+                     [1, 1, 1, 1, 1, 1]]  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_changing_a_target_token_changes_nothing_before_it(backend):
+    """Future-token perturbation: with the prompt of 3 tokens, editing token 5 may change logits at positions
+    ≥ 5 only; the patches never see it, so no earlier prediction learns from the answer."""
+    model = tiny_model(attention_backend=backend)
+    image, ids = inputs()
+    prompt_lengths = torch.tensor([3, 3])
+    edited = ids.clone()
+    edited[:, 5] = (ids[:, 5] + 1 - 4) % 36 + 4
+    with torch.no_grad():
+        before = model(image, ids, prompt_lengths=prompt_lengths).logits
+        after = model(image, edited, prompt_lengths=prompt_lengths).logits
+    assert_close("logits before the edit", before[:, :5], after[:, :5], atol=1e-6)
+    assert (before[:, 5:] - after[:, 5:]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_text_reads_the_image_only_from_the_fusion_layer_on(backend):
+    captured = {}
+    model = tiny_model(attention_backend=backend)
+    for i, layer in enumerate(model.model.layers):
+        layer.register_forward_hook(lambda mod, args, out, i=i: captured.__setitem__(i, out[:, 16:].clone()))
+    image, ids = inputs()
+    with torch.no_grad():
+        model(image, ids)
+        first = dict(captured)
+        model(image + 1.0, ids)
+    for i in range(4):
+        changed = (first[i] - captured[i]).abs().max().item() > 1e-5
+        assert changed == (i >= 2), f"layer {i}: text states {'changed' if changed else 'unchanged'}"
+
+
+def test_without_fusion_the_caption_ignores_the_image():
+    model = tiny_model(fusion_layer=4)
+    image, ids = inputs()
+    with torch.no_grad():
+        assert_close("logits", model(image, ids).logits, model(-image, ids).logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_save_and_load_round_trip(tmp_path, backend):
+    model = tiny_model(attention_backend=backend)
+    model.save_pretrained(tmp_path)
+    loaded = UnifiedMultimodalForConditionalGeneration.from_pretrained(tmp_path).eval()
+    image, ids = inputs()
+    with torch.no_grad():
+        assert_close("logits", model(image, ids).logits, loaded(image, ids).logits, atol=0)
+        assert_close("image embedding", model.encode_image(image), loaded.encode_image(image), atol=0)
+    assert loaded.lm_head.weight.data_ptr() == loaded.model.token_embed.weight.data_ptr()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_parameter_learns_from_the_joint_loss(backend):
+    model = tiny_model(attention_backend=backend).train()
+    image, ids = inputs()
+    labels = ids.clone()
+    labels[:, :3] = -100
+    out = model(image, ids, prompt_lengths=torch.tensor([3, 3]), labels=labels, retrieval_pixel_values=image,
+                retrieval_input_ids=ids)  # fmt: skip
+    assert_close("loss", out.lm_loss + out.retrieval_loss, out.loss, atol=0)
+    out.loss.backward()
+    silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not silent
+
+
+def test_greedy_generation_follows_the_full_forward():
+    model = tiny_model()
+    image, ids = inputs(length=3)
+    new = model.generate(image, ids.tolist(), max_new_tokens=5)
+    assert all(len(row) == 5 for row in new)  # an untrained model never happens to pick EOS here
+    for b in range(2):
+        full = torch.tensor([ids[b].tolist() + new[b]])
+        with torch.no_grad():
+            logits = model(image[b : b + 1], full, prompt_lengths=torch.tensor([3])).logits[0]
+        assert logits[2:-1].argmax(-1).tolist() == new[b]
+
+
+def test_generation_stops_at_eos():
+    model = tiny_model()
+    eos_wins = torch.nn.functional.one_hot(torch.tensor(2), 40) * 1e4
+    model.lm_head.register_forward_hook(lambda module, args, out: out + eos_wins)
+    image, ids = inputs(length=3)
+    assert model.generate(image, ids.tolist(), max_new_tokens=5) == [[], []]
+
+
+def test_contrastive_loss_prefers_matching_pairs():
+    model = tiny_model()
+    emb = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    assert model.contrastive_loss(emb, emb) < model.contrastive_loss(emb, emb.roll(1, 0))
+
+
+def test_bad_inputs_are_refused_with_the_shape():
+    model = tiny_model()
+    with pytest.raises(ShapeError, match=r"pixel_values has shape \(2, 3, 32, 32\); expected \[B, 3, 16, 16\]"):
+        model(torch.zeros(2, 3, 32, 32), torch.ones(2, 3, dtype=torch.long))
+    with pytest.raises(ShapeError, match="max_text_positions=16"):
+        model(input_ids=torch.ones(1, 17, dtype=torch.long))
+    with pytest.raises(ConfigError, match="multiple of patch_size"):
+        UnifiedMultimodalConfig(image_size=30, patch_size=4)
+    with pytest.raises(ConfigError, match="fusion_layer"):
+        UnifiedMultimodalConfig(num_hidden_layers=2, fusion_layer=3)
+    with pytest.raises(ConfigError, match="attention_backend"):
+        UnifiedMultimodalConfig(attention_backend="mamba")

@@ -1,0 +1,102 @@
+"""Scenes: deterministic, texts true to the scene graph, held-out combinations kept out of training."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from frontier.errors import ConfigError
+from frontier.multimodal.scenes import CELLS, COLOURS, NUMBER_WORDS, SceneConfig, SceneGenerator
+
+HELDOUT = (("sneaker", "red"), ("bag", "blue"))
+
+
+def generator(catalogs, **kwargs) -> SceneGenerator:
+    return SceneGenerator(catalogs, SceneConfig(image_size=32, heldout_pairs=HELDOUT, **kwargs))
+
+
+def test_scenes_are_a_function_of_seed_split_and_index(tiny_catalogs):
+    gen = generator(tiny_catalogs)
+    assert gen.scene("train", 7) == generator(tiny_catalogs).scene("train", 7)
+    assert np.array_equal(gen.render(gen.scene("test", 3), "test"), gen.render(gen.scene("test", 3), "test"))
+    assert gen.scene("train", 7) != gen.scene("train", 8)
+    assert generator(tiny_catalogs, seed=1).scene("train", 7) != gen.scene("train", 7)
+
+
+def test_heldout_pairs_appear_only_in_the_zero_shot_split(tiny_catalogs):
+    gen = generator(tiny_catalogs)
+    for split in ("train", "test"):
+        for i in range(300):
+            pairs = {(o.name, o.colour) for o in gen.scene(split, i).objects}
+            assert not pairs & set(HELDOUT), (split, i)
+    for i in range(50):
+        assert {(o.name, o.colour) for o in gen.scene("zero-shot", i).objects} & set(HELDOUT)
+
+
+def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
+    gen = generator(tiny_catalogs, few_shot_names=("apple",), few_shot_k=3)
+    shown = [i for i in range(200) if any(o.name == "apple" for o in gen.scene("train", i).objects)]
+    assert shown == [0, 1, 2]
+    assert all(any(o.name == "apple" for o in gen.scene("few-shot", i).objects) for i in range(20))
+
+
+def test_texts_are_read_off_the_scene(tiny_catalogs):
+    gen = generator(tiny_catalogs)
+    for i in range(100):
+        scene = gen.scene("train", i)
+        examples = gen.examples(scene, "train", i)
+        caption = examples[0].target
+        assert caption.count(" in the ") == len(scene.objects)
+        for o in scene.objects:
+            assert f"{o.phrase} in the {o.cell}" in caption
+        answers = {ex.question_type: (ex.prompt, ex.target) for ex in examples if ex.task == "vqa"}
+        assert answers["count"][1] == NUMBER_WORDS[len(scene.objects)]
+        cell = answers["what"][0].split("in the ")[1].removesuffix(" ? answer :")
+        assert answers["what"][1] == next(o.phrase for o in scene.objects if o.cell == cell)
+        if "colour" in answers:
+            name = answers["colour"][0].split("is the ")[1].removesuffix(" ? answer :")
+            assert answers["colour"][1] == next(o.colour for o in scene.objects if o.name == name)
+        present = {o.name for o in scene.objects}
+        asked = answers["exists"][0].split("is there ")[1].removesuffix(" ? answer :").split(" ", 1)[1]
+        assert answers["exists"][1] == ("yes" if asked in present else "no")
+        assert examples[-1].task == "retrieval" and examples[-1].target == caption
+
+
+def test_render_puts_each_object_in_its_cell_with_its_tint(tiny_catalogs):
+    gen = generator(tiny_catalogs)
+    scene = next(s for s in (gen.scene("train", i) for i in range(100)) if any(o.colour for o in s.objects))
+    rendered = gen.render(scene, "train")
+    assert rendered.shape == (32, 32, 3) and rendered.dtype == np.uint8
+    image = rendered.astype(int)
+    occupied = {o.cell: o for o in scene.objects}
+    for index, cell in enumerate(CELLS):
+        row, col = divmod(index, 2)
+        patch = image[row * 16 + 6 : row * 16 + 10, col * 16 + 6 : col * 16 + 10].mean((0, 1))
+        if cell not in occupied:
+            assert patch.max() < 80  # the dark background
+        elif occupied[cell].colour:
+            tint = np.array(COLOURS[occupied[cell].colour])
+            assert np.corrcoef(patch, tint)[0, 1] > 0.9
+
+
+def test_vocabulary_covers_every_text(tiny_catalogs):
+    gen = generator(tiny_catalogs)
+    vocabulary = set(gen.vocabulary())
+    rng = random.Random(0)
+    for i in range(100):
+        split = rng.choice(["train", "test", "zero-shot"])
+        for ex in gen.examples(gen.scene(split, i), split, i):
+            assert set((ex.prompt + " " + ex.target).split()) <= vocabulary
+
+
+def test_bad_configurations_are_refused(tiny_catalogs):
+    with pytest.raises(ConfigError, match="few-shot names not in the catalog"):
+        generator(tiny_catalogs, few_shot_names=("zebra",))
+    with pytest.raises(ConfigError, match="max_objects"):
+        generator(tiny_catalogs, max_objects=5)
+    with pytest.raises(ConfigError, match="unknown split"):
+        generator(tiny_catalogs).scene("validation", 0)
+    with pytest.raises(ConfigError, match="same object names"):
+        SceneGenerator({"train": tiny_catalogs["train"], "test": tiny_catalogs["test"][:1]})
