@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_research_commands(commands, OneLineErrorParser)
 
+    from frontier.multimodal.cli import add_multimodal_commands
+
+    add_multimodal_commands(commands, OneLineErrorParser)
+
     reproduce = commands.add_parser(
         "reproduce",
         help="measure the papers' claims and write reports/<timestamp>/ (report.md, index.html, results.json)",
@@ -409,8 +413,9 @@ def run_reproduce(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    missing_subcommand = (args.command == "autodeco" and args.autodeco_command is None) or (
-        args.command == "research" and args.research_command is None
+    missing_subcommand = any(
+        args.command == name and getattr(args, f"{name}_command") is None
+        for name in ("autodeco", "research", "multimodal")
     )
     if args.command is None or missing_subcommand:
         parser.print_help()

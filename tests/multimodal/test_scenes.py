@@ -94,6 +94,8 @@ def test_vocabulary_covers_every_text(tiny_catalogs):
 def test_bad_configurations_are_refused(tiny_catalogs):
     with pytest.raises(ConfigError, match="few-shot names not in the catalog"):
         generator(tiny_catalogs, few_shot_names=("zebra",))
+    with pytest.raises(ConfigError, match="held-out pairs must pair a tintable"):
+        SceneGenerator(tiny_catalogs, SceneConfig(heldout_pairs=(("apple", "red"),)))
     with pytest.raises(ConfigError, match="max_objects"):
         generator(tiny_catalogs, max_objects=5)
     with pytest.raises(ConfigError, match="unknown split"):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from frontier.console import progress_steps
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import encode_words, pixel_values, text_batch
 from frontier.multimodal.scenes import QUESTION_TYPES, SceneGenerator
@@ -70,6 +71,7 @@ def evaluate(
     count: int,
     batch_size: int = 64,
     max_new_tokens: int = 24,
+    progress: bool = False,
 ) -> dict:
     """Metrics on scenes 0..count-1 of `split`, as a JSON-able dict (see the module docstring)."""
     model.eval()
@@ -77,23 +79,26 @@ def evaluate(
     size = generator.config.image_size
     vqa_hits: dict[str, list[bool]] = {t: [] for t in QUESTION_TYPES}
     captions, references, image_embeds, text_embeds = [], [], [], []
-    for start in range(0, count, batch_size):
-        indices = range(start, min(count, start + batch_size))
-        scenes = [generator.scene(split, i) for i in indices]
-        examples = [generator.examples(s, split, i) for s, i in zip(scenes, indices, strict=True)]
-        pixels = pixel_values([generator.render(s, split) for s in scenes], size).to(device)
-        caption_prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, "caption :")]
-        generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
-        captions += [tokenizer.decode(ids) for ids in generated]
-        references += [ex[0].target for ex in examples]
-        questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
-        prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
-        answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
-        for (_, q), ids in zip(questions, answers, strict=True):
-            vqa_hits[q.question_type].append(tokenizer.decode(ids) == q.target)
-        image_embeds.append(model.encode_image(pixels))
-        texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
-        text_embeds.append(model.encode_text(**texts))
+    caption_prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, "caption :")]
+    batches = range(0, count, batch_size)
+    with progress_steps(f"evaluating on {split} scenes", total=len(batches), enabled=progress) as advance:
+        for start in batches:
+            indices = range(start, min(count, start + batch_size))
+            scenes = [generator.scene(split, i) for i in indices]
+            examples = [generator.examples(s, split, i) for s, i in zip(scenes, indices, strict=True)]
+            pixels = pixel_values([generator.render(s, split) for s in scenes], size).to(device)
+            generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
+            captions += [tokenizer.decode(ids) for ids in generated]
+            references += [ex[0].target for ex in examples]
+            questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
+            prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
+            answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
+            for (_, q), ids in zip(questions, answers, strict=True):
+                vqa_hits[q.question_type].append(tokenizer.decode(ids) == q.target)
+            image_embeds.append(model.encode_image(pixels))
+            texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
+            text_embeds.append(model.encode_text(**texts))
+            advance()
     similarity = torch.cat(image_embeds) @ torch.cat(text_embeds).T  # [images, texts]
     same_caption = torch.tensor([[a == b for b in references] for a in references], device=similarity.device)
     all_hits = [hit for hits in vqa_hits.values() for hit in hits]
@@ -113,3 +118,19 @@ def evaluate(
         "retrieval_text_to_image_r5": recall_at(similarity.T, same_caption.T, 5),
         "samples": [{"caption": c, "reference": r} for c, r in zip(captions[:5], references[:5], strict=True)],
     }
+
+
+def format_metrics(metrics: dict) -> str:
+    """Three indented lines: VQA, captions, retrieval."""
+    by_type = ", ".join(f"{t} {100 * v:.1f}%" for t, v in metrics["vqa_accuracy_by_type"].items())
+    recalls = ", ".join(
+        f"{label} R@{k} {100 * metrics[f'retrieval_{direction}_r{k}']:.1f}%"
+        for direction, label in (("image_to_text", "image→text"), ("text_to_image", "text→image"))
+        for k in (1, 5)
+    )
+    return (
+        f"  VQA accuracy {100 * metrics['vqa_accuracy']:.1f}% ({by_type})\n"
+        f"  captions: exact match {100 * metrics['caption_exact_match']:.1f}%, token F1 "
+        f"{metrics['caption_token_f1']:.3f}, CIDEr-style {metrics['caption_cider']:.2f}\n"
+        f"  retrieval: {recalls}"
+    )

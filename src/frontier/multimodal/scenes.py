@@ -109,6 +109,10 @@ class SceneGenerator:
         if unknown:
             raise ConfigError(f"few-shot names not in the catalog: {unknown}")
         self.heldout = set(config.heldout_pairs)
+        bad = sorted(p for p in self.heldout if p[0] not in self.tintable or p[1] not in COLOURS)
+        if bad:
+            raise ConfigError(f"held-out pairs must pair a tintable (grey) object with one of {', '.join(COLOURS)}: "
+                              f"{bad}")  # fmt: skip
         self.common_names = [n for n in self.names if n not in config.few_shot_names]
 
     def catalog_split(self, split: str) -> str:
@@ -156,16 +160,17 @@ class SceneGenerator:
         canvas = np.clip(40 + noise.normal(0, 8, (size, size, 3)), 0, 255)
         half, margin = size // 2, max(1, size // 32)
         images = self.by_name[self.catalog_split(split)]
+        box = half - 2 * margin
         for obj in scene.objects:
-            tile = Image.fromarray(images[obj.name][obj.instance].rgba, "RGBA").resize(
-                (half - 2 * margin, half - 2 * margin), Image.BILINEAR
-            )
-            rgba = np.asarray(tile, dtype=np.float64)
+            source = images[obj.name][obj.instance].rgba
+            scale = box / max(source.shape[:2])  # fit the longer side, keep the aspect (flags are 1:2)
+            width, height = max(1, round(source.shape[1] * scale)), max(1, round(source.shape[0] * scale))
+            rgba = np.asarray(Image.fromarray(source, "RGBA").resize((width, height), Image.BILINEAR), np.float64)
             rgb, alpha = rgba[..., :3], rgba[..., 3:] / 255.0
             if obj.colour:
                 rgb = rgb * np.array(COLOURS[obj.colour]) / 255.0
             row, col = divmod(CELLS.index(obj.cell), 2)
-            y, x = row * half + margin, col * half + margin
+            y, x = row * half + margin + (box - height) // 2, col * half + margin + (box - width) // 2
             region = canvas[y : y + rgb.shape[0], x : x + rgb.shape[1]]
             canvas[y : y + rgb.shape[0], x : x + rgb.shape[1]] = alpha * rgb + (1 - alpha) * region
         return canvas.round().astype(np.uint8)

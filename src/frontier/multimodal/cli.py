@@ -1,0 +1,215 @@
+"""`frontier multimodal scenes | train | eval | ask | caption | search`: the unified model from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from frontier.cli import positive_int
+from frontier.errors import ConfigError
+from frontier.io import atomic_write_json, atomic_write_text
+
+SCENE_CONFIG_NAME = "scene_config.json"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+MULTIMODAL_EXAMPLES = """examples:
+  frontier multimodal scenes --split test --count 8 --output scenes/       # PNGs + their captions and questions
+  frontier multimodal train --output runs/unified --steps 3000              # caption + VQA + retrieval at once
+  frontier multimodal train --output runs/kda --backend kimi_linear         # Kimi Linear layers (3 KDA : 1 softmax)
+  frontier multimodal eval --model runs/unified/final --split zero-shot    # held-out (item, colour) pairs
+  frontier multimodal ask --model runs/unified/final scenes/test-0000.png "what is in the top left?"
+  frontier multimodal caption --model runs/unified/final scenes/test-0000.png
+  frontier multimodal search --model runs/unified/final "a red sneaker in the top left" --images scenes/
+  (the first run fetches Fashion-MNIST, emoji and flag images by package name into frontier's cache)
+"""
+
+
+def add_multimodal_commands(commands, parser_class) -> None:
+    multimodal = commands.add_parser(
+        "multimodal", help="the unified multimodal model: scenes, training, evaluation, questions, captions, search",
+        epilog=MULTIMODAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    sub = multimodal.add_subparsers(dest="multimodal_command", metavar="COMMAND", parser_class=parser_class)
+
+    scenes = sub.add_parser("scenes", help="write scenes as PNG files with their captions and questions (JSONL)")
+    scenes.add_argument("--split", default="test", help="train, test, zero-shot or few-shot (default test)")
+    scenes.add_argument("--count", type=positive_int, default=8)
+    scenes.add_argument("--output", type=Path, required=True, help="folder for PNGs and scenes.jsonl")
+    scenes.set_defaults(handler=run_scenes)
+
+    train = sub.add_parser("train", help="train the unified model on scenes (resumable; also under accelerate launch)")
+    train.add_argument("--output", type=Path, required=True, help="run folder; the model lands in OUTPUT/final")
+    train.add_argument("--steps", type=positive_int, default=3000)
+    train.add_argument("--batch-size", type=positive_int, default=32, help="scenes per step (default 32)")
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--warmup-steps", type=int, default=50)
+    train.add_argument("--tasks", default="caption,vqa,retrieval", help="comma-separated subset (default: all)")
+    train.add_argument("--retrieval-weight", type=float, default=1.0)
+    train.add_argument("--hidden-size", type=positive_int, default=128)
+    train.add_argument("--layers", type=positive_int, default=4)
+    train.add_argument("--heads", type=positive_int, default=4)
+    train.add_argument("--fusion-layer", type=int, default=2, help="first layer that attends across modalities")
+    train.add_argument("--backend", choices=("softmax", "kimi_linear"), default="softmax")
+    train.add_argument("--image-size", type=positive_int, default=64)
+    train.add_argument("--patch-size", type=positive_int, default=8)
+    train.add_argument("--checkpoint-every", type=positive_int, default=500)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(handler=run_train)
+
+    evaluate = sub.add_parser("eval", help="VQA, caption and retrieval scores on a split of scenes")
+    evaluate.add_argument("--model", type=Path, required=True, help="a trained model folder (OUTPUT/final)")
+    evaluate.add_argument("--split", default="test", help="test, zero-shot, few-shot or train (default test)")
+    evaluate.add_argument("--scenes", type=positive_int, default=500)
+    evaluate.add_argument("--output", type=Path, default=None, help="also write the metrics here as JSON")
+    evaluate.set_defaults(handler=run_eval)
+
+    ask = sub.add_parser("ask", help="answer a question about an image")
+    ask.add_argument("image", type=Path)
+    ask.add_argument("question")
+    ask.add_argument("--model", type=Path, required=True)
+    ask.set_defaults(handler=run_ask)
+
+    caption = sub.add_parser("caption", help="describe an image")
+    caption.add_argument("image", type=Path)
+    caption.add_argument("--model", type=Path, required=True)
+    caption.set_defaults(handler=run_caption)
+
+    search = sub.add_parser("search", help="rank the images of a folder by how well they match a text")
+    search.add_argument("text")
+    search.add_argument("--images", type=Path, required=True, help="folder of images the model's size")
+    search.add_argument("--model", type=Path, required=True)
+    search.add_argument("--top-k", type=positive_int, default=5)
+    search.set_defaults(handler=run_search)
+
+
+def load_trained(folder: Path):
+    """(model, tokenizer) of a folder written by `frontier multimodal train`."""
+    from transformers import PreTrainedTokenizerFast
+
+    from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
+
+    if not (folder / "config.json").is_file() or not (folder / "tokenizer.json").is_file():
+        raise ConfigError(f"{folder} is not a trained multimodal model (config.json and tokenizer.json expected); "
+                          "give the final/ folder of `frontier multimodal train`")  # fmt: skip
+    model = UnifiedMultimodalForConditionalGeneration.from_pretrained(folder).eval()
+    return model, PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def load_scene_generator(folder: Path):
+    from frontier.multimodal.catalog import default_generator, scene_config_from_dict
+
+    path = folder / SCENE_CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing: the scenes a model was trained on are recorded there")
+    return default_generator(scene_config_from_dict(json.loads(path.read_text())))
+
+
+def run_scenes(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from frontier.multimodal.catalog import default_generator
+
+    generator = default_generator()
+    args.output.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in range(args.count):
+        scene = generator.scene(args.split, index)
+        path = args.output / f"{args.split}-{index:04d}.png"
+        Image.fromarray(generator.render(scene, args.split)).save(path)
+        examples = generator.examples(scene, args.split, index)
+        questions = [{"question": ex.prompt.removeprefix("question : ").removesuffix(" answer :"), "answer": ex.target,
+                      "type": ex.question_type} for ex in examples if ex.task == "vqa"]  # fmt: skip
+        lines.append(json.dumps({"image": path.name, "caption": examples[0].target, "questions": questions}))
+    atomic_write_text(args.output / "scenes.jsonl", "\n".join(lines) + "\n")
+    print(f"wrote {args.count} {args.split} scenes to {args.output}", file=sys.stderr)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from frontier.multimodal.catalog import default_generator, default_scene_config
+    from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
+    from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
+    from frontier.multimodal.processing import build_tokenizer
+    from frontier.multimodal.training import MultimodalTrainConfig, train_unified
+
+    config = MultimodalTrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, retrieval_weight=args.retrieval_weight,
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+    )  # fmt: skip
+    scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
+    generator = default_generator(scene_config)
+    tokenizer = build_tokenizer(generator.vocabulary())
+    model_config = UnifiedMultimodalConfig(
+        vocab_size=len(tokenizer), image_size=args.image_size, patch_size=args.patch_size,
+        hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size, num_hidden_layers=args.layers,
+        num_attention_heads=args.heads, fusion_layer=args.fusion_layer, attention_backend=args.backend,
+    )  # fmt: skip
+    torch.manual_seed(args.seed)
+    model = UnifiedMultimodalForConditionalGeneration(model_config)
+    args.output.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.output / SCENE_CONFIG_NAME, asdict(scene_config))
+    train_unified(model, tokenizer, generator, config, args.output)
+    atomic_write_json(args.output / "final" / SCENE_CONFIG_NAME, asdict(scene_config))
+    print(f"model saved to {args.output / 'final'} ({model.num_parameters():,} parameters)", file=sys.stderr)
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from frontier.multimodal.evaluation import evaluate, format_metrics
+
+    model, tokenizer = load_trained(args.model)
+    metrics = evaluate(model, tokenizer, load_scene_generator(args.model), args.split, args.scenes, progress=True)
+    if args.output:
+        atomic_write_json(args.output, metrics)
+    print(f"{args.split}, {args.scenes} scenes\n{format_metrics(metrics)}")
+    return 0
+
+
+def _answer(model, tokenizer, image_path: Path, prompt: str) -> str:
+    from frontier.multimodal.processing import encode_words, load_image, pixel_values
+
+    pixels = pixel_values([load_image(image_path, model.config.image_size)], model.config.image_size)
+    ids = [tokenizer.bos_token_id, *encode_words(tokenizer, prompt)]
+    return tokenizer.decode(model.generate(pixels, [ids])[0])
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    model, tokenizer = load_trained(args.model)
+    question = args.question.strip().lower().rstrip("?").strip()
+    print(_answer(model, tokenizer, args.image, f"question : {question} ? answer :"))
+    return 0
+
+
+def run_caption(args: argparse.Namespace) -> int:
+    model, tokenizer = load_trained(args.model)
+    print(_answer(model, tokenizer, args.image, "caption :"))
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    import torch
+
+    from frontier.multimodal.processing import load_image, pixel_values, text_batch
+
+    model, tokenizer = load_trained(args.model)
+    if not args.images.is_dir():
+        raise ConfigError(f"--images {args.images} is not a folder")
+    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {args.images}")
+    size = model.config.image_size
+    with torch.no_grad():
+        text = model.encode_text(**text_batch(tokenizer, [args.text.lower()]))
+        scores = torch.cat([
+            model.encode_image(pixel_values([load_image(p, size) for p in paths[i : i + 64]], size)) @ text.T
+            for i in range(0, len(paths), 64)
+        ])[:, 0]  # fmt: skip
+    for score, index in zip(*scores.topk(min(args.top_k, len(paths))), strict=True):
+        print(f"{score.item():.3f}  {paths[index]}")
+    return 0

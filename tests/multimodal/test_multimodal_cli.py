@@ -1,0 +1,70 @@
+"""`frontier multimodal …` end to end on the stand-in catalogs (no package fetch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import frontier.multimodal.catalog as catalog
+from frontier.cli import main
+
+
+@pytest.fixture
+def stand_in_pool(tiny_catalogs, monkeypatch):
+    """The CLI's default pool replaced by the stand-in catalogs (grey items, an apple, a flag)."""
+    monkeypatch.setattr(catalog, "default_catalogs", lambda: tiny_catalogs)
+    monkeypatch.setattr(catalog, "FASHION_CLASSES", tuple(sorted({o.name for o in tiny_catalogs["train"]
+                                                                   if o.source == "fashion-mnist"})))  # fmt: skip
+    monkeypatch.setattr(catalog, "DEFAULT_FEW_SHOT", ("apple",))
+
+
+@pytest.fixture
+def trained(stand_in_pool, tmp_path):
+    code = main(["multimodal", "train", "--output", str(tmp_path / "run"), "--steps", "3", "--batch-size", "4",
+                 "--hidden-size", "32", "--layers", "2", "--fusion-layer", "1", "--image-size", "32",
+                 "--checkpoint-every", "3", "--warmup-steps", "1"])  # fmt: skip
+    assert code == 0
+    return tmp_path / "run" / "final"
+
+
+def test_scenes_writes_images_and_their_texts(stand_in_pool, tmp_path, capsys):
+    assert main(["multimodal", "scenes", "--split", "zero-shot", "--count", "3", "--output", str(tmp_path)]) == 0
+    records = [json.loads(line) for line in (tmp_path / "scenes.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in records] == ["zero-shot-0000.png", "zero-shot-0001.png", "zero-shot-0002.png"]
+    assert Image.open(tmp_path / "zero-shot-0000.png").size == (64, 64)
+    assert all(r["caption"] and r["questions"][0]["answer"] for r in records)
+
+
+def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
+    assert (trained / "scene_config.json").is_file() and (trained / "tokenizer.json").is_file()
+    metrics_path = tmp_path / "metrics.json"
+    assert main(["multimodal", "eval", "--model", str(trained), "--scenes", "4", "--output", str(metrics_path)]) == 0
+    assert "VQA accuracy" in capsys.readouterr().out
+    assert 0 <= json.loads(metrics_path.read_text())["retrieval_text_to_image_r5"] <= 1
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, dtype=np.uint8)).save(images / f"{i}.png")
+    assert main(["multimodal", "ask", str(images / "0.png"), "What is in the top left?", "--model", str(trained)]) == 0
+    assert main(["multimodal", "caption", str(images / "1.png"), "--model", str(trained)]) == 0
+    capsys.readouterr()
+    assert main(["multimodal", "search", "a bag in the top left", "--images", str(images), "--model", str(trained),
+                 "--top-k", "2"]) == 0  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.split()[1].startswith(str(images)) for line in lines)
+
+
+def test_bad_input_gets_one_line_errors(trained, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(small)
+    assert main(["multimodal", "caption", str(small), "--model", str(trained)]) == 2
+    assert "is 16×16; the model reads 32×32" in capsys.readouterr().err
+    right = tmp_path / "right.png"
+    Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(right)
+    assert main(["multimodal", "ask", str(right), "is there a zebra?", "--model", str(trained)]) == 2
+    assert "words the model does not know: zebra" in capsys.readouterr().err
+    assert main(["multimodal", "eval", "--model", str(tmp_path)]) == 2
+    assert "is not a trained multimodal model" in capsys.readouterr().err
