@@ -149,3 +149,35 @@ def test_bad_inputs_are_refused_with_the_shape():
         UnifiedMultimodalConfig(num_hidden_layers=2, fusion_layer=3)
     with pytest.raises(ConfigError, match="attention_backend"):
         UnifiedMultimodalConfig(attention_backend="mamba")
+
+
+def test_two_towers_fused_at_the_end_have_the_parameters_of_the_shared_model():
+    shared = tiny_model(num_hidden_layers=4, fusion_layer=2)
+    towers = tiny_model(num_hidden_layers=2, fusion_layer=1, modality_specific_layers=2)
+    assert towers.num_parameters() == shared.num_parameters()
+    image, _ = inputs()
+    with torch.no_grad():  # the text tower's weights never touch the patches
+        before = towers.encode_image(image)
+        for layer in towers.model.layers:
+            for p in layer.branches[1].parameters():
+                p.add_(1.0)
+        assert_close("image embedding", before, towers.encode_image(image), atol=0)
+
+
+def test_two_towers_leak_no_target_either():
+    model = tiny_model(num_hidden_layers=2, fusion_layer=1, modality_specific_layers=2)
+    image, ids = inputs()
+    edited = ids.clone()
+    edited[:, 5] = (ids[:, 5] + 1 - 4) % 36 + 4
+    with torch.no_grad():
+        before = model(image, ids, prompt_lengths=torch.tensor([3, 3])).logits
+        after = model(image, edited, prompt_lengths=torch.tensor([3, 3])).logits
+    assert_close("logits before the edit", before[:, :5], after[:, :5], atol=1e-6)
+
+
+def test_fused_kda_layers_cannot_be_modality_specific():
+    with pytest.raises(ConfigError, match=r"layers \[2\] would be fused KDA layers"):
+        UnifiedMultimodalConfig(attention_backend="kimi_linear", num_hidden_layers=4, fusion_layer=2,
+                                modality_specific_layers=3)  # fmt: skip
+    UnifiedMultimodalConfig(attention_backend="kimi_linear", num_hidden_layers=4, fusion_layer=2,
+                            modality_specific_layers=2)  # fmt: skip

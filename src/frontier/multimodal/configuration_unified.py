@@ -16,6 +16,10 @@ class UnifiedMultimodalConfig(PretrainedConfig):
     `fusion_layer` on, text attends to every patch and patches attend to the prompt (never to the target text, so
     teacher forcing leaks nothing). `fusion_layer=0` is early fusion, `fusion_layer=num_hidden_layers` no fusion.
 
+    The first `modality_specific_layers` layers keep one set of weights per modality (same attention pattern); with
+    all layers so and `fusion_layer = num_hidden_layers - 1` the model is two towers fused in the last layer only:
+    the late-fusion baseline, with as many parameters as a shared model of twice its depth.
+
     `attention_backend="kimi_linear"` replaces the softmax attention of every layer but each
     `full_attention_interval`-th by Kimi Delta Attention (3 : 1 by default). KDA is causal, so with it image patches
     read only earlier patches, and in fused layers text reads the image through the recurrent state.
@@ -34,6 +38,7 @@ class UnifiedMultimodalConfig(PretrainedConfig):
         num_hidden_layers: int = 4,
         num_attention_heads: int = 4,
         fusion_layer: int = 2,
+        modality_specific_layers: int = 0,
         max_text_positions: int = 64,
         projection_dim: int = 64,
         attention_backend: str = "softmax",
@@ -51,6 +56,7 @@ class UnifiedMultimodalConfig(PretrainedConfig):
         self.hidden_size, self.intermediate_size = hidden_size, intermediate_size
         self.num_hidden_layers, self.num_attention_heads = num_hidden_layers, num_attention_heads
         self.fusion_layer = fusion_layer
+        self.modality_specific_layers = modality_specific_layers
         self.max_text_positions = max_text_positions
         self.projection_dim = projection_dim
         self.attention_backend = attention_backend
@@ -82,6 +88,14 @@ class UnifiedMultimodalConfig(PretrainedConfig):
             )
         if not 0 <= self.fusion_layer <= self.num_hidden_layers:
             raise ConfigError(f"fusion_layer must be in 0..num_hidden_layers={self.num_hidden_layers}")
+        if not 0 <= self.modality_specific_layers <= self.num_hidden_layers:
+            raise ConfigError(f"modality_specific_layers must be in 0..num_hidden_layers={self.num_hidden_layers}")
+        kda_fused_specific = [
+            i for i in range(self.fusion_layer, self.modality_specific_layers) if not self.layer_uses_softmax(i)
+        ]
+        if kda_fused_specific:
+            raise ConfigError(f"layers {kda_fused_specific} would be fused KDA layers with per-modality weights, "
+                              "which one recurrent pass cannot have; lower modality_specific_layers")  # fmt: skip
         if self.attention_backend not in ATTENTION_BACKENDS:
             raise ConfigError(
                 f"attention_backend={self.attention_backend!r}; choose one of {', '.join(ATTENTION_BACKENDS)}"

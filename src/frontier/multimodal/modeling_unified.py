@@ -83,18 +83,22 @@ class MaskedSelfAttention(nn.Module):
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2) for t in self.qkv_proj(x).chunk(3, dim=-1))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.o_proj(out.transpose(1, 2).flatten(2))
+        return self.o_proj(attend(self.qkv_proj(x), mask, self.num_heads))
 
 
-class UnifiedBlock(nn.Module):
-    def __init__(self, config: UnifiedMultimodalConfig, index: int) -> None:
+def attend(qkv: torch.Tensor, mask: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, T, 3·D] projected queries, keys and values → [B, T, D] attention output under `mask`."""
+    q, k, v = (t.unflatten(-1, (num_heads, -1)).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
+
+
+class BlockWeights(nn.Module):
+    """The weights of one pre-norm block: attention (softmax or KDA) and a SwiGLU MLP, each after an RMSNorm."""
+
+    def __init__(self, config: UnifiedMultimodalConfig, softmax: bool) -> None:
         super().__init__()
-        self.fused = index >= config.fusion_layer
-        self.softmax = config.layer_uses_softmax(index)
         self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        if self.softmax:
+        if softmax:
             self.attn = MaskedSelfAttention(config.hidden_size, config.num_attention_heads)
         else:
             head_dim = config.hidden_size // config.num_attention_heads
@@ -102,17 +106,43 @@ class UnifiedBlock(nn.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLUMLP(config.hidden_size, config.intermediate_size)
 
+
+class UnifiedBlock(nn.Module):
+    """One layer. Shared weights for both modalities, or (the first `modality_specific_layers` layers) one set per
+    modality — a two-tower encoder when every layer is so and only the last is fused (the late-fusion baseline)."""
+
+    def __init__(self, config: UnifiedMultimodalConfig, index: int) -> None:
+        super().__init__()
+        self.fused = index >= config.fusion_layer
+        self.softmax = config.layer_uses_softmax(index)
+        separate = index < config.modality_specific_layers
+        # branches[0] serves every token (shared) or the patches; branches[1], if any, the text.
+        self.branches = nn.ModuleList(BlockWeights(config, self.softmax) for _ in range(2 if separate else 1))
+
+    def modality_spans(self, num_image: int, length: int) -> list[tuple[BlockWeights, slice]]:
+        """The non-empty segments [patches, text] with the branch that serves each."""
+        spans = ((0, slice(0, num_image)), (min(1, len(self.branches) - 1), slice(num_image, length)))
+        return [(self.branches[i], span) for i, span in spans if span.stop > span.start]
+
+    def per_modality(self, x: torch.Tensor, num_image: int, apply) -> torch.Tensor:
+        """apply(branch, segment): on the whole sequence with shared weights, else per modality with its own."""
+        if len(self.branches) == 1:
+            return apply(self.branches[0], x)
+        return torch.cat([apply(branch, x[:, span]) for branch, span in self.modality_spans(num_image, x.shape[1])], 1)
+
     def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], num_image: int, valid: torch.Tensor):
-        h = self.attn_norm(x)
+        h = self.per_modality(x, num_image, lambda branch, seg: branch.attn_norm(seg))
         if self.softmax:
-            mixed = self.attn(h, masks[1] if self.fused else masks[0])
+            qkv = self.per_modality(h, num_image, lambda branch, seg: branch.attn.qkv_proj(seg))
+            out = attend(qkv, masks[1] if self.fused else masks[0], self.branches[0].attn.num_heads)
+            mixed = self.per_modality(out, num_image, lambda branch, seg: branch.attn.o_proj(seg))
         elif self.fused:  # one causal pass over [patches ; text]: text reads the image through the state
-            mixed = self.attn(h, padding_mask=valid)
-        else:  # a separate state per modality segment
-            segments = [(h[:, :num_image], None), (h[:, num_image:], valid[:, num_image:])]
-            mixed = torch.cat([self.attn(seg, padding_mask=pad) for seg, pad in segments if seg.shape[1]], dim=1)
+            mixed = self.branches[0].attn(h, padding_mask=valid)
+        else:  # a separate recurrent state per modality segment
+            spans = self.modality_spans(num_image, x.shape[1])
+            mixed = torch.cat([branch.attn(h[:, span], padding_mask=valid[:, span]) for branch, span in spans], 1)
         x = x + mixed
-        return x + self.mlp(self.mlp_norm(x))
+        return x + self.per_modality(x, num_image, lambda branch, seg: branch.mlp(branch.mlp_norm(seg)))
 
 
 class UnifiedMultimodalPreTrainedModel(PreTrainedModel):
