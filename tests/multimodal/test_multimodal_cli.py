@@ -40,6 +40,8 @@ def test_scenes_writes_images_and_their_texts(stand_in_pool, tmp_path, capsys):
 
 def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
     assert (trained / "scene_config.json").is_file() and (trained / "tokenizer.json").is_file()
+    summary = json.loads((trained.parent / "train-summary.json").read_text())
+    assert summary["steps"] == 3 and summary["positions"] > 3 * 4 * 16 and summary["peak_rss_mib"] > 50
     metrics_path = tmp_path / "metrics.json"
     assert main(["multimodal", "eval", "--model", str(trained), "--scenes", "4", "--output", str(metrics_path)]) == 0
     assert "VQA accuracy" in capsys.readouterr().out
@@ -68,3 +70,9 @@ def test_bad_input_gets_one_line_errors(trained, tmp_path, capsys):
     assert "words the model does not know: zebra" in capsys.readouterr().err
     assert main(["multimodal", "eval", "--model", str(tmp_path)]) == 2
     assert "is not a trained multimodal model" in capsys.readouterr().err
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(trained / "model.safetensors")
+    save_file({k.replace("branches.0.", ""): v for k, v in weights.items()}, trained / "model.safetensors")
+    assert main(["multimodal", "caption", str(right), "--model", str(trained)]) == 2
+    assert "does not hold this frontier's multimodal weights" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from frontier.errors import ConfigError
 from frontier.io import atomic_write_json, atomic_write_text
 
 SCENE_CONFIG_NAME = "scene_config.json"
+TRAIN_SUMMARY_NAME = "train-summary.json"  # parameters, steps, seconds, positions and peak memory of a run
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 MULTIMODAL_EXAMPLES = """examples:
@@ -52,6 +53,10 @@ def add_multimodal_commands(commands, parser_class) -> None:
     train.add_argument("--layers", type=positive_int, default=4)
     train.add_argument("--heads", type=positive_int, default=4)
     train.add_argument("--fusion-layer", type=int, default=2, help="first layer that attends across modalities")
+    train.add_argument(
+        "--modality-specific-layers", type=int, default=0,
+        help="first layers with separate weights per modality (all of them + fusion at the last: late fusion)",
+    )  # fmt: skip
     train.add_argument("--backend", choices=("softmax", "kimi_linear"), default="softmax")
     train.add_argument("--image-size", type=positive_int, default=64)
     train.add_argument("--patch-size", type=positive_int, default=8)
@@ -89,13 +94,19 @@ def load_trained(folder: Path):
     """(model, tokenizer) of a folder written by `frontier multimodal train`."""
     from transformers import PreTrainedTokenizerFast
 
+    from frontier.console import hf_progress_bars_off
     from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 
     if not (folder / "config.json").is_file() or not (folder / "tokenizer.json").is_file():
         raise ConfigError(f"{folder} is not a trained multimodal model (config.json and tokenizer.json expected); "
                           "give the final/ folder of `frontier multimodal train`")  # fmt: skip
-    model = UnifiedMultimodalForConditionalGeneration.from_pretrained(folder).eval()
-    return model, PreTrainedTokenizerFast.from_pretrained(folder)
+    with hf_progress_bars_off():
+        model, info = UnifiedMultimodalForConditionalGeneration.from_pretrained(folder, output_loading_info=True)
+    if info["missing_keys"] or info["unexpected_keys"]:  # transformers would only warn and start those at random
+        raise ConfigError(f"{folder} does not hold this frontier's multimodal weights (missing "
+                          f"{sorted(info['missing_keys'])[:3]}, unexpected {sorted(info['unexpected_keys'])[:3]}); "
+                          "it was saved by another version: retrain it")  # fmt: skip
+    return model.eval(), PreTrainedTokenizerFast.from_pretrained(folder)
 
 
 def load_scene_generator(folder: Path):
@@ -129,13 +140,17 @@ def run_scenes(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    import resource
+
     import torch
+    from accelerate import PartialState
 
     from frontier.multimodal.catalog import default_generator, default_scene_config
     from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
     from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
     from frontier.multimodal.processing import build_tokenizer
     from frontier.multimodal.training import MultimodalTrainConfig, train_unified
+    from frontier.research.training import TRAIN_LOG_NAME, read_step_log
 
     config = MultimodalTrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
@@ -149,14 +164,27 @@ def run_train(args: argparse.Namespace) -> int:
         vocab_size=len(tokenizer), image_size=args.image_size, patch_size=args.patch_size,
         hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size, num_hidden_layers=args.layers,
         num_attention_heads=args.heads, fusion_layer=args.fusion_layer, attention_backend=args.backend,
+        modality_specific_layers=args.modality_specific_layers,
     )  # fmt: skip
     torch.manual_seed(args.seed)
     model = UnifiedMultimodalForConditionalGeneration(model_config)
     args.output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output / SCENE_CONFIG_NAME, asdict(scene_config))
     train_unified(model, tokenizer, generator, config, args.output)
+    if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
+        return 0
     atomic_write_json(args.output / "final" / SCENE_CONFIG_NAME, asdict(scene_config))
-    print(f"model saved to {args.output / 'final'} ({model.num_parameters():,} parameters)", file=sys.stderr)
+    log = read_step_log(args.output / TRAIN_LOG_NAME)
+    summary = {
+        "parameters": model.num_parameters(),
+        "steps": len(log),
+        "train_seconds": sum(r["seconds"] for r in log),
+        "positions": sum(r["positions"] for r in log),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process, all of it
+    }
+    atomic_write_json(args.output / TRAIN_SUMMARY_NAME, summary)
+    print(f"model saved to {args.output / 'final'} ({summary['parameters']:,} parameters, {summary['steps']} steps, "
+          f"peak memory {summary['peak_rss_mib']:.0f} MiB)", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -18,7 +18,7 @@ import torch
 from frontier.console import progress_steps
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import encode_words, pixel_values, text_batch
-from frontier.multimodal.scenes import QUESTION_TYPES, SceneGenerator
+from frontier.multimodal.scenes import QUESTION_TYPES, TASKS, SceneGenerator
 
 
 def token_f1(candidate: str, reference: str) -> float:
@@ -72,8 +72,9 @@ def evaluate(
     batch_size: int = 64,
     max_new_tokens: int = 24,
     progress: bool = False,
+    tasks: Sequence[str] = TASKS,
 ) -> dict:
-    """Metrics on scenes 0..count-1 of `split`, as a JSON-able dict (see the module docstring)."""
+    """Metrics of `tasks` on scenes 0..count-1 of `split`, as a JSON-able dict (see the module docstring)."""
     model.eval()
     device = next(model.parameters()).device
     size = generator.config.image_size
@@ -87,50 +88,63 @@ def evaluate(
             scenes = [generator.scene(split, i) for i in indices]
             examples = [generator.examples(s, split, i) for s, i in zip(scenes, indices, strict=True)]
             pixels = pixel_values([generator.render(s, split) for s in scenes], size).to(device)
-            generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
-            captions += [tokenizer.decode(ids) for ids in generated]
             references += [ex[0].target for ex in examples]
-            questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
-            prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
-            answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
-            for (_, q), ids in zip(questions, answers, strict=True):
-                vqa_hits[q.question_type].append(tokenizer.decode(ids) == q.target)
-            image_embeds.append(model.encode_image(pixels))
-            texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
-            text_embeds.append(model.encode_text(**texts))
+            if "caption" in tasks:
+                generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
+                captions += [tokenizer.decode(ids) for ids in generated]
+            if "vqa" in tasks:
+                questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
+                prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
+                answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
+                for (_, q), ids in zip(questions, answers, strict=True):
+                    vqa_hits[q.question_type].append(tokenizer.decode(ids) == q.target)
+            if "retrieval" in tasks:
+                image_embeds.append(model.encode_image(pixels))
+                texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
+                text_embeds.append(model.encode_text(**texts))
             advance()
-    similarity = torch.cat(image_embeds) @ torch.cat(text_embeds).T  # [images, texts]
-    same_caption = torch.tensor([[a == b for b in references] for a in references], device=similarity.device)
-    all_hits = [hit for hits in vqa_hits.values() for hit in hits]
-    cider = cider_scores(captions, references)
-    return {
-        "split": split,
-        "scenes": count,
-        "vqa_accuracy": sum(all_hits) / len(all_hits),
-        "vqa_accuracy_by_type": {t: sum(h) / len(h) for t, h in vqa_hits.items() if h},
-        "vqa_questions_by_type": {t: len(h) for t, h in vqa_hits.items() if h},
-        "caption_exact_match": sum(c == r for c, r in zip(captions, references, strict=True)) / count,
-        "caption_token_f1": sum(token_f1(c, r) for c, r in zip(captions, references, strict=True)) / count,
-        "caption_cider": sum(cider) / count,
-        "retrieval_image_to_text_r1": recall_at(similarity, same_caption, 1),
-        "retrieval_image_to_text_r5": recall_at(similarity, same_caption, 5),
-        "retrieval_text_to_image_r1": recall_at(similarity.T, same_caption.T, 1),
-        "retrieval_text_to_image_r5": recall_at(similarity.T, same_caption.T, 5),
-        "samples": [{"caption": c, "reference": r} for c, r in zip(captions[:5], references[:5], strict=True)],
-    }
+    metrics: dict = {"split": split, "scenes": count}
+    if "vqa" in tasks:
+        all_hits = [hit for hits in vqa_hits.values() for hit in hits]
+        metrics.update(
+            vqa_accuracy=sum(all_hits) / len(all_hits),
+            vqa_correct=sum(all_hits),
+            vqa_questions=len(all_hits),
+            vqa_accuracy_by_type={t: sum(h) / len(h) for t, h in vqa_hits.items() if h},
+            vqa_questions_by_type={t: len(h) for t, h in vqa_hits.items() if h},
+        )
+    if "caption" in tasks:
+        pairs = list(zip(captions, references, strict=True))
+        metrics.update(
+            caption_exact_match=sum(c == r for c, r in pairs) / count,
+            caption_token_f1=sum(token_f1(c, r) for c, r in pairs) / count,
+            caption_cider=sum(cider_scores(captions, references)) / count,
+            samples=[{"caption": c, "reference": r} for c, r in pairs[:5]],
+        )
+    if "retrieval" in tasks:
+        similarity = torch.cat(image_embeds) @ torch.cat(text_embeds).T  # [images, texts]
+        same_caption = torch.tensor([[a == b for b in references] for a in references], device=similarity.device)
+        for direction, sim, relevant in (("image_to_text", similarity, same_caption),
+                                         ("text_to_image", similarity.T, same_caption.T)):  # fmt: skip
+            for k in (1, 5):
+                metrics[f"retrieval_{direction}_r{k}"] = recall_at(sim, relevant, k)
+    return metrics
 
 
 def format_metrics(metrics: dict) -> str:
-    """Three indented lines: VQA, captions, retrieval."""
-    by_type = ", ".join(f"{t} {100 * v:.1f}%" for t, v in metrics["vqa_accuracy_by_type"].items())
-    recalls = ", ".join(
-        f"{label} R@{k} {100 * metrics[f'retrieval_{direction}_r{k}']:.1f}%"
-        for direction, label in (("image_to_text", "image→text"), ("text_to_image", "text→image"))
-        for k in (1, 5)
-    )
-    return (
-        f"  VQA accuracy {100 * metrics['vqa_accuracy']:.1f}% ({by_type})\n"
-        f"  captions: exact match {100 * metrics['caption_exact_match']:.1f}%, token F1 "
-        f"{metrics['caption_token_f1']:.3f}, CIDEr-style {metrics['caption_cider']:.2f}\n"
-        f"  retrieval: {recalls}"
-    )
+    """One indented line per evaluated task: VQA, captions, retrieval."""
+    lines = []
+    if "vqa_accuracy" in metrics:
+        by_type = ", ".join(f"{t} {100 * v:.1f}%" for t, v in metrics["vqa_accuracy_by_type"].items())
+        lines.append(f"  VQA accuracy {100 * metrics['vqa_accuracy']:.1f}% ({by_type})")
+    if "caption_token_f1" in metrics:
+        lines.append(f"  captions: exact match {100 * metrics['caption_exact_match']:.1f}%, token F1 "
+                     f"{metrics['caption_token_f1']:.3f}, CIDEr-style {metrics['caption_cider']:.2f}")  # fmt: skip
+    if "retrieval_image_to_text_r1" in metrics:
+        recalls = ", ".join(
+            f"{label} R@{k} {100 * metrics[f'retrieval_{direction}_r{k}']:.1f}%"
+            for direction, label in (("image_to_text", "image→text"), ("text_to_image", "text→image"))
+            for k in (1, 5)
+        )
+        lines.append(f"  retrieval: {recalls}")
+    return "\n".join(lines)

@@ -37,6 +37,7 @@ EXPERIMENT_MODULES = [
     "frontier.reproduce.experiments.autodeco",
     "frontier.reproduce.experiments.research",
     "frontier.reproduce.experiments.research_training",
+    "frontier.reproduce.experiments.multimodal",
 ]
 
 

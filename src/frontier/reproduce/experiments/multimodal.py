@@ -1,0 +1,219 @@
+"""The unified multimodal model against late fusion and three separate single-task models (issue 7).
+
+Every model is trained by `frontier multimodal train` in its own process (so its peak memory is its own, read from
+the OS when the process ends) on the default scene pool (Fashion-MNIST items, emoji, flags), then scored on the
+test split (same distribution, unseen Fashion-MNIST images), the zero-shot split (held-out item–colour pairs) and
+the few-shot split (objects shown in only a few training scenes):
+
+    unified        4 shared layers, fusion from layer 2, caption + VQA + retrieval in every step
+    late fusion    two 2-layer towers (per-modality weights), fused in the last layer: the same parameter count
+    separate       three copies of the unified architecture, each trained on one task for the same steps
+    ablations      (--full) fusion from layer 0 (all cross-modal), 1, 3 and 4 (none); Kimi Linear layers
+
+Training compute is counted as positions run through the blocks (≈ 6 × parameters FLOPs each) and timed; memory is
+each training process's peak RSS. Claims come from the review's §1.4 (anchors/multimodal.md §1) and issue 7.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from frontier.console import progress_steps
+from frontier.multimodal.cli import TRAIN_SUMMARY_NAME
+from frontier.reproduce.plots import bar_chart
+from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
+from frontier.research.training import TRAIN_LOG_NAME, read_step_log
+from frontier.stats import wilson_interval
+
+NAME = "multimodal-unified"
+COMMAND = f"frontier reproduce --only {NAME}"
+SOURCE = "review §1.4 (anchors/multimodal.md §1); issue 7 targets"
+ZERO_SHOT_GAP = 0.10  # "strong zero-shot": within 10 accuracy points of in-distribution VQA
+SPLITS = ("test", "zero-shot", "few-shot")
+ALL_TASKS = "caption,vqa,retrieval"
+
+# name → (extra `frontier multimodal train` arguments, tasks it learns)
+UNIFIED = ("--layers", "4", "--fusion-layer", "2")
+VARIANTS = {
+    "unified": (UNIFIED, ALL_TASKS),
+    "late fusion": (("--layers", "2", "--modality-specific-layers", "2", "--fusion-layer", "1"), ALL_TASKS),
+    "caption only": (UNIFIED, "caption"),
+    "VQA only": (UNIFIED, "vqa"),
+    "retrieval only": (UNIFIED, "retrieval"),
+}
+ABLATIONS = {
+    "fusion from layer 0": (("--layers", "4", "--fusion-layer", "0"), ALL_TASKS),
+    "fusion from layer 1": (("--layers", "4", "--fusion-layer", "1"), ALL_TASKS),
+    "fusion from layer 3": (("--layers", "4", "--fusion-layer", "3"), ALL_TASKS),
+    "no fusion": (("--layers", "4", "--fusion-layer", "4"), ALL_TASKS),
+    "Kimi Linear layers": (("--layers", "4", "--fusion-layer", "2", "--backend", "kimi_linear"), ALL_TASKS),
+}
+SEPARATE = ("caption only", "VQA only", "retrieval only")
+
+
+def train_in_a_process_of_its_own(folder: Path, args: tuple[str, ...], tasks: str, scale: dict) -> dict:
+    """Run `frontier multimodal train` as a child process; its train-summary.json (parameters, seconds, positions,
+    peak memory) and the last step's losses."""
+    command = [sys.executable, "-m", "frontier", "multimodal", "train", "--output", str(folder), "--tasks", tasks,
+               "--steps", str(scale["steps"]), "--batch-size", str(scale["batch"]), "--hidden-size",
+               str(scale["hidden"]), "--checkpoint-every", str(scale["steps"]), "--seed", str(scale["seed"]),
+               *args]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    summary = json.loads((folder / TRAIN_SUMMARY_NAME).read_text())
+    last = read_step_log(folder / TRAIN_LOG_NAME)[-1]
+    return {**summary, "final_lm_loss": last["lm_loss"], "final_retrieval_loss": last["retrieval_loss"]}
+
+
+def vqa_row_value(metrics: dict) -> str:
+    p, low, high = wilson_interval(metrics["vqa_correct"], metrics["vqa_questions"])
+    return f"{100 * p:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={metrics['vqa_questions']})"
+
+
+def retrieval_r1(metrics: dict) -> float:
+    """Mean of image→text and text→image Recall@1."""
+    return (metrics["retrieval_image_to_text_r1"] + metrics["retrieval_text_to_image_r1"]) / 2
+
+
+def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentResult:
+    from frontier.multimodal.cli import load_scene_generator, load_trained
+    from frontier.multimodal.evaluation import evaluate
+
+    runs_dir = ctx.out_dir / "multimodal-runs"
+    trained: dict[str, dict] = {}
+    with progress_steps("training multimodal variants", total=len(variants), enabled=ctx.progress) as advance:
+        for name, (args, tasks) in variants.items():
+            folder = runs_dir / name.replace(" ", "-")
+            trained[name] = {"tasks": tasks, **train_in_a_process_of_its_own(folder, args, tasks, scale)}
+            trained[name]["folder"] = str(folder.relative_to(ctx.out_dir))
+            advance()
+    scores: dict[str, dict[str, dict]] = {}
+    with progress_steps("evaluating multimodal variants", total=len(variants), enabled=ctx.progress) as advance:
+        generator = None
+        for name, info in trained.items():
+            model, tokenizer = load_trained(ctx.out_dir / info["folder"] / "final")
+            generator = generator or load_scene_generator(ctx.out_dir / info["folder"] / "final")
+            tasks = info["tasks"].split(",")
+            scores[name] = {split: evaluate(model, tokenizer, generator, split, scale["scenes"], tasks=tasks)
+                            for split in SPLITS}  # fmt: skip
+            advance()
+    return ExperimentResult(
+        rows=claim_rows(trained, scores),
+        metrics={"training": trained, "scores": scores},
+        figures=plot(ctx, trained, scores),
+        config=scale,
+        seed=ctx.seed,
+    )
+
+
+def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
+    unified, late = scores["unified"]["test"], scores["late fusion"]["test"]
+    same_params = trained["unified"]["parameters"] == trained["late fusion"]["parameters"]
+    params = f"{trained['unified']['parameters']:,} parameters each" + ("" if same_params else " (NOT equal)")
+    rows = [
+        ClaimRow(
+            claim="unified ≥ late fusion at equal parameters: VQA accuracy (test split)",
+            measured=f"{vqa_row_value(unified)} vs {vqa_row_value(late)}; {params}",
+            verdict=Verdict.PASS if unified["vqa_accuracy"] >= late["vqa_accuracy"] else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+        ),
+        ClaimRow(
+            claim="unified ≥ late fusion at equal parameters: caption token F1 (test split)",
+            measured=f"{unified['caption_token_f1']:.3f} vs {late['caption_token_f1']:.3f} (CIDEr-style "
+            f"{unified['caption_cider']:.2f} vs {late['caption_cider']:.2f}; exact match "
+            f"{100 * unified['caption_exact_match']:.1f}% vs {100 * late['caption_exact_match']:.1f}%)",
+            verdict=Verdict.PASS if unified["caption_token_f1"] >= late["caption_token_f1"] else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+        ),
+        ClaimRow(
+            claim="unified ≥ late fusion at equal parameters: retrieval Recall@1, mean of both directions (test)",
+            measured=f"{100 * retrieval_r1(unified):.1f}% vs {100 * retrieval_r1(late):.1f}% (R@5 image→text "
+            f"{100 * unified['retrieval_image_to_text_r5']:.1f}% vs {100 * late['retrieval_image_to_text_r5']:.1f}%)",
+            verdict=Verdict.PASS if retrieval_r1(unified) >= retrieval_r1(late) else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+        ),
+    ]  # fmt: skip
+    separate = [trained[name] for name in SEPARATE]
+    compute = (trained["unified"]["positions"], sum(r["positions"] for r in separate))
+    seconds = (trained["unified"]["train_seconds"], sum(r["train_seconds"] for r in separate))
+    memory = (trained["unified"]["peak_rss_mib"], sum(r["peak_rss_mib"] for r in separate))
+    rows += [
+        ClaimRow(
+            claim="one unified model trains with less compute than three separate single-task models together",
+            measured=f"{compute[0] / 1e6:.2f}M vs {compute[1] / 1e6:.2f}M positions through the blocks "
+            f"({compute[0] / compute[1]:.2f}×); {seconds[0]:.0f} vs {seconds[1]:.0f} s of training steps",
+            verdict=Verdict.PASS if compute[0] < compute[1] and seconds[0] < seconds[1] else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+            detail="same architecture and steps for every model; a unified step runs all three tasks' sequences",
+        ),
+        ClaimRow(
+            claim="and with less memory (peak RSS of the training processes; parameters to deploy)",
+            measured=f"{memory[0]:.0f} vs {memory[1]:.0f} MiB; {trained['unified']['parameters']:,} vs "
+            f"{sum(r['parameters'] for r in separate):,} parameters",
+            verdict=Verdict.PASS if memory[0] < memory[1] else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+        ),
+    ]  # fmt: skip
+    for name, single, metric in (("VQA only", "vqa", "vqa_accuracy"), ("caption only", "caption", "caption_token_f1"),
+                                 ("retrieval only", "retrieval", None)):  # fmt: skip
+        ours = retrieval_r1(unified) if metric is None else unified[metric]
+        theirs = retrieval_r1(scores[name]["test"]) if metric is None else scores[name]["test"][metric]
+        label = "retrieval R@1" if metric is None else metric.replace("_", " ")
+        rows.append(ClaimRow(
+            claim=f"multi-task ≥ single-task ({single}): {label} (test)",
+            measured=f"{ours:.3f} vs {theirs:.3f}",
+            verdict=Verdict.PASS if ours >= theirs else Verdict.FAIL,
+            command=COMMAND, source="review §1.4: multi-task training 'less over-fitting to one task'",
+        ))  # fmt: skip
+    for name in ("fusion from layer 0", "no fusion"):
+        if name in scores:
+            other = scores[name]["test"]
+            rows.append(ClaimRow(
+                claim=f"hierarchical attention (fusion from layer 2 of 4) ≥ {name}: VQA accuracy (test)",
+                measured=f"{vqa_row_value(unified)} vs {vqa_row_value(other)}",
+                verdict=Verdict.PASS if unified["vqa_accuracy"] >= other["vqa_accuracy"] else Verdict.FAIL,
+                command=COMMAND + " --full", source="review §1.4; anchors/multimodal.md §2 (the fusion-depth knob)",
+            ))  # fmt: skip
+    for split in ("zero-shot", "few-shot"):
+        held = scores["unified"][split]
+        gap = unified["vqa_accuracy"] - held["vqa_accuracy"]
+        rows.append(ClaimRow(
+            claim=f"strong {split} results: {split} VQA within {100 * ZERO_SHOT_GAP:.0f} points of in-distribution",
+            measured=f"{vqa_row_value(held)} vs {vqa_row_value(unified)} in-distribution (gap {100 * gap:.1f} points; "
+            f"captions token F1 {held['caption_token_f1']:.3f} vs {unified['caption_token_f1']:.3f})",
+            verdict=Verdict.PASS if gap <= ZERO_SHOT_GAP else Verdict.FAIL,
+            command=COMMAND, source=SOURCE,
+            detail="zero-shot: item–colour pairs never shown in training; few-shot: objects in only 4 training scenes",
+        ))  # fmt: skip
+    return rows
+
+
+def plot(ctx: RunContext, trained: dict, scores: dict) -> list[str]:
+    with_vqa = [name for name in scores if "vqa_accuracy" in scores[name]["test"]]
+    figures = []
+    for split in SPLITS:
+        values = [scores[name][split]["vqa_accuracy"] for name in with_vqa]
+        intervals = [wilson_interval(scores[n][split]["vqa_correct"], scores[n][split]["vqa_questions"])[1:]
+                     for n in with_vqa]  # fmt: skip
+        path = ctx.figure_path(NAME, f"vqa-{split}")
+        bar_chart(path, with_vqa, values, "VQA accuracy", f"VQA accuracy, {split} split", intervals=intervals)
+        figures.append(str(path.relative_to(ctx.out_dir)))
+    path = ctx.figure_path(NAME, "training-seconds")
+    names = list(trained)
+    bar_chart(path, names, [trained[n]["train_seconds"] for n in names], "seconds of training steps",
+              "training time per model (separate models: each one of three)")  # fmt: skip
+    figures.append(str(path.relative_to(ctx.out_dir)))
+    return figures
+
+
+@experiment(NAME, "Unified multimodal model vs late fusion and separate single-task models", system="multimodal")
+def multimodal_unified(ctx: RunContext) -> ExperimentResult:
+    if ctx.quick:
+        scale = {"steps": 250, "batch": 16, "hidden": 64, "scenes": 100, "seed": ctx.seed}
+        return run_multimodal(ctx, scale, VARIANTS)
+    scale = {"steps": 3000, "batch": 32, "hidden": 128, "scenes": 500, "seed": ctx.seed}
+    return run_multimodal(ctx, scale, {**VARIANTS, **ABLATIONS})

@@ -1,0 +1,40 @@
+"""The multimodal experiment's verdicts follow its figures (rows built from stored training and score records)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from frontier.reproduce.experiments.multimodal import SEPARATE, claim_rows, plot
+from frontier.reproduce.registry import Mode, RunContext, Verdict
+
+
+def scores(vqa: float, f1: float, r1: float) -> dict:
+    split = {"vqa_accuracy": vqa, "vqa_correct": round(vqa * 200), "vqa_questions": 200, "caption_token_f1": f1,
+             "caption_cider": 5 * f1, "caption_exact_match": f1 / 2, "retrieval_image_to_text_r1": r1,
+             "retrieval_text_to_image_r1": r1, "retrieval_image_to_text_r5": min(1, 2 * r1)}  # fmt: skip
+    return {"test": split, "zero-shot": {**split, "vqa_accuracy": vqa - 0.2, "vqa_correct": round((vqa - 0.2) * 200)},
+            "few-shot": {**split, "vqa_accuracy": vqa - 0.05, "vqa_correct": round((vqa - 0.05) * 200)}}  # fmt: skip
+
+
+def training(parameters: int, positions: int, seconds: float, memory: float) -> dict:
+    return {"parameters": parameters, "positions": positions, "train_seconds": seconds, "peak_rss_mib": memory}
+
+
+def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
+    all_scores = {"unified": scores(0.8, 0.9, 0.5), "late fusion": scores(0.7, 0.95, 0.4),
+                  **{name: scores(0.75, 0.85, 0.6) for name in SEPARATE}}  # fmt: skip
+    trained = {"unified": training(1000, 300, 30.0, 500), "late fusion": training(1000, 300, 28.0, 480),
+               **{name: training(1000, 150, 15.0, 450) for name in SEPARATE}}  # fmt: skip
+    rows = claim_rows(trained, all_scores)
+    assert [r.verdict for r in rows[:3]] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS]  # VQA, captions, retrieval
+    compute, memory = rows[3], rows[4]
+    assert compute.verdict is Verdict.PASS and "0.67×" in compute.measured  # 300 vs 450 positions
+    assert memory.verdict is Verdict.PASS and "500 vs 1350 MiB" in memory.measured
+    single = [r for r in rows if r.claim.startswith("multi-task")]
+    assert [r.verdict for r in single] == [Verdict.PASS, Verdict.PASS, Verdict.FAIL]
+    zero, few = rows[-2], rows[-1]
+    assert zero.verdict is Verdict.FAIL and "gap 20.0 points" in zero.measured
+    assert few.verdict is Verdict.PASS
+    ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
+    figures = plot(ctx, trained, all_scores)
+    assert all((tmp_path / f).is_file() for f in figures) and len(figures) == 4
