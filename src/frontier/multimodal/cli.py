@@ -47,7 +47,12 @@ def add_multimodal_commands(commands, parser_class) -> None:
     train.add_argument("--batch-size", type=positive_int, default=32, help="scenes per step (default 32)")
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--warmup-steps", type=int, default=50)
-    train.add_argument("--tasks", default="caption,vqa,retrieval", help="comma-separated subset (default: all)")
+    train.add_argument(
+        "--tasks", default="caption,vqa,retrieval",
+        help="comma-separated from caption, vqa, retrieval, draw (default: the first three; draw fits a codebook)",
+    )  # fmt: skip
+    train.add_argument("--codebook-size", type=positive_int, default=256, help="patch codes for the draw task")
+    train.add_argument("--codebook-images", type=positive_int, default=300, help="training scenes k-means reads")
     train.add_argument("--retrieval-weight", type=float, default=1.0)
     train.add_argument("--hidden-size", type=positive_int, default=128)
     train.add_argument("--layers", type=positive_int, default=4)
@@ -142,10 +147,13 @@ def run_scenes(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     import resource
 
+    import numpy as np
     import torch
     from accelerate import PartialState
 
+    from frontier.console import progress_steps
     from frontier.multimodal.catalog import default_generator, default_scene_config
+    from frontier.multimodal.codebook import fit_codebook
     from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
     from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
     from frontier.multimodal.processing import build_tokenizer
@@ -160,17 +168,24 @@ def run_train(args: argparse.Namespace) -> int:
     scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
     generator = default_generator(scene_config)
     tokenizer = build_tokenizer(generator.vocabulary())
+    codebook = None
+    if "draw" in config.tasks:
+        with progress_steps("fitting the patch codebook (k-means)", total=1) as advance:
+            images = [generator.render(generator.scene("train", i), "train") for i in range(args.codebook_images)]
+            codebook = fit_codebook(np.stack(images), args.patch_size, args.codebook_size, seed=args.seed)
+            advance()
     model_config = UnifiedMultimodalConfig(
         vocab_size=len(tokenizer), image_size=args.image_size, patch_size=args.patch_size,
         hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size, num_hidden_layers=args.layers,
         num_attention_heads=args.heads, fusion_layer=args.fusion_layer, attention_backend=args.backend,
         modality_specific_layers=args.modality_specific_layers,
+        image_codebook_size=codebook.size if codebook else 0,
     )  # fmt: skip
     torch.manual_seed(args.seed)
     model = UnifiedMultimodalForConditionalGeneration(model_config)
     args.output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output / SCENE_CONFIG_NAME, asdict(scene_config))
-    train_unified(model, tokenizer, generator, config, args.output)
+    train_unified(model, tokenizer, generator, config, args.output, codebook=codebook)
     if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0
     atomic_write_json(args.output / "final" / SCENE_CONFIG_NAME, asdict(scene_config))

@@ -41,6 +41,7 @@ class UnifiedMultimodalConfig(PretrainedConfig):
         modality_specific_layers: int = 0,
         max_text_positions: int = 64,
         projection_dim: int = 64,
+        image_codebook_size: int = 0,
         attention_backend: str = "softmax",
         full_attention_interval: int = 4,
         rms_norm_eps: float = 1e-6,
@@ -59,6 +60,7 @@ class UnifiedMultimodalConfig(PretrainedConfig):
         self.modality_specific_layers = modality_specific_layers
         self.max_text_positions = max_text_positions
         self.projection_dim = projection_dim
+        self.image_codebook_size = image_codebook_size  # > 0: a drawing head over this many patch codes
         self.attention_backend = attention_backend
         self.full_attention_interval = full_attention_interval
         self.rms_norm_eps, self.initializer_range = rms_norm_eps, initializer_range

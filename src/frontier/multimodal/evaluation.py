@@ -18,7 +18,7 @@ import torch
 from frontier.console import progress_steps
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import encode_words, pixel_values, text_batch
-from frontier.multimodal.scenes import QUESTION_TYPES, TASKS, SceneGenerator
+from frontier.multimodal.scenes import QUESTION_TYPES, READING_TASKS, SceneGenerator
 
 
 def token_f1(candidate: str, reference: str) -> float:
@@ -72,7 +72,7 @@ def evaluate(
     batch_size: int = 64,
     max_new_tokens: int = 24,
     progress: bool = False,
-    tasks: Sequence[str] = TASKS,
+    tasks: Sequence[str] = READING_TASKS,
 ) -> dict:
     """Metrics of `tasks` on scenes 0..count-1 of `split`, as a JSON-able dict (see the module docstring)."""
     model.eval()

@@ -25,7 +25,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
-from frontier.errors import ShapeError
+from frontier.errors import ConfigError, ShapeError
 from frontier.layers.kda import KimiDeltaAttention
 from frontier.layers.mlp import SwiGLUMLP
 from frontier.layers.norm import RMSNorm
@@ -57,6 +57,22 @@ def hierarchical_masks(
     text_to_image = (~is_image[:, None] & is_image[None, :])[None]
     image_to_prompt = is_image[None, :, None] & prompt_key[:, None, :]
     fused = within | text_to_image | image_to_prompt
+    eye = torch.eye(S, dtype=torch.bool, device=device)[None]
+    return (within | eye)[:, None], (fused | eye)[:, None]
+
+
+def drawing_masks(text_mask: torch.Tensor, num_codes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks [B, 1, S, S] over [L text tokens ; num_codes patch codes]: within = text causal and codes causal;
+    fused = within plus codes → every real text token. Padded text keys are closed; every query keeps itself."""
+    B, L = text_mask.shape
+    S = L + num_codes
+    device = text_mask.device
+    is_code = torch.arange(S, device=device) >= L
+    causal = torch.ones(S, S, dtype=torch.bool, device=device).tril()
+    same = is_code[:, None] == is_code[None, :]
+    valid = torch.cat([text_mask.bool(), torch.ones(B, num_codes, dtype=torch.bool, device=device)], 1)
+    within = (causal & same)[None] & valid[:, None, :]
+    fused = within | ((is_code[:, None] & ~is_code[None, :])[None] & valid[:, None, :])
     eye = torch.eye(S, dtype=torch.bool, device=device)[None]
     return (within | eye)[:, None], (fused | eye)[:, None]
 
@@ -119,30 +135,35 @@ class UnifiedBlock(nn.Module):
         # branches[0] serves every token (shared) or the patches; branches[1], if any, the text.
         self.branches = nn.ModuleList(BlockWeights(config, self.softmax) for _ in range(2 if separate else 1))
 
-    def modality_spans(self, num_image: int, length: int) -> list[tuple[BlockWeights, slice]]:
-        """The non-empty segments [patches, text] with the branch that serves each."""
-        spans = ((0, slice(0, num_image)), (min(1, len(self.branches) - 1), slice(num_image, length)))
-        return [(self.branches[i], span) for i, span in spans if span.stop > span.start]
+    def modality_spans(self, image: slice, length: int) -> list[tuple[BlockWeights, slice]]:
+        """The non-empty segments in sequence order, with the branch that serves each. The image segment `image`
+        comes first (reading: [patches ; text]) or last (drawing: [text ; patch codes]); the text is the rest."""
+        text_branch = self.branches[-1]
+        if image.start == 0:
+            spans = [(self.branches[0], image), (text_branch, slice(image.stop, length))]
+        else:
+            spans = [(text_branch, slice(0, image.start)), (self.branches[0], image)]
+        return [(branch, span) for branch, span in spans if span.stop > span.start]
 
-    def per_modality(self, x: torch.Tensor, num_image: int, apply) -> torch.Tensor:
+    def per_modality(self, x: torch.Tensor, image: slice, apply) -> torch.Tensor:
         """apply(branch, segment): on the whole sequence with shared weights, else per modality with its own."""
         if len(self.branches) == 1:
             return apply(self.branches[0], x)
-        return torch.cat([apply(branch, x[:, span]) for branch, span in self.modality_spans(num_image, x.shape[1])], 1)
+        return torch.cat([apply(branch, x[:, span]) for branch, span in self.modality_spans(image, x.shape[1])], 1)
 
-    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], num_image: int, valid: torch.Tensor):
-        h = self.per_modality(x, num_image, lambda branch, seg: branch.attn_norm(seg))
+    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], image: slice, valid: torch.Tensor):
+        h = self.per_modality(x, image, lambda branch, seg: branch.attn_norm(seg))
         if self.softmax:
-            qkv = self.per_modality(h, num_image, lambda branch, seg: branch.attn.qkv_proj(seg))
+            qkv = self.per_modality(h, image, lambda branch, seg: branch.attn.qkv_proj(seg))
             out = attend(qkv, masks[1] if self.fused else masks[0], self.branches[0].attn.num_heads)
-            mixed = self.per_modality(out, num_image, lambda branch, seg: branch.attn.o_proj(seg))
-        elif self.fused:  # one causal pass over [patches ; text]: text reads the image through the state
+            mixed = self.per_modality(out, image, lambda branch, seg: branch.attn.o_proj(seg))
+        elif self.fused:  # one causal pass over the whole sequence: the later modality reads the earlier one
             mixed = self.branches[0].attn(h, padding_mask=valid)
         else:  # a separate recurrent state per modality segment
-            spans = self.modality_spans(num_image, x.shape[1])
+            spans = self.modality_spans(image, x.shape[1])
             mixed = torch.cat([branch.attn(h[:, span], padding_mask=valid[:, span]) for branch, span in spans], 1)
         x = x + mixed
-        return x + self.per_modality(x, num_image, lambda branch, seg: branch.mlp(branch.mlp_norm(seg)))
+        return x + self.per_modality(x, image, lambda branch, seg: branch.mlp(branch.mlp_norm(seg)))
 
 
 class UnifiedMultimodalPreTrainedModel(PreTrainedModel):
@@ -180,6 +201,9 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         self.text_position = nn.Embedding(config.max_text_positions, D)
         self.modality_embed = nn.Embedding(2, D)
         self.image_adapter = ModalityAdapter(D, config.intermediate_size, config.rms_norm_eps)
+        # Drawing: one embedding per codebook entry, plus the start code (index K) that opens an image.
+        size = config.image_codebook_size
+        self.code_embed = nn.Embedding(size + 1, D) if size else None
         self.text_adapter = ModalityAdapter(D, config.intermediate_size, config.rms_norm_eps)
         self.layers = nn.ModuleList(UnifiedBlock(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(D, config.rms_norm_eps)
@@ -239,9 +263,33 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
             prompt_lengths = torch.zeros(B, dtype=torch.long, device=x.device)
         masks = hierarchical_masks(num_image, text_mask, prompt_lengths)
         valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=x.device), text_mask.bool()], 1)
+        return self.run_layers(x, masks, slice(0, num_image), valid), num_image
+
+    def run_layers(self, x: torch.Tensor, masks, image: slice, valid: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            x = layer(x, masks, num_image, valid)
-        return self.norm(x), num_image
+            x = layer(x, masks, image, valid)
+        return self.norm(x)
+
+    def embed_codes(self, code_inputs: torch.Tensor) -> torch.Tensor:
+        """Patch-code inputs [B, n] (the codes so far, after a start code) → [B, n, D]. Input j carries the position
+        of the patch it predicts, so the model knows which cell comes next."""
+        n = code_inputs.shape[1]
+        positions = (self.image_row_position + self.image_col_position).flatten(0, 1)[:n]
+        x = self.code_embed(code_inputs) + positions + self.modality_embed.weight[IMAGE]
+        return self.image_adapter(x)
+
+    def forward_draw(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, code_inputs: torch.Tensor
+    ) -> torch.Tensor:
+        """Hidden states of [text ; patch-code inputs]: text causal, codes causal, codes read the text from the
+        fusion layer on (the drawing layout: the image comes after its description)."""
+        if self.code_embed is None:
+            raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
+        x = torch.cat([self.embed_text(input_ids), self.embed_codes(code_inputs)], dim=1)
+        text_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        masks = drawing_masks(text_mask, code_inputs.shape[1])
+        valid = torch.cat([text_mask, torch.ones_like(code_inputs, dtype=torch.bool)], 1)
+        return self.run_layers(x, masks, slice(input_ids.shape[1], x.shape[1]), valid)
 
 
 @dataclass
@@ -249,6 +297,7 @@ class UnifiedMultimodalOutput(ModelOutput):
     loss: torch.Tensor | None = None  # lm_loss + retrieval_loss, those given
     lm_loss: torch.Tensor | None = None
     retrieval_loss: torch.Tensor | None = None
+    draw_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None  # [B, L, V] at the text positions
 
 
@@ -264,6 +313,8 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         self.image_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's initial temperature
+        size = config.image_codebook_size
+        self.code_head = nn.Linear(config.hidden_size, size, bias=False) if size else None
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -282,11 +333,15 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         retrieval_pixel_values: torch.Tensor | None = None,
         retrieval_input_ids: torch.Tensor | None = None,
         retrieval_attention_mask: torch.Tensor | None = None,
+        draw_input_ids: torch.Tensor | None = None,
+        draw_attention_mask: torch.Tensor | None = None,
+        draw_codes: torch.Tensor | None = None,
     ) -> UnifiedMultimodalOutput:
         """Generation part: [image ; text] → logits at the text positions; with `labels` [B, L] the LM loss, where
         the token after position t is labels[:, t + 1] (as HF causal LMs) and IGNORE_INDEX marks what is not
-        learned (prompt, padding). Retrieval part: matching (image, text) pairs → the contrastive loss. Both parts
-        in one call, so that one DDP forward covers every task of a multi-task step."""
+        learned (prompt, padding). Retrieval part: matching (image, text) pairs → the contrastive loss. Drawing part:
+        a description and the patch codes of its image [B, patches] → cross-entropy of each code given the text and
+        the codes before it. All parts in one call, so that one DDP forward covers every task of a multi-task step."""
         out = UnifiedMultimodalOutput()
         if input_ids is not None:
             hidden, num_image = self.model(pixel_values, input_ids, attention_mask, prompt_lengths)
@@ -301,9 +356,38 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
             image_embeds = self.encode_image(retrieval_pixel_values)
             text_embeds = self.encode_text(retrieval_input_ids, retrieval_attention_mask)
             out.retrieval_loss = self.contrastive_loss(image_embeds, text_embeds)
-        losses = [loss for loss in (out.lm_loss, out.retrieval_loss) if loss is not None]
+        if draw_codes is not None:
+            logits = self.code_logits(draw_input_ids, draw_attention_mask, draw_codes[:, :-1])
+            out.draw_loss = F.cross_entropy(logits.flatten(0, 1).float(), draw_codes.flatten())
+        losses = [loss for loss in (out.lm_loss, out.retrieval_loss, out.draw_loss) if loss is not None]
         out.loss = sum(losses) if losses else None
         return out
+
+    def code_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, codes: torch.Tensor):
+        """Logits [B, n + 1, K] for patch code 0..n given the text and `codes` [B, n] so far."""
+        if codes.shape[1] >= self.config.num_patches:
+            raise ShapeError(f"{codes.shape[1]} codes given; an image has {self.config.num_patches}, so at most "
+                             f"{self.config.num_patches - 1} can precede a prediction")  # fmt: skip
+        start = torch.full((len(codes), 1), self.config.image_codebook_size, dtype=torch.long, device=codes.device)
+        hidden = self.model.forward_draw(input_ids, attention_mask, torch.cat([start, codes], 1))
+        return self.code_head(hidden[:, input_ids.shape[1] :])
+
+    @torch.no_grad()
+    def draw(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """Patch codes [B, num_patches] of an image for each description: greedy (temperature 0) or sampled."""
+        codes = torch.zeros(len(input_ids), 0, dtype=torch.long, device=input_ids.device)
+        for _ in range(self.config.num_patches):  # recomputed per code, as `generate` (short sequences)
+            logits = self.code_logits(input_ids, attention_mask, codes)[:, -1].float()
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=generator)
+            else:
+                nxt = logits.argmax(-1, keepdim=True)
+            codes = torch.cat([codes, nxt], 1)
+        return codes
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, projection_dim], L2-normalised: the blocks over the patches alone, mean-pooled."""

@@ -29,7 +29,8 @@ CELLS = ("top left", "top right", "bottom left", "bottom right")
 COLOURS = {"red": (235, 50, 45), "green": (60, 200, 70), "blue": (60, 110, 245), "yellow": (245, 215, 40)}
 NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 SPLITS = ("train", "test", "zero-shot", "few-shot")
-TASKS = ("caption", "vqa", "retrieval")
+TASKS = ("caption", "vqa", "retrieval", "draw")
+READING_TASKS = TASKS[:3]  # the default: drawing needs a patch codebook and is opt-in
 QUESTION_TYPES = ("what", "where", "count", "colour", "exists")
 
 

@@ -13,14 +13,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
+from frontier.multimodal.codebook import PatchCodebook
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import generation_batch, pixel_values, text_batch
-from frontier.multimodal.scenes import TASKS, SceneGenerator
-from frontier.research.training import TrainConfig, TrainingRun
+from frontier.multimodal.scenes import READING_TASKS, TASKS, SceneGenerator
+from frontier.research.training import FINAL_NAME, TrainConfig, TrainingRun
 
 
 @dataclass
@@ -29,7 +31,7 @@ class MultimodalTrainConfig(TrainConfig):
     lr: float = 1e-3
     warmup_steps: int = 50
     checkpoint_every: int = 500
-    tasks: tuple[str, ...] = TASKS
+    tasks: tuple[str, ...] = READING_TASKS
     retrieval_weight: float = 1.0
     train_scenes: int = 50_000  # steps cycle over scene indices [0, train_scenes)
 
@@ -43,8 +45,12 @@ class MultimodalTrainConfig(TrainConfig):
             raise ConfigError("the multimodal model trains from scratch: LoRA does not apply")
 
 
-def step_batch(generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int) -> dict:
-    """The model inputs of training step `step`: a function of (seed, step) alone, so a resumed run repeats it."""
+def step_batch(
+    generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int,
+    codebook: PatchCodebook | None = None,
+) -> dict:  # fmt: skip
+    """The model inputs of training step `step`: a function of (seed, step) alone, so a resumed run repeats it.
+    Drawing (caption → the patch codes of its image) needs the `codebook`."""
     rng = random.Random(f"{config.seed}/multimodal-step/{step}")
     indices = rng.sample(range(config.train_scenes), config.batch_size)
     images, generation, captions = [], [], []
@@ -66,6 +72,12 @@ def step_batch(generator: SceneGenerator, tokenizer, config: MultimodalTrainConf
         texts = text_batch(tokenizer, captions)
         batch.update(retrieval_pixel_values=pixels, retrieval_input_ids=texts["input_ids"],
                      retrieval_attention_mask=texts["attention_mask"])  # fmt: skip
+    if "draw" in config.tasks:
+        if codebook is None:
+            raise ConfigError("the draw task needs a patch codebook (fit_codebook) to turn images into codes")
+        descriptions = text_batch(tokenizer, captions)
+        batch.update(draw_input_ids=descriptions["input_ids"], draw_attention_mask=descriptions["attention_mask"],
+                     draw_codes=codebook.encode(np.stack(images)))  # fmt: skip
     return batch
 
 
@@ -77,6 +89,8 @@ def batch_positions(batch: dict, num_patches: int) -> int:
         positions += int(batch["attention_mask"].sum()) + num_patches * len(batch["input_ids"])
     if "retrieval_input_ids" in batch:
         positions += int(batch["retrieval_attention_mask"].sum()) + num_patches * len(batch["retrieval_input_ids"])
+    if "draw_input_ids" in batch:
+        positions += int(batch["draw_attention_mask"].sum()) + num_patches * len(batch["draw_input_ids"])
     return positions
 
 
@@ -87,8 +101,10 @@ def train_unified(
     config: MultimodalTrainConfig,
     output_dir: str | Path,
     progress: bool = True,
+    codebook: PatchCodebook | None = None,
 ) -> UnifiedMultimodalForConditionalGeneration:
-    """Train (or resume) in `output_dir`; saves `output_dir/final` with the tokenizer and returns the model."""
+    """Train (or resume) in `output_dir`; saves `output_dir/final` with the tokenizer (and the codebook, for the
+    draw task) and returns the model."""
     torch.manual_seed(config.seed)
     run = TrainingRun(model, config, output_dir)
     device = run.accelerator.device
@@ -97,11 +113,11 @@ def train_unified(
             advance()
         for step in range(run.start, config.steps):
             began = time.perf_counter()
-            batch = step_batch(generator, tokenizer, config, step)
+            batch = step_batch(generator, tokenizer, config, step, codebook)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
             out = run.prepared(**batch)
-            weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss))
+            weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
             loss = sum(weight * part for weight, part in weighted if part is not None)
             run.accelerator.backward(loss)
             run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
@@ -112,10 +128,14 @@ def train_unified(
                 "loss": loss.item(),
                 "lm_loss": None if out.lm_loss is None else out.lm_loss.item(),
                 "retrieval_loss": None if out.retrieval_loss is None else out.retrieval_loss.item(),
+                "draw_loss": None if out.draw_loss is None else out.draw_loss.item(),
                 "lr": run.scheduler.get_last_lr()[0],
                 "positions": positions,
                 "seconds": time.perf_counter() - began,
             })  # fmt: skip
             run.end_step(step + 1)
             advance()
-    return run.finish(tokenizer=tokenizer)
+    model = run.finish(tokenizer=tokenizer)
+    if codebook is not None and run.accelerator.is_main_process:
+        codebook.save(Path(output_dir) / FINAL_NAME)
+    return model

@@ -213,7 +213,7 @@ def plot(ctx: RunContext, trained: dict, scores: dict) -> list[str]:
 @experiment(NAME, "Unified multimodal model vs late fusion and separate single-task models", system="multimodal")
 def multimodal_unified(ctx: RunContext) -> ExperimentResult:
     if ctx.quick:
-        scale = {"steps": 250, "batch": 16, "hidden": 64, "scenes": 100, "seed": ctx.seed}
+        scale = {"steps": 300, "batch": 24, "hidden": 64, "scenes": 100, "seed": ctx.seed}
         return run_multimodal(ctx, scale, VARIANTS)
     scale = {"steps": 3000, "batch": 32, "hidden": 128, "scenes": 500, "seed": ctx.seed}
     return run_multimodal(ctx, scale, {**VARIANTS, **ABLATIONS})
