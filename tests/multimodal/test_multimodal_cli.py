@@ -76,3 +76,26 @@ def test_bad_input_gets_one_line_errors(trained, tmp_path, capsys):
     save_file({k.replace("branches.0.", ""): v for k, v in weights.items()}, trained / "model.safetensors")
     assert main(["multimodal", "caption", str(right), "--model", str(trained)]) == 2
     assert "does not hold this frontier's multimodal weights" in capsys.readouterr().err
+
+
+def test_draw_task_trains_a_codebook_and_draws(stand_in_pool, tmp_path, capsys, monkeypatch):
+    import frontier.multimodal.drawing as drawing
+
+    run = tmp_path / "run"
+    assert main(["multimodal", "train", "--output", str(run), "--steps", "3", "--batch-size", "4", "--hidden-size",
+                 "32", "--layers", "2", "--fusion-layer", "1", "--image-size", "32", "--warmup-steps", "1",
+                 "--tasks", "caption,draw", "--codebook-size", "16", "--codebook-images", "10"]) == 0  # fmt: skip
+    final = run / "final"
+    assert (final / "codebook.safetensors").is_file()
+    assert main(["multimodal", "draw", "a bag in the top left", "--model", str(final), "--output",
+                 str(tmp_path / "bag.png"), "--samples", "3", "--temperature", "1.0", "--scale", "2"]) == 0  # fmt: skip
+    assert Image.open(tmp_path / "bag.png").size == (3 * 32 * 2, 32 * 2)
+    assert main(["multimodal", "draw", "a bag", "--model", str(final), "--output", str(tmp_path / "x.png"),
+                 "--samples", "2"]) == 2  # fmt: skip
+    assert "add --temperature" in capsys.readouterr().err
+    real_train_judge = drawing.train_judge
+    monkeypatch.setattr(drawing, "train_judge", lambda generator, seed: real_train_judge(generator, steps=5))
+    assert main(["multimodal", "eval", "--model", str(final), "--scenes", "4", "--draw", "--grid",
+                 str(tmp_path / "grid.png")]) == 0  # fmt: skip
+    assert "drawing, judged on drawn images" in capsys.readouterr().out
+    assert Image.open(tmp_path / "grid.png").size == (4 * 32 * 2, 3 * 32 * 2)

@@ -1,4 +1,5 @@
-"""`frontier multimodal scenes | train | eval | ask | caption | search`: the unified model from the command line."""
+"""`frontier multimodal scenes | train | eval | ask | caption | search | draw`: the unified model from the command
+line."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ MULTIMODAL_EXAMPLES = """examples:
   frontier multimodal ask --model runs/unified/final scenes/test-0000.png "what is in the top left?"
   frontier multimodal caption --model runs/unified/final scenes/test-0000.png
   frontier multimodal search --model runs/unified/final "a red sneaker in the top left" --images scenes/
+  frontier multimodal train --output runs/draw --tasks caption,vqa,retrieval,draw   # also text → image
+  frontier multimodal draw --model runs/draw/final "a red sneaker in the top left" --output sneaker.png
+  frontier multimodal eval --model runs/draw/final --draw --grid samples.png       # judge the drawings
   (the first run fetches Fashion-MNIST, emoji and flag images by package name into frontier's cache)
 """
 
@@ -53,7 +57,7 @@ def add_multimodal_commands(commands, parser_class) -> None:
     )  # fmt: skip
     train.add_argument("--codebook-size", type=positive_int, default=256, help="patch codes for the draw task")
     train.add_argument("--codebook-images", type=positive_int, default=300, help="training scenes k-means reads")
-    train.add_argument("--retrieval-weight", type=float, default=1.0)
+    train.add_argument("--retrieval-weight", type=float, default=0.1, help="weight of the contrastive loss (0.1)")
     train.add_argument("--hidden-size", type=positive_int, default=128)
     train.add_argument("--layers", type=positive_int, default=4)
     train.add_argument("--heads", type=positive_int, default=4)
@@ -74,6 +78,8 @@ def add_multimodal_commands(commands, parser_class) -> None:
     evaluate.add_argument("--split", default="test", help="test, zero-shot, few-shot or train (default test)")
     evaluate.add_argument("--scenes", type=positive_int, default=500)
     evaluate.add_argument("--output", type=Path, default=None, help="also write the metrics here as JSON")
+    evaluate.add_argument("--draw", action="store_true", help="also draw each scene from its caption and judge it")
+    evaluate.add_argument("--grid", type=Path, default=None, help="with --draw: PNG of real / codebook / drawn rows")
     evaluate.set_defaults(handler=run_eval)
 
     ask = sub.add_parser("ask", help="answer a question about an image")
@@ -93,6 +99,16 @@ def add_multimodal_commands(commands, parser_class) -> None:
     search.add_argument("--model", type=Path, required=True)
     search.add_argument("--top-k", type=positive_int, default=5)
     search.set_defaults(handler=run_search)
+
+    draw = sub.add_parser("draw", help="draw an image from a description (a model trained with the draw task)")
+    draw.add_argument("text")
+    draw.add_argument("--model", type=Path, required=True)
+    draw.add_argument("--output", type=Path, required=True, help="PNG file (several samples side by side)")
+    draw.add_argument("--samples", type=positive_int, default=1)
+    draw.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples codes")
+    draw.add_argument("--seed", type=int, default=0)
+    draw.add_argument("--scale", type=positive_int, default=4, help="upscale the PNG this many times (default 4)")
+    draw.set_defaults(handler=run_draw)
 
 
 def load_trained(folder: Path):
@@ -206,11 +222,33 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from frontier.multimodal.evaluation import evaluate, format_metrics
 
+    if args.grid and not args.draw:
+        raise ConfigError("--grid shows drawings: add --draw")
     model, tokenizer = load_trained(args.model)
-    metrics = evaluate(model, tokenizer, load_scene_generator(args.model), args.split, args.scenes, progress=True)
+    generator = load_scene_generator(args.model)
+    metrics = evaluate(model, tokenizer, generator, args.split, args.scenes, progress=True)
+    report = f"{args.split}, {args.scenes} scenes\n{format_metrics(metrics)}"
+    if args.draw:
+        from frontier.multimodal.codebook import PatchCodebook
+        from frontier.multimodal.drawing import evaluate_drawing, save_grid, train_judge
+
+        codebook = PatchCodebook.load(args.model)
+        judge = train_judge(generator, seed=0)
+        drawing, rows = evaluate_drawing(model, tokenizer, codebook, generator, judge, args.split, args.scenes,
+                                         progress=True)  # fmt: skip
+        metrics["drawing"] = drawing
+        report += "\n" + "\n".join(
+            f"  drawing, judged on {name} images: objects {100 * d['object_accuracy']:.1f}%, colours "
+            f"{100 * d['colour_accuracy']:.1f}%, empty cells {100 * d['empty_cell_accuracy']:.1f}%, whole scenes "
+            f"{100 * d['scene_accuracy']:.1f}%"
+            + (f", Fréchet distance to real {d['frechet_distance_to_real']:.2f}" if name != "real" else "")
+            for name, d in ((n, drawing[n]) for n in ("real", "reconstructed", "drawn"))
+        )  # fmt: skip
+        if args.grid:
+            save_grid(rows, args.grid)
     if args.output:
         atomic_write_json(args.output, metrics)
-    print(f"{args.split}, {args.scenes} scenes\n{format_metrics(metrics)}")
+    print(report)
     return 0
 
 
@@ -255,4 +293,25 @@ def run_search(args: argparse.Namespace) -> int:
         ])[:, 0]  # fmt: skip
     for score, index in zip(*scores.topk(min(args.top_k, len(paths))), strict=True):
         print(f"{score.item():.3f}  {paths[index]}")
+    return 0
+
+
+def run_draw(args: argparse.Namespace) -> int:
+    import torch
+
+    from frontier.multimodal.codebook import PatchCodebook
+    from frontier.multimodal.drawing import save_grid
+    from frontier.multimodal.processing import text_batch
+
+    if args.samples > 1 and args.temperature == 0:
+        raise ConfigError("greedy drawing gives one image: for --samples > 1 add --temperature (e.g. 0.8)")
+    if args.temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0, got {args.temperature}")
+    model, tokenizer = load_trained(args.model)
+    codebook = PatchCodebook.load(args.model)
+    texts = text_batch(tokenizer, [args.text.lower()] * args.samples)
+    generator = torch.Generator().manual_seed(args.seed)
+    codes = model.draw(texts["input_ids"], texts["attention_mask"], args.temperature, generator)
+    save_grid([list(codebook.decode(codes, model.config.image_size))], args.output, scale=args.scale)
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -32,7 +32,9 @@ class MultimodalTrainConfig(TrainConfig):
     warmup_steps: int = 50
     checkpoint_every: int = 500
     tasks: tuple[str, ...] = READING_TASKS
-    retrieval_weight: float = 1.0
+    # The contrastive loss pulls the mean-pooled states of the shared blocks towards one embedding; at weight 1 it
+    # slowed the LM loss of captions and answers threefold in 300 steps (1.82 vs 0.59 without it, 0.82 at 0.1).
+    retrieval_weight: float = 0.1
     train_scenes: int = 50_000  # steps cycle over scene indices [0, train_scenes)
 
     def __post_init__(self) -> None:
@@ -120,7 +122,7 @@ def train_unified(
             weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
             loss = sum(weight * part for weight, part in weighted if part is not None)
             run.accelerator.backward(loss)
-            run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
+            grad_norm = run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
             run.log({
@@ -131,6 +133,7 @@ def train_unified(
                 "draw_loss": None if out.draw_loss is None else out.draw_loss.item(),
                 "lr": run.scheduler.get_last_lr()[0],
                 "positions": positions,
+                "grad_norm": float(grad_norm),
                 "seconds": time.perf_counter() - began,
             })  # fmt: skip
             run.end_step(step + 1)
