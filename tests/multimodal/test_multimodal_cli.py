@@ -99,3 +99,23 @@ def test_draw_task_trains_a_codebook_and_draws(stand_in_pool, tmp_path, capsys, 
                  str(tmp_path / "grid.png")]) == 0  # fmt: skip
     assert "drawing, judged on drawn images" in capsys.readouterr().out
     assert Image.open(tmp_path / "grid.png").size == (4 * 32 * 2, 3 * 32 * 2)
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate_launch(tmp_path, monkeypatch):
+    """DDP over gloo on the CPU (`--multi_gpu`, no GPU visible) on the real default pool, fetched into a fresh cache;
+    a caption-only run leaves the retrieval projections unused, which DDP accepts only when told."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "FRONTIER_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "frontier",
+               "multimodal", "train", "--output", str(tmp_path / "run"), "--steps", "2", "--batch-size", "4",
+               "--hidden-size", "32", "--layers", "2", "--fusion-layer", "1", "--tasks", "caption",
+               "--warmup-steps", "1", "--checkpoint-every", "1"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("model saved to") == 1 and "2 processes" in done.stderr
+    assert json.loads((tmp_path / "run" / "train-summary.json").read_text())["steps"] == 2

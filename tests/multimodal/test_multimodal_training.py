@@ -73,6 +73,14 @@ def test_single_task_batches_hold_only_that_task(setup):
         MultimodalTrainConfig(tasks=("segmentation",))
 
 
+def test_processes_share_a_step_s_scenes(setup):
+    generator, tokenizer = setup
+    config = MultimodalTrainConfig(batch_size=5, tasks=("retrieval",))
+    whole = step_batch(generator, tokenizer, config, 3)["retrieval_pixel_values"]
+    shards = [step_batch(generator, tokenizer, config, 3, shard=(i, 2))["retrieval_pixel_values"] for i in range(2)]
+    assert torch.equal(shards[0], whole[0::2]) and torch.equal(shards[1], whole[1::2])
+
+
 def test_text_metrics():
     assert token_f1("a red sneaker", "a red sneaker") == 1.0
     assert token_f1("a bag", "a red sneaker") == pytest.approx(2 * (1 / 2) * (1 / 3) / (1 / 2 + 1 / 3))

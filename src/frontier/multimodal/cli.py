@@ -214,8 +214,10 @@ def run_train(args: argparse.Namespace) -> int:
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process, all of it
     }
     atomic_write_json(args.output / TRAIN_SUMMARY_NAME, summary)
+    processes = PartialState().num_processes
     print(f"model saved to {args.output / 'final'} ({summary['parameters']:,} parameters, {summary['steps']} steps, "
-          f"peak memory {summary['peak_rss_mib']:.0f} MiB)", file=sys.stderr)  # fmt: skip
+          f"peak memory {summary['peak_rss_mib']:.0f} MiB" + (f", {processes} processes" if processes > 1 else "")
+          + ")", file=sys.stderr)  # fmt: skip
     return 0
 
 

@@ -50,11 +50,13 @@ class MultimodalTrainConfig(TrainConfig):
 def step_batch(
     generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int,
     codebook: PatchCodebook | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:  # fmt: skip
     """The model inputs of training step `step`: a function of (seed, step) alone, so a resumed run repeats it.
-    Drawing (caption → the patch codes of its image) needs the `codebook`."""
+    Drawing (caption → the patch codes of its image) needs the `codebook`. `shard` = (process index, processes):
+    under DDP each process takes every n-th scene (retrieval negatives then come from its own share)."""
     rng = random.Random(f"{config.seed}/multimodal-step/{step}")
-    indices = rng.sample(range(config.train_scenes), config.batch_size)
+    indices = rng.sample(range(config.train_scenes), config.batch_size)[shard[0] :: shard[1]]
     images, generation, captions = [], [], []
     for index in indices:
         scene = generator.scene("train", index)
@@ -108,14 +110,19 @@ def train_unified(
     """Train (or resume) in `output_dir`; saves `output_dir/final` with the tokenizer (and the codebook, for the
     draw task) and returns the model."""
     torch.manual_seed(config.seed)
-    run = TrainingRun(model, config, output_dir)
+    # A run on some of the tasks leaves other heads (the retrieval projections, the code head) without gradients.
+    run = TrainingRun(model, config, output_dir, find_unused_parameters=True)
+    if config.batch_size < run.accelerator.num_processes:
+        raise ConfigError(f"batch_size={config.batch_size} gives some of the {run.accelerator.num_processes} "
+                          "processes no scene; use at least one scene per process")  # fmt: skip
     device = run.accelerator.device
     with progress_steps("training the unified model", total=config.steps, enabled=progress) as advance:
         for _ in range(run.start):
             advance()
         for step in range(run.start, config.steps):
             began = time.perf_counter()
-            batch = step_batch(generator, tokenizer, config, step, codebook)
+            shard = (run.accelerator.process_index, run.accelerator.num_processes)
+            batch = step_batch(generator, tokenizer, config, step, codebook, shard)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
             out = run.prepared(**batch)

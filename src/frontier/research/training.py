@@ -338,13 +338,19 @@ class TrainingRun:
     newest checkpoint are kept in `output_dir/log_name`, one JSON line per step (see `read_step_log`).
     """
 
-    def __init__(self, model, config: TrainConfig, output_dir: str | Path, log_name: str = TRAIN_LOG_NAME) -> None:
-        from accelerate import Accelerator
+    def __init__(
+        self, model, config: TrainConfig, output_dir: str | Path, log_name: str = TRAIN_LOG_NAME,
+        find_unused_parameters: bool = False,
+    ) -> None:  # fmt: skip
+        """`find_unused_parameters`: tell DDP that a step may leave some parameters without a gradient (a model
+        with several heads trained on a subset of its tasks); DDP refuses such steps otherwise."""
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.config = config
         self.output_dir = Path(output_dir)
         self.log_path = self.output_dir / log_name
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
         if config.gradient_checkpointing:
             # Non-reentrant checkpointing also works when only LoRA adapters (not the inputs) need gradients.
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
