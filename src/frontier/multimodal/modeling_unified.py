@@ -1,4 +1,4 @@
-"""The unified multimodal model: image patches and text tokens in one sequence, one transformer, three tasks.
+"""The unified multimodal model: image patches and text tokens in one sequence, one transformer, four tasks.
 
     patches  = Conv(P×P, stride P)(image) + row/column position + image type  → image adapter  ┐
     tokens   = Embedding(ids) + position + text type                          → text adapter   ├→ [patches ; text]
@@ -6,11 +6,12 @@
     layers ≥ fusion_layer:  text → every patch, patches → the prompt (never the target text)   ┘   → RMSNorm
     LM head on text positions: captions and VQA answers, teacher-forced, loss on the target only
     retrieval: the same blocks run on one modality alone, mean-pooled, projected, L2-normalised; symmetric InfoNCE
+    drawing (if the config has a codebook): [text ; patch codes], each code predicted from the text and earlier codes
 
 Each block is pre-norm: attention (softmax over the layer's mask, or Kimi Delta Attention) then a SwiGLU MLP.
 Sequences here are short (64 patches and a few dozen tokens), so `generate` recomputes the whole sequence per
-token rather than keeping a cache: patch states in fused layers depend on the prompt, which a plain KV cache of a
-causal model does not express, and the recompute costs little at this length.
+token (and `draw` per code) rather than keeping a cache: patch states in fused layers depend on the prompt, which a
+plain KV cache of a causal model does not express, and the recompute costs little at this length.
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ class UnifiedMultimodalPreTrainedModel(PreTrainedModel):
 
 
 class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
-    """Embeddings, adapters and the block stack; returns the final hidden states of [patches ; text]."""
+    """Embeddings, adapters and the block stack; the final hidden states of [patches ; text] (`forward`) or of
+    [text ; patch codes] (`forward_draw`)."""
 
     def __init__(self, config: UnifiedMultimodalConfig) -> None:
         super().__init__(config)
@@ -294,7 +296,7 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
 
 @dataclass
 class UnifiedMultimodalOutput(ModelOutput):
-    loss: torch.Tensor | None = None  # lm_loss + retrieval_loss, those given
+    loss: torch.Tensor | None = None  # the sum of the task losses computed
     lm_loss: torch.Tensor | None = None
     retrieval_loss: torch.Tensor | None = None
     draw_loss: torch.Tensor | None = None

@@ -10,7 +10,8 @@ scene graph, never written by hand, so every caption and answer is right by cons
 
 Scene i of a split is a function of (seed, split, i) alone. Splits: `train`; `test` (same distribution, Fashion-MNIST
 test images); `zero-shot` (every scene shows an (object, colour) pair that training never shows); `few-shot` (every
-scene shows a held-out object that training shows in only `few_shot_k` scenes).
+scene shows a held-out object that training shows in only `few_shot_k` scenes). Every split but `train` draws its
+images from the "test" catalog when one is given.
 """
 
 from __future__ import annotations
