@@ -106,7 +106,10 @@ def judge_images(judge: CellJudge, images: Sequence[np.ndarray], scenes: Sequenc
                 colour_hits.append(colours[i, cell].item() == want_colours[cell])
             right.append(name_ok and colours[i, cell].item() == want_colours[cell])
         scene_hits.append(all(right))
-    share = lambda hits: sum(hits) / len(hits) if hits else float("nan")  # noqa: E731
+
+    def share(hits: list[bool]) -> float:
+        return sum(hits) / len(hits) if hits else float("nan")
+
     return {
         "object_accuracy": share(object_hits),
         "colour_accuracy": share(colour_hits),

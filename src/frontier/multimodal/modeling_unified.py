@@ -36,6 +36,13 @@ IMAGE, TEXT = 0, 1  # modality-type embedding rows
 IGNORE_INDEX = -100
 
 
+def right_pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows → (ids [B, L] padded on the right with `value`, attention mask [B, L] with 1 on real tokens)."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [value] * (width - len(r)) for r in rows])
+    return ids, torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+
+
 def hierarchical_masks(
     num_image: int, text_mask: torch.Tensor, prompt_lengths: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -424,11 +431,7 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         prompt_lengths = torch.tensor([len(p) for p in prompts], device=pixel_values.device)
         done = [False] * len(rows)
         for _ in range(max_new_tokens):
-            width = max(len(r) for r in rows)
-            ids = torch.tensor(
-                [r + [self.config.pad_token_id] * (width - len(r)) for r in rows], device=prompt_lengths.device
-            )
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=ids.device)
+            ids, mask = (t.to(pixel_values.device) for t in right_pad(rows, self.config.pad_token_id))
             logits = self(pixel_values, ids, mask, prompt_lengths).logits
             last = torch.tensor([len(r) - 1 for r in rows], device=ids.device)
             next_ids = logits[torch.arange(len(rows)), last].argmax(-1).tolist()

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from frontier.errors import ConfigError, ShapeError
-from frontier.multimodal.modeling_unified import IGNORE_INDEX
+from frontier.multimodal.modeling_unified import IGNORE_INDEX, right_pad
 from frontier.multimodal.scenes import Example
 
 SPECIAL_TOKENS = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")  # ids 0-3, matching the config's pad/bos/eos defaults
@@ -82,21 +82,16 @@ def generation_batch(tokenizer: PreTrainedTokenizerFast, examples: Sequence[Exam
         rows.append(prompt + target)
         label_rows.append([IGNORE_INDEX] * len(prompt) + target)
         prompt_lengths.append(len(prompt))
-    width = max(len(r) for r in rows)
-    pad = tokenizer.pad_token_id
+    input_ids, attention_mask = right_pad(rows, tokenizer.pad_token_id)
     return {
-        "input_ids": torch.tensor([r + [pad] * (width - len(r)) for r in rows]),
-        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-        "labels": torch.tensor([r + [IGNORE_INDEX] * (width - len(r)) for r in label_rows]),
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": right_pad(label_rows, IGNORE_INDEX)[0],
         "prompt_lengths": torch.tensor(prompt_lengths),
     }
 
 
 def text_batch(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> dict[str, torch.Tensor]:
     """Right-padded token ids of plain texts (retrieval queries)."""
-    rows = [encode_words(tokenizer, t) for t in texts]
-    width = max(len(r) for r in rows)
-    return {
-        "input_ids": torch.tensor([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows]),
-        "attention_mask": torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows]),
-    }
+    input_ids, attention_mask = right_pad([encode_words(tokenizer, t) for t in texts], tokenizer.pad_token_id)
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
