@@ -1,9 +1,11 @@
-"""The unified model: hierarchical masks, no leakage from the target text, fusion depth, save/load, generation."""
+"""The unified model: hierarchical masks, no leakage from the target text, fusion depth, packed texts, save/load,
+generation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from frontier.errors import ConfigError, ShapeError
 from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
@@ -27,7 +29,7 @@ def inputs(batch: int = 2, length: int = 7, seed: int = 1) -> tuple[torch.Tensor
 
 def test_masks_open_cross_modal_entries_only_in_fused_layers():
     text_mask = torch.tensor([[1, 1, 1, 0]])
-    within, fused = hierarchical_masks(2, text_mask, torch.tensor([2]))
+    within, fused = hierarchical_masks(2, text_mask)
     within, fused = within[0, 0].int().tolist(), fused[0, 0].int().tolist()
     #                  img img  t0 t1 t2 pad
     assert within == [
@@ -38,8 +40,8 @@ def test_masks_open_cross_modal_entries_only_in_fused_layers():
         [0, 0, 1, 1, 1, 0],
         [0, 0, 1, 1, 1, 1],
     ]  # fmt: skip  (a padded query keeps itself)
-    assert fused == [[1, 1, 1, 1, 0, 0],   # patches read the 2-token prompt, not the target t2
-                     [1, 1, 1, 1, 0, 0],
+    assert fused == [[1, 1, 0, 0, 0, 0],   # patches never read text
+                     [1, 1, 0, 0, 0, 0],
                      [1, 1, 1, 0, 0, 0],
                      [1, 1, 1, 1, 0, 0],
                      [1, 1, 1, 1, 1, 0],
@@ -48,16 +50,15 @@ def test_masks_open_cross_modal_entries_only_in_fused_layers():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_changing_a_target_token_changes_nothing_before_it(backend):
-    """Future-token perturbation: with the prompt of 3 tokens, editing token 5 may change logits at positions
-    ≥ 5 only; the patches never see it, so no earlier prediction learns from the answer."""
+    """Future-token perturbation: editing token 5 may change logits at positions ≥ 5 only; the patches never see
+    it, so no earlier prediction learns from the answer."""
     model = tiny_model(attention_backend=backend)
     image, ids = inputs()
-    prompt_lengths = torch.tensor([3, 3])
     edited = ids.clone()
     edited[:, 5] = (ids[:, 5] + 1 - 4) % 36 + 4
     with torch.no_grad():
-        before = model(image, ids, prompt_lengths=prompt_lengths).logits
-        after = model(image, edited, prompt_lengths=prompt_lengths).logits
+        before = model(image, ids).logits
+        after = model(image, edited).logits
     assert_close("logits before the edit", before[:, :5], after[:, :5], atol=1e-6)
     assert (before[:, 5:] - after[:, 5:]).abs().max() > 1e-4
 
@@ -76,6 +77,39 @@ def test_text_reads_the_image_only_from_the_fusion_layer_on(backend):
     for i in range(4):
         changed = (first[i] - captured[i]).abs().max().item() > 1e-5
         assert changed == (i >= 2), f"layer {i}: text states {'changed' if changed else 'unchanged'}"
+
+
+@pytest.mark.parametrize("towers", [False, True])
+def test_packed_texts_get_the_logits_they_get_alone(towers):
+    """Two texts about one image in one row (segments) = each in its own row: same logits, same loss, and the
+    retrieval embedding pooled from that pass = `encode_image`."""
+    shape = dict(num_hidden_layers=2, fusion_layer=1, modality_specific_layers=2) if towers else {}
+    model = tiny_model(**shape)
+    image, ids = inputs(batch=1, length=9)
+    first, second = ids[:, :4], ids[:, 4:]
+    segments = torch.tensor([[0] * 4 + [1] * 5])
+    labels = ids.clone()
+    labels[:, [0, 4]] = -100  # each segment's first token is not predicted (as [BOS])
+    with torch.no_grad():
+        packed = model(image, ids, segment_ids=segments, labels=labels, retrieval_input_ids=first)
+        alone = [model(image, part).logits for part in (first, second)]
+        rows = model(image.expand(2, -1, -1, -1), torch.stack([first[0], second[0, :4]]))  # second cut to 4
+        assert_close("first text", packed.logits[:, :4], alone[0], atol=1e-5)
+        assert_close("second text", packed.logits[:, 4:], alone[1], atol=1e-5)
+        assert_close("second text, cut", rows.logits[1:], alone[1][:, :4], atol=1e-5)
+        reference = torch.cat([alone[0][0, :-1], alone[1][0, :-1]])
+        targets = torch.cat([labels[0, 1:4], labels[0, 5:]])
+        assert_close("packed loss", packed.lm_loss, F.cross_entropy(reference, targets), atol=1e-5)
+        separate = model(image, first, retrieval_pixel_values=image, retrieval_input_ids=first)
+        assert_close("retrieval loss", packed.retrieval_loss, separate.retrieval_loss, atol=1e-6)
+
+
+def test_kda_layers_take_one_text_per_row():
+    model = tiny_model(attention_backend="kimi_linear")
+    image, ids = inputs(batch=1)
+    with pytest.raises(ConfigError, match="need softmax attention in every layer"):
+        model(image, ids, segment_ids=torch.tensor([[0, 0, 0, 1, 1, 1, 1]]))
+    model(image, ids, segment_ids=torch.zeros_like(ids))  # one segment is fine
 
 
 def test_without_fusion_the_caption_ignores_the_image():
@@ -103,8 +137,7 @@ def test_every_parameter_learns_from_the_joint_loss(backend):
     image, ids = inputs()
     labels = ids.clone()
     labels[:, :3] = -100
-    out = model(image, ids, prompt_lengths=torch.tensor([3, 3]), labels=labels, retrieval_pixel_values=image,
-                retrieval_input_ids=ids)  # fmt: skip
+    out = model(image, ids, labels=labels, retrieval_pixel_values=image, retrieval_input_ids=ids)
     assert_close("loss", out.lm_loss + out.retrieval_loss, out.loss, atol=0)
     out.loss.backward()
     silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -119,7 +152,7 @@ def test_greedy_generation_follows_the_full_forward():
     for b in range(2):
         full = torch.tensor([ids[b].tolist() + new[b]])
         with torch.no_grad():
-            logits = model(image[b : b + 1], full, prompt_lengths=torch.tensor([3])).logits[0]
+            logits = model(image[b : b + 1], full).logits[0]
         assert logits[2:-1].argmax(-1).tolist() == new[b]
 
 
@@ -170,8 +203,8 @@ def test_two_towers_leak_no_target_either():
     edited = ids.clone()
     edited[:, 5] = (ids[:, 5] + 1 - 4) % 36 + 4
     with torch.no_grad():
-        before = model(image, ids, prompt_lengths=torch.tensor([3, 3])).logits
-        after = model(image, edited, prompt_lengths=torch.tensor([3, 3])).logits
+        before = model(image, ids).logits
+        after = model(image, edited).logits
     assert_close("logits before the edit", before[:, :5], after[:, :5], atol=1e-6)
 
 

@@ -14,7 +14,7 @@ from frontier.multimodal.evaluation import cider_scores, evaluate, recall_at, to
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import build_tokenizer
 from frontier.multimodal.scenes import SceneConfig, SceneGenerator
-from frontier.multimodal.training import MultimodalTrainConfig, step_batch, train_unified
+from frontier.multimodal.training import MultimodalTrainConfig, batch_positions, step_batch, train_unified
 
 
 @pytest.fixture
@@ -67,10 +67,25 @@ def test_single_task_batches_hold_only_that_task(setup):
     generator, tokenizer = setup
     retrieval = step_batch(generator, tokenizer, MultimodalTrainConfig(batch_size=4, tasks=("retrieval",)), 0)
     assert set(retrieval) == {"retrieval_pixel_values", "retrieval_input_ids", "retrieval_attention_mask"}
-    both = step_batch(generator, tokenizer, MultimodalTrainConfig(batch_size=4, tasks=("caption", "vqa")), 0)
+    config = MultimodalTrainConfig(batch_size=4, tasks=("caption", "vqa"))
+    both = step_batch(generator, tokenizer, config, 0, pack=False)
     assert len(both["input_ids"]) == 8 and "retrieval_input_ids" not in both
+    packed = step_batch(generator, tokenizer, config, 0)
+    assert len(packed["input_ids"]) == 4 and packed["segment_ids"].max() == 1
+    assert packed["attention_mask"].sum() == both["attention_mask"].sum()  # the same texts, half the image passes
     with pytest.raises(ConfigError, match="tasks must be a non-empty subset"):
         MultimodalTrainConfig(tasks=("segmentation",))
+
+
+def test_a_packed_step_runs_each_image_once(setup):
+    generator, tokenizer = setup
+    config = MultimodalTrainConfig(batch_size=4)
+    packed, rows = (step_batch(generator, tokenizer, config, 0, pack=pack) for pack in (True, False))
+    assert "retrieval_pixel_values" not in packed and len(rows["retrieval_pixel_values"]) == 4
+    patches = 16  # 32×32 images in 8×8 patches
+    texts = int(packed["attention_mask"].sum() + packed["retrieval_attention_mask"].sum())
+    assert batch_positions(packed, patches) == texts + 4 * patches
+    assert batch_positions(rows, patches) == texts + 3 * 4 * patches
 
 
 def test_processes_share_a_step_s_scenes(setup):

@@ -42,16 +42,25 @@ def test_unknown_words_are_named():
 def test_generation_batch_learns_only_the_target_and_eos():
     tokenizer = build_tokenizer(WORDS)
     question = "question : what is in the top left ? answer :"
-    batch = generation_batch(
-        tokenizer, [Example("caption", "caption :", "a red sneaker"), Example("vqa", question, "sneaker")]
-    )
+    caption, vqa = Example("caption", "caption :", "a red sneaker"), Example("vqa", question, "sneaker")
+    batch = generation_batch(tokenizer, [[caption], [vqa]])
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
-    assert batch["prompt_lengths"].tolist() == [3, 12]  # [BOS] and the prompt's words
     assert tokenizer.decode(ids[0][mask[0].bool()]) == "[BOS] caption : a red sneaker [EOS]"
     assert tokenizer.decode(labels[0][labels[0] != IGNORE_INDEX]) == "a red sneaker [EOS]"
     assert tokenizer.decode(labels[1][labels[1] != IGNORE_INDEX]) == "sneaker [EOS]"
     assert (labels[0][mask[0] == 0] == IGNORE_INDEX).all()
     assert text_batch(tokenizer, ["red sneaker", "a red sneaker"])["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+
+
+def test_texts_of_one_image_pack_into_segments():
+    tokenizer = build_tokenizer(WORDS)
+    question = "question : what is in the top left ? answer :"
+    packed = generation_batch(tokenizer, [[Example("caption", "caption :", "a red sneaker"),
+                                           Example("vqa", question, "sneaker")]])  # fmt: skip
+    ids, labels, segments = packed["input_ids"][0], packed["labels"][0], packed["segment_ids"][0]
+    assert segments.tolist() == [0] * 7 + [1] * 14  # [BOS] caption : a red sneaker [EOS] | [BOS] question … [EOS]
+    assert tokenizer.decode(ids[segments == 1]).startswith("[BOS] question")
+    assert tokenizer.decode(labels[labels != IGNORE_INDEX]) == "a red sneaker [EOS] sneaker [EOS]"
 
 
 def test_pixel_values_scale_and_check_shape():

@@ -13,8 +13,8 @@ class UnifiedMultimodalConfig(PretrainedConfig):
     """One transformer over [image patches ; text tokens].
 
     Layers below `fusion_layer` attend only within a modality (patches bidirectionally, text causally); from
-    `fusion_layer` on, text attends to every patch and patches attend to the prompt (never to the target text, so
-    teacher forcing leaks nothing). `fusion_layer=0` is early fusion, `fusion_layer=num_hidden_layers` no fusion.
+    `fusion_layer` on, text also attends to every patch. Patches never read text, so one pass over an image serves
+    every text about it. `fusion_layer=0` is early fusion, `fusion_layer=num_hidden_layers` no fusion.
 
     The first `modality_specific_layers` layers keep one set of weights per modality (same attention pattern); with
     all layers so and `fusion_layer = num_hidden_layers - 1` the model is two towers fused in the last layer only:
@@ -80,6 +80,12 @@ class UnifiedMultimodalConfig(PretrainedConfig):
 
     def layer_uses_softmax(self, index: int) -> bool:
         return self.attention_backend == "softmax" or (index + 1) % self.full_attention_interval == 0
+
+    @property
+    def packs_texts(self) -> bool:
+        """Whether several texts about one image can share a row (and its one pass over the patches): only with
+        softmax attention in every layer, since a KDA layer reads a row as one recurrence."""
+        return all(self.layer_uses_softmax(i) for i in range(self.num_hidden_layers))
 
     def validate(self) -> None:
         if self.image_size % self.patch_size:

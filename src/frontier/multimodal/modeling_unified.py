@@ -3,15 +3,22 @@
     patches  = Conv(P×P, stride P)(image) + row/column position + image type  → image adapter  ┐
     tokens   = Embedding(ids) + position + text type                          → text adapter   ├→ [patches ; text]
     layers < fusion_layer:  attend within a modality (patches ↔ patches, text causal)          │   → N blocks
-    layers ≥ fusion_layer:  text → every patch, patches → the prompt (never the target text)   ┘   → RMSNorm
+    layers ≥ fusion_layer:  text → every patch as well; patches never read text                 ┘   → RMSNorm
     LM head on text positions: captions and VQA answers, teacher-forced, loss on the target only
-    retrieval: the same blocks run on one modality alone, mean-pooled, projected, L2-normalised; symmetric InfoNCE
+    retrieval: image = the patches' final states mean-pooled; text = the blocks over the text alone, mean-pooled;
+               each projected and L2-normalised; symmetric InfoNCE
     drawing (if the config has a codebook): [text ; patch codes], each code predicted from the text and earlier codes
+
+Because the patches never read text (as in a decoder that sees the image first), their states are the same whatever
+text follows: one pass over an image serves every task about it. Training packs a scene's caption and its question
+into one row, [patches ; caption ; question], each text a segment that attends to the patches and to itself only
+(`segment_ids`), and pools the retrieval image embedding from the same patch states; the three single-task models
+each need their own pass over the image. Packing needs softmax attention: a KDA layer reads the row as one causal
+recurrence, so it takes one text per row.
 
 Each block is pre-norm: attention (softmax over the layer's mask, or Kimi Delta Attention) then a SwiGLU MLP.
 Sequences here are short (64 patches and a few dozen tokens), so `generate` recomputes the whole sequence per
-token (and `draw` per code) rather than keeping a cache: patch states in fused layers depend on the prompt, which a
-plain KV cache of a causal model does not express, and the recompute costs little at this length.
+token (and `draw` per code) rather than keeping a cache: the recompute costs little at this length.
 """
 
 from __future__ import annotations
@@ -44,29 +51,38 @@ def right_pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Te
 
 
 def hierarchical_masks(
-    num_image: int, text_mask: torch.Tensor, prompt_lengths: torch.Tensor
+    num_image: int, text_mask: torch.Tensor, segment_ids: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Boolean attention masks [B, 1, S, S] (True = may attend) over [num_image patches ; L text tokens].
 
-    within: patches ↔ patches, text → earlier text. fused: within, plus text → every patch and patches → the first
-    `prompt_lengths[b]` text tokens (the prompt; the target stays invisible to the image, so no answer leaks back).
+    within: patches ↔ patches, text → earlier text of its own segment (segment_ids [B, L]: several texts about one
+    image packed in a row; default: one text). fused: within, plus text → every patch. Patches never read text.
     Keys at padded text positions are closed; every query keeps itself, so no row is empty.
     """
     B, L = text_mask.shape
     S = num_image + L
     device = text_mask.device
+    if segment_ids is None:
+        segment_ids = torch.zeros(B, L, dtype=torch.long, device=device)
     is_image = torch.arange(S, device=device) < num_image
     text_pos = torch.arange(S, device=device) - num_image
     valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=device), text_mask.bool()], dim=1)
-    same = is_image[:, None] == is_image[None, :]
+    segment = torch.cat([torch.full((B, num_image), -1, device=device), segment_ids], dim=1)  # patches: -1
+    same = segment[:, :, None] == segment[:, None, :]
     causal = text_pos[:, None] >= text_pos[None, :]
-    within = (same & (is_image[:, None] | causal))[None] & valid[:, None, :]
-    prompt_key = ~is_image[None, :] & (text_pos[None, :] < prompt_lengths[:, None]) & valid  # [B, S]
+    within = same & (is_image[:, None] | causal)[None] & valid[:, None, :]
     text_to_image = (~is_image[:, None] & is_image[None, :])[None]
-    image_to_prompt = is_image[None, :, None] & prompt_key[:, None, :]
-    fused = within | text_to_image | image_to_prompt
+    fused = within | text_to_image
     eye = torch.eye(S, dtype=torch.bool, device=device)[None]
     return (within | eye)[:, None], (fused | eye)[:, None]
+
+
+def segment_positions(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[B, L] → each token's position within its segment (segments are contiguous runs of one id)."""
+    index = torch.arange(segment_ids.shape[1], device=segment_ids.device).expand_as(segment_ids)
+    starts = torch.ones_like(segment_ids, dtype=torch.bool)
+    starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
+    return index - torch.where(starts, index, 0).cummax(dim=1).values
 
 
 def drawing_masks(text_mask: torch.Tensor, num_codes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,16 +247,16 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         x = x.flatten(1, 2) + self.modality_embed.weight[IMAGE]
         return self.image_adapter(x)
 
-    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """input_ids [B, L] → [B, L, D]."""
+    def embed_text(self, input_ids: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids [B, L] → [B, L, D]; positions [B, L] (default 0..L-1) index the learned text positions."""
         if input_ids.dim() != 2:
             raise ShapeError(f"input_ids has shape {tuple(input_ids.shape)}; expected [B, L]")
-        if input_ids.shape[1] > self.config.max_text_positions:
-            raise ShapeError(
-                f"input_ids has {input_ids.shape[1]} tokens; the model reads at most "
-                f"max_text_positions={self.config.max_text_positions}"
-            )
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if positions is None:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        longest = int(positions.max()) + 1 if positions.numel() else 0
+        if longest > self.config.max_text_positions:
+            raise ShapeError(f"a text in input_ids has {longest} tokens; the model reads at most "
+                             f"max_text_positions={self.config.max_text_positions}")  # fmt: skip
         x = self.token_embed(input_ids) + self.text_position(positions) + self.modality_embed.weight[TEXT]
         return self.text_adapter(x)
 
@@ -249,28 +265,36 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        prompt_lengths: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, int]:
         """Hidden states [B, P + L, D] and P, the number of patch positions (0 without an image).
 
-        attention_mask [B, L]: 1 for tokens, 0 for right padding. prompt_lengths [B]: how many leading text tokens
-        the patches may read in fused layers (default: none, as for a text being scored or generated)."""
+        attention_mask [B, L]: 1 for tokens, 0 for right padding. segment_ids [B, L]: contiguous runs of one id, one
+        per text packed in the row (default: one text); each segment reads itself and the patches, and its
+        positions restart at 0, so a packed text gets the states it would get alone in a row."""
         if pixel_values is None and input_ids is None:
             raise ShapeError("give pixel_values, input_ids or both")
+        positions = None
+        if segment_ids is not None:
+            if input_ids is None or segment_ids.shape != input_ids.shape:
+                raise ShapeError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected input_ids' shape "
+                                 f"{None if input_ids is None else tuple(input_ids.shape)}")  # fmt: skip
+            if not self.config.packs_texts and bool((segment_ids != segment_ids[:, :1]).any()):
+                raise ConfigError("several texts packed in one row (segment_ids) need softmax attention in every "
+                                  "layer; a KDA layer reads the row as one recurrence: give one text per row")  # fmt: skip
+            positions = segment_positions(segment_ids)
         parts = []
         if pixel_values is not None:
             parts.append(self.embed_image(pixel_values))
         if input_ids is not None:
-            parts.append(self.embed_text(input_ids))
+            parts.append(self.embed_text(input_ids, positions))
         x = torch.cat(parts, dim=1)
         B, num_image = x.shape[0], parts[0].shape[1] if pixel_values is not None else 0
         L = x.shape[1] - num_image
         text_mask = torch.ones(B, L, dtype=torch.bool, device=x.device) if attention_mask is None else attention_mask
         if text_mask.shape != (B, L):
             raise ShapeError(f"attention_mask has shape {tuple(text_mask.shape)}; expected {(B, L)}")
-        if prompt_lengths is None:
-            prompt_lengths = torch.zeros(B, dtype=torch.long, device=x.device)
-        masks = hierarchical_masks(num_image, text_mask, prompt_lengths)
+        masks = hierarchical_masks(num_image, text_mask, segment_ids)
         valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=x.device), text_mask.bool()], 1)
         return self.run_layers(x, masks, slice(0, num_image), valid), num_image
 
@@ -337,7 +361,7 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        prompt_lengths: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         retrieval_pixel_values: torch.Tensor | None = None,
         retrieval_input_ids: torch.Tensor | None = None,
@@ -348,23 +372,34 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     ) -> UnifiedMultimodalOutput:
         """Generation part: [image ; text] → logits at the text positions; with `labels` [B, L] the LM loss, where
         the token after position t is labels[:, t + 1] (as HF causal LMs) and IGNORE_INDEX marks what is not
-        learned (prompt, padding). Retrieval part: matching (image, text) pairs → the contrastive loss. Drawing part:
-        a description and the patch codes of its image [B, patches] → cross-entropy of each code given the text and
-        the codes before it. All parts in one call, so that one DDP forward covers every task of a multi-task step."""
+        learned (prompt, padding); `segment_ids` packs several texts per image (see the module docstring).
+        Retrieval part: matching (image, text) pairs → the contrastive loss; without `retrieval_pixel_values` the
+        images are the generation part's, row i ↔ retrieval text i, pooled from that same pass (the patches never
+        read text, so this equals `encode_image`). Drawing part: a description and the patch codes of its image
+        [B, patches] → cross-entropy of each code given the text and the codes before it. All parts in one call, so
+        that one DDP forward covers every task of a multi-task step."""
         out = UnifiedMultimodalOutput()
+        patch_states = None
         if input_ids is not None:
-            hidden, num_image = self.model(pixel_values, input_ids, attention_mask, prompt_lengths)
+            hidden, num_image = self.model(pixel_values, input_ids, attention_mask, segment_ids)
+            patch_states = hidden[:, :num_image] if num_image else None
             out.logits = self.lm_head(hidden[:, num_image:])
             if labels is not None:
                 out.lm_loss = F.cross_entropy(
                     out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
                 )
-        if retrieval_pixel_values is not None:
-            if retrieval_input_ids is None:
-                raise ShapeError("retrieval_pixel_values needs retrieval_input_ids (their matching texts)")
-            image_embeds = self.encode_image(retrieval_pixel_values)
+        if retrieval_input_ids is not None:
+            if retrieval_pixel_values is not None:
+                image_embeds = self.encode_image(retrieval_pixel_values)
+            elif patch_states is not None and len(patch_states) == len(retrieval_input_ids):
+                image_embeds = self.image_embedding(patch_states)
+            else:
+                raise ShapeError("retrieval_input_ids needs their images: retrieval_pixel_values, or pixel_values "
+                                 "with input_ids, one row per retrieval text")  # fmt: skip
             text_embeds = self.encode_text(retrieval_input_ids, retrieval_attention_mask)
             out.retrieval_loss = self.contrastive_loss(image_embeds, text_embeds)
+        elif retrieval_pixel_values is not None:
+            raise ShapeError("retrieval_pixel_values needs retrieval_input_ids (their matching texts)")
         if draw_codes is not None:
             logits = self.code_logits(draw_input_ids, draw_attention_mask, draw_codes[:, :-1])
             out.draw_loss = F.cross_entropy(logits.flatten(0, 1).float(), draw_codes.flatten())
@@ -401,7 +436,11 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, projection_dim], L2-normalised: the blocks over the patches alone, mean-pooled."""
         hidden, _ = self.model(pixel_values=pixel_values)
-        return F.normalize(self.image_projection(hidden.mean(1)), dim=-1)
+        return self.image_embedding(hidden)
+
+    def image_embedding(self, patch_states: torch.Tensor) -> torch.Tensor:
+        """Final patch states [B, P, D] → [B, projection_dim], mean-pooled, projected, L2-normalised."""
+        return F.normalize(self.image_projection(patch_states.mean(1)), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, projection_dim], L2-normalised: the blocks over the text alone, mean-pooled over its tokens."""
@@ -423,16 +462,14 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     ) -> list[list[int]]:
         """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS.
 
-        Recomputes the sequence per token (see the module docstring); the patches read the prompt only, as in
-        training. Returns the new tokens of each row, without EOS."""
+        Recomputes the sequence per token (see the module docstring). Returns the new tokens of each row, without EOS."""
         if len(prompts) != len(pixel_values):
             raise ShapeError(f"{len(prompts)} prompts for {len(pixel_values)} images")
         rows = [list(p) for p in prompts]
-        prompt_lengths = torch.tensor([len(p) for p in prompts], device=pixel_values.device)
         done = [False] * len(rows)
         for _ in range(max_new_tokens):
             ids, mask = (t.to(pixel_values.device) for t in right_pad(rows, self.config.pad_token_id))
-            logits = self(pixel_values, ids, mask, prompt_lengths).logits
+            logits = self(pixel_values, ids, mask).logits
             last = torch.tensor([len(r) - 1 for r in rows], device=ids.device)
             next_ids = logits[torch.arange(len(rows)), last].argmax(-1).tolist()
             for i, token in enumerate(next_ids):

@@ -73,21 +73,29 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def generation_batch(tokenizer: PreTrainedTokenizerFast, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
-    """Teacher-forced [BOS] prompt target [EOS], right-padded, with labels only on target and EOS."""
-    rows, label_rows, prompt_lengths = [], [], []
-    for ex in examples:
-        prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, ex.prompt)]
-        target = [*encode_words(tokenizer, ex.target), tokenizer.eos_token_id]
-        rows.append(prompt + target)
-        label_rows.append([IGNORE_INDEX] * len(prompt) + target)
-        prompt_lengths.append(len(prompt))
-    input_ids, attention_mask = right_pad(rows, tokenizer.pad_token_id)
+def generation_batch(
+    tokenizer: PreTrainedTokenizerFast, rows: Sequence[Sequence[Example]]
+) -> dict[str, torch.Tensor]:
+    """Teacher-forced texts about one image per row: each example of a row is a segment [BOS] prompt target [EOS]
+    (segment_ids 0, 1, …), rows right-padded, labels only on targets and EOS."""
+    ids, labels, segments = [], [], []
+    for examples in rows:
+        row_ids, row_labels, row_segments = [], [], []
+        for segment, ex in enumerate(examples):
+            prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, ex.prompt)]
+            target = [*encode_words(tokenizer, ex.target), tokenizer.eos_token_id]
+            row_ids += prompt + target
+            row_labels += [IGNORE_INDEX] * len(prompt) + target
+            row_segments += [segment] * (len(prompt) + len(target))
+        ids.append(row_ids)
+        labels.append(row_labels)
+        segments.append(row_segments)
+    input_ids, attention_mask = right_pad(ids, tokenizer.pad_token_id)
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
-        "labels": right_pad(label_rows, IGNORE_INDEX)[0],
-        "prompt_lengths": torch.tensor(prompt_lengths),
+        "labels": right_pad(labels, IGNORE_INDEX)[0],
+        "segment_ids": right_pad(segments, 0)[0],
     }
 
 

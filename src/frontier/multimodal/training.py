@@ -1,9 +1,12 @@
 """Multi-task training of the unified model on generated scenes: captioning, VQA and retrieval in every step.
 
 Each step draws `batch_size` training scenes; every scene gives its caption (generation), one of its questions
-(generation) and its (image, caption) pair (retrieval, in-batch negatives). One forward computes both losses, so
-the step is one DDP step under `accelerate launch`. `tasks` restricts training to some tasks (the single-task
-baselines). Checkpoints, resume, the per-step log and the final save are the shared `TrainingRun`'s.
+(generation) and its (image, caption) pair (retrieval, in-batch negatives). With softmax attention (`packs_texts`)
+a scene is one row, [patches ; caption ; question], and its retrieval image embedding is pooled from that same
+pass: the model runs over each image once for all three tasks. Otherwise each text gets its own row with the image
+and retrieval encodes the images again. One forward computes every loss, so the step is one DDP step under
+`accelerate launch`. `tasks` restricts training to some tasks (the single-task baselines). Checkpoints, resume, the
+per-step log and the final save are the shared `TrainingRun`'s.
 """
 
 from __future__ import annotations
@@ -51,31 +54,39 @@ def step_batch(
     generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int,
     codebook: PatchCodebook | None = None,
     shard: tuple[int, int] = (0, 1),
+    pack: bool = True,
 ) -> dict:  # fmt: skip
     """The model inputs of training step `step`: a function of (seed, step) alone, so a resumed run repeats it.
+    `pack`: one row per scene holding all its texts (the model's `config.packs_texts`), else one row per text.
     Drawing (caption → the patch codes of its image) needs the `codebook`. `shard` = (process index, processes):
     under DDP each process takes every n-th scene (retrieval negatives then come from its own share)."""
     rng = random.Random(f"{config.seed}/multimodal-step/{step}")
     indices = rng.sample(range(config.train_scenes), config.batch_size)[shard[0] :: shard[1]]
-    images, generation, captions = [], [], []
+    images, texts, captions = [], [], []
     for index in indices:
         scene = generator.scene("train", index)
         examples = generator.examples(scene, "train", index)
         images.append(generator.render(scene, "train"))
         captions.append(examples[0].target)
+        scene_texts = []
         if "caption" in config.tasks:
-            generation.append((len(images) - 1, examples[0]))
+            scene_texts.append(examples[0])
         if "vqa" in config.tasks:
-            generation.append((len(images) - 1, rng.choice([ex for ex in examples if ex.task == "vqa"])))
+            scene_texts.append(rng.choice([ex for ex in examples if ex.task == "vqa"]))
+        texts.append(scene_texts)
     pixels = pixel_values(images, generator.config.image_size)
     batch: dict = {}
-    if generation:
-        batch = generation_batch(tokenizer, [ex for _, ex in generation])
-        batch["pixel_values"] = pixels[[i for i, _ in generation]]
+    if pack and texts[0]:
+        batch = generation_batch(tokenizer, texts)
+        batch["pixel_values"] = pixels
+    elif texts[0]:
+        batch = generation_batch(tokenizer, [[text] for scene_texts in texts for text in scene_texts])
+        batch["pixel_values"] = pixels[[i for i, scene_texts in enumerate(texts) for _ in scene_texts]]
     if "retrieval" in config.tasks:
-        texts = text_batch(tokenizer, captions)
-        batch.update(retrieval_pixel_values=pixels, retrieval_input_ids=texts["input_ids"],
-                     retrieval_attention_mask=texts["attention_mask"])  # fmt: skip
+        encoded = text_batch(tokenizer, captions)
+        batch.update(retrieval_input_ids=encoded["input_ids"], retrieval_attention_mask=encoded["attention_mask"])
+        if not (pack and texts[0]):  # packed: the model pools the images from the generation pass
+            batch["retrieval_pixel_values"] = pixels
     if "draw" in config.tasks:
         if codebook is None:
             raise ConfigError("the draw task needs a patch codebook (fit_codebook) to turn images into codes")
@@ -92,7 +103,9 @@ def batch_positions(batch: dict, num_patches: int) -> int:
     if "input_ids" in batch:
         positions += int(batch["attention_mask"].sum()) + num_patches * len(batch["input_ids"])
     if "retrieval_input_ids" in batch:
-        positions += int(batch["retrieval_attention_mask"].sum()) + num_patches * len(batch["retrieval_input_ids"])
+        positions += int(batch["retrieval_attention_mask"].sum())
+    if "retrieval_pixel_values" in batch:
+        positions += num_patches * len(batch["retrieval_pixel_values"])
     if "draw_input_ids" in batch:
         positions += int(batch["draw_attention_mask"].sum()) + num_patches * len(batch["draw_input_ids"])
     return positions
@@ -122,7 +135,7 @@ def train_unified(
         for step in range(run.start, config.steps):
             began = time.perf_counter()
             shard = (run.accelerator.process_index, run.accelerator.num_processes)
-            batch = step_batch(generator, tokenizer, config, step, codebook, shard)
+            batch = step_batch(generator, tokenizer, config, step, codebook, shard, model.config.packs_texts)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
             out = run.prepared(**batch)

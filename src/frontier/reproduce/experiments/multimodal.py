@@ -10,8 +10,10 @@ the few-shot split (objects shown in only a few training scenes):
     separate       three copies of the unified architecture, each trained on one task for the same steps
     ablations      (--full) fusion from layer 0 (all cross-modal), 1, 3 and 4 (none); Kimi Linear layers
 
-Training compute is counted as positions run through the blocks (≈ 6 × parameters FLOPs each) and timed; memory is
-each training process's peak RSS. Claims come from the review's §1.4 (anchors/multimodal.md §1) and issue 7.
+Training compute is counted as positions run through the blocks (≈ 6 × parameters FLOPs each) and timed: the unified
+model packs a scene's caption and question into one row after its image and pools the retrieval image from that
+pass, so it reads each image once per step where the three separate models read it three times. Memory is each
+training process's peak RSS. Claims come from the review's §1.4 (anchors/multimodal.md §1) and issue 7.
 """
 
 from __future__ import annotations
@@ -148,7 +150,9 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
             f"({compute[0] / compute[1]:.2f}×); {seconds[0]:.0f} vs {seconds[1]:.0f} s of training steps",
             verdict=Verdict.PASS if compute[0] < compute[1] and seconds[0] < seconds[1] else Verdict.FAIL,
             command=COMMAND, source=SOURCE,
-            detail="same architecture and steps for every model; a unified step runs all three tasks' sequences",
+            detail="same architecture, steps and scenes for every model; the unified model reads each image once "
+            "for all three tasks (caption and question packed in one row, retrieval pooled from it), each separate "
+            "model reads it again",
         ),
         ClaimRow(
             claim="and with less memory (peak RSS of the training processes; parameters to deploy)",
