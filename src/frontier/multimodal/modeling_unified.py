@@ -280,8 +280,9 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
                 raise ShapeError(f"segment_ids has shape {tuple(segment_ids.shape)}; expected input_ids' shape "
                                  f"{None if input_ids is None else tuple(input_ids.shape)}")  # fmt: skip
             if not self.config.packs_texts and bool((segment_ids != segment_ids[:, :1]).any()):
-                raise ConfigError("several texts packed in one row (segment_ids) need softmax attention in every "
-                                  "layer; a KDA layer reads the row as one recurrence: give one text per row")  # fmt: skip
+                raise ConfigError("several texts packed in one row (segment_ids) need softmax attention in "
+                                  "every layer; a KDA layer reads the row as one recurrence: give one text per "
+                                  "row")  # fmt: skip
             positions = segment_positions(segment_ids)
         parts = []
         if pixel_values is not None:
@@ -462,7 +463,8 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     ) -> list[list[int]]:
         """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS.
 
-        Recomputes the sequence per token (see the module docstring). Returns the new tokens of each row, without EOS."""
+        Recomputes the sequence per token (see the module docstring). Returns the new tokens of each row, without
+        EOS."""
         if len(prompts) != len(pixel_values):
             raise ShapeError(f"{len(prompts)} prompts for {len(pixel_values)} images")
         rows = [list(p) for p in prompts]

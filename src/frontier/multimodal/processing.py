@@ -73,9 +73,7 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def generation_batch(
-    tokenizer: PreTrainedTokenizerFast, rows: Sequence[Sequence[Example]]
-) -> dict[str, torch.Tensor]:
+def generation_batch(tokenizer: PreTrainedTokenizerFast, rows: Sequence[Sequence[Example]]) -> dict[str, torch.Tensor]:
     """Teacher-forced texts about one image per row: each example of a row is a segment [BOS] prompt target [EOS]
     (segment_ids 0, 1, …), rows right-padded, labels only on targets and EOS."""
     ids, labels, segments = [], [], []
