@@ -76,16 +76,17 @@ def step_batch(
         texts.append(scene_texts)
     pixels = pixel_values(images, generator.config.image_size)
     batch: dict = {}
-    if pack and texts[0]:
-        batch = generation_batch(tokenizer, texts)
-        batch["pixel_values"] = pixels
-    elif texts[0]:
-        batch = generation_batch(tokenizer, [[text] for scene_texts in texts for text in scene_texts])
-        batch["pixel_values"] = pixels[[i for i, scene_texts in enumerate(texts) for _ in scene_texts]]
+    one_pass = pack and bool(texts[0])  # one row per scene: its image is read once, for every task
+    if texts[0]:
+        if one_pass:
+            batch = {**generation_batch(tokenizer, texts), "pixel_values": pixels}
+        else:
+            batch = generation_batch(tokenizer, [[text] for scene_texts in texts for text in scene_texts])
+            batch["pixel_values"] = pixels[[i for i, scene_texts in enumerate(texts) for _ in scene_texts]]
     if "retrieval" in config.tasks:
         encoded = text_batch(tokenizer, captions)
         batch.update(retrieval_input_ids=encoded["input_ids"], retrieval_attention_mask=encoded["attention_mask"])
-        if not (pack and texts[0]):  # packed: the model pools the images from the generation pass
+        if not one_pass:  # else the model pools the retrieval images from the generation pass
             batch["retrieval_pixel_values"] = pixels
     if "draw" in config.tasks:
         if codebook is None:
