@@ -55,13 +55,13 @@ def decayed_scores(rows: tuple[torch.Tensor, ...], b: torch.Tensor, gc: torch.Te
 
     inner = [s.unbind(-3) for s in decayed_scores(tuple(blocks(a) for a in rows), blocks(b), blocks(gc))]
     a_blocks = [blocks(a).unbind(-3) for a in rows]
-    b_blocks, gc_blocks = blocks(b).unbind(-3), blocks(gc).unbind(-3)
+    gc_blocks = blocks(gc).unbind(-3)
     out: list[list[torch.Tensor]] = [[] for _ in rows]
     for m in range(n):
         crosses: list[torch.Tensor] = []
         if m:
             ref = gc_blocks[m][..., :1, :]  # log-decay at the block's first position
-            cols = torch.cat(b_blocks[:m], dim=-2) * (ref - torch.cat(gc_blocks[:m], dim=-2)).exp()  # [..., m·sub, K]
+            cols = b[..., : m * sub, :] * (ref - gc[..., : m * sub, :]).exp()  # every earlier column: [..., m·sub, K]
             if sub == 1:  # one row: a dot product per column beats a batch of 1-row matmuls
                 crosses = [(a[m] * cols).sum(-1)[..., None, :] for a in a_blocks]
             else:
