@@ -42,31 +42,3 @@ def one_thread():
 @pytest.fixture
 def scripted_llm():
     return ScriptedLLM
-
-
-CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-# Ids 0, 1, 2 are the tiny Llama's (tests/conftest.py) pad, bos and eos.
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-
-
-@pytest.fixture(scope="session")
-def char_tokenizer():
-    """A fast character-level tokenizer (ASCII, 101 tokens) with a ChatML template: it fits the tiny Llama's vocab,
-    and a random model over it puts real probability on any set of characters (49K-token vocabularies leave a random
-    model near uniform)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = [chr(code) for code in range(32, 127)] + ["\n"]
-    vocab = {token: i for i, token in enumerate([*SPECIALS, "<unk>", *chars])}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens(SPECIALS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token=SPECIALS[1], eos_token=SPECIALS[2], pad_token=SPECIALS[0],
-        unk_token="<unk>", chat_template=CHATML,
-    )  # fmt: skip

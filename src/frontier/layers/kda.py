@@ -35,7 +35,10 @@ class KDAState:
     recurrent: torch.Tensor | None = None
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.conv, self.recurrent) if t is not None)
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [t for t in (self.conv, self.recurrent) if t is not None]
 
     def select(self, index: torch.Tensor) -> None:
         """Keep the batch rows in `index` (beam search reordering)."""

@@ -62,6 +62,9 @@ class MLAState:
             return 0
         return self.length * (self._latent[:, :1].nbytes + self._k_rope[:, :1].nbytes)
 
+    def tensors(self) -> list[torch.Tensor]:
+        return [] if self._latent is None else [self.latent, self.k_rope]
+
     def select(self, index: torch.Tensor) -> None:
         if self._latent is not None:
             self._latent, self._k_rope = self._latent.index_select(0, index), self._k_rope.index_select(0, index)

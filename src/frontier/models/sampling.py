@@ -75,7 +75,10 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
 
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden, logits, cache = _forward(model, input_ids, mask, DynamicCache(config=model.config), positions)
+    # Models with a cache of their own (Kimi Linear's recurrent states) build it when handed none.
+    own_cache = not getattr(model, "_supports_default_dynamic_cache", lambda: True)()
+    cache = None if own_cache else DynamicCache(config=model.config)
+    hidden, logits, cache = _forward(model, input_ids, mask, cache, positions)
     return Prefix(hidden, logits, cache, mask, positions[:, -1:])
 
 

@@ -82,6 +82,36 @@ def test_left_padded_batch_generates_like_single_rows(tiny_config_kwargs):
     assert torch.equal(batched[1], model.generate(long, **kwargs)[0, 12:])
 
 
+def test_runs_under_frontier_sampling_autodeco_and_the_server_engine(tiny_config_kwargs, char_tokenizer):
+    """The shared sampling loop (serve, generate, evaluations) and AutoDeco's heads work on Kimi Linear's own cache:
+    shared prefills repeated for n samples, rows leaving the batch at EOS, the final-norm hidden state for the heads."""
+    from frontier.autodeco.modeling import AutoDecoForCausalLM
+    from frontier.models.sampling import prefill, sample, static_params
+    from frontier.serving.engine import Engine, Job
+
+    torch.manual_seed(0)
+    model = KimiLinearForCausalLM(KimiLinearConfig(**tiny_config_kwargs)).eval()
+    ids = torch.randint(3, 128, (2, 7), generator=torch.Generator().manual_seed(1))
+    expected = model.generate(ids, max_new_tokens=6, min_new_tokens=6, do_sample=False, pad_token_id=0)[:, 7:]
+    greedy = dict(greedy=True, eos_token_id=[])
+    assert torch.equal(sample(model, prefill(model, ids), static_params(0, 1), 6, **greedy).tokens, expected)
+    repeated = sample(model, prefill(model, ids).repeat(2), static_params(0, 1), 6, **greedy).tokens
+    assert torch.equal(repeated, expected.repeat_interleave(2, 0))
+    stop = int(expected[0, 1])  # row 0 stops at its second token and leaves the batch; row 1 runs on unchanged
+    stopped = sample(model, prefill(model, ids), static_params(0, 1), 6, greedy=True, eos_token_id=stop).tokens
+    first_stop = int((expected[1] == stop).nonzero()[0]) + 1 if (expected[1] == stop).any() else 6
+    assert torch.equal(stopped[1, :first_stop], expected[1, :first_stop])
+
+    out = model(ids, output_hidden_states=True)
+    assert len(out.hidden_states) == tiny_config_kwargs["num_hidden_layers"] + 1
+    assert torch.equal(out.hidden_states[-1], model.model(ids).last_hidden_state)
+    decoded = AutoDecoForCausalLM(model).generate(ids, max_new_tokens=4, seed=0, return_decoding_params=True)
+    assert decoded.temperatures.shape == (2, 4) and not decoded.temperatures.isnan().any()
+
+    (choice,) = Engine(model, char_tokenizer).run(Job([ids[0].tolist()], max_tokens=6, temperature=0))
+    assert choice.tokens == expected[0].tolist()
+
+
 def test_save_load_round_trip(tmp_path, tiny_config_kwargs):
     torch.manual_seed(0)
     config = KimiLinearConfig(**tiny_config_kwargs, linear_num_v_heads=8, linear_gate_lower_bound=-5.0)

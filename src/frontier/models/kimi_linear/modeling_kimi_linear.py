@@ -48,6 +48,14 @@ class KimiLinearCache:
         for state in self.layers:
             state.select(beam_idx)
 
+    # The batch operations of transformers' Cache, which sampling loops use (`frontier.models.sampling`).
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self.reorder_cache(indices)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        rows = next(t for state in self.layers for t in state.tensors())  # any filled state: [B, ...]
+        self.reorder_cache(torch.arange(rows.shape[0], device=rows.device).repeat_interleave(repeats))
+
 
 class KimiLinearDecoderLayer(nn.Module):
     """Pre-norm block: x + mixer(norm(x)), then x + ffn(norm(x)); the mixer is KDA or MLA, the FFN dense or MoE."""
@@ -144,9 +152,13 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
         cache: KimiLinearCache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
-        """attention_mask: 2-D [B, cached + new tokens], 1 for tokens and 0 for (left) padding, or None."""
+        """attention_mask: 2-D [B, cached + new tokens], 1 for tokens and 0 for (left) padding, or None.
+
+        output_hidden_states: also return the embeddings and every layer's output, the last after the final norm
+        (as transformers' models do; AutoDeco's heads read that last one)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ShapeError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, hidden]")
         if inputs_embeds is None:
@@ -163,11 +175,17 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
                 attention_mask = None  # nothing is padded: skip the masking work
 
         x = inputs_embeds
+        hidden_states = [x]
         for i, layer in enumerate(self.layers):
             x = layer(x, None if cache is None else cache.layers[i], attention_mask)
+            hidden_states.append(x)
         if cache is not None:
             cache.seen_tokens += inputs_embeds.shape[1]
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+        x = self.norm(x)
+        hidden_states[-1] = x
+        return BaseModelOutputWithPast(
+            last_hidden_state=x, cache=cache, hidden_states=tuple(hidden_states) if output_hidden_states else None
+        )
 
 
 class KimiLinearForCausalLM(KimiLinearPreTrainedModel, GenerationMixin):
@@ -188,19 +206,20 @@ class KimiLinearForCausalLM(KimiLinearPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        output_hidden_states: bool | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """labels [B, T] (−100 = ignore) give the next-token cross-entropy; logits_to_keep > 0 keeps the last ones."""
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, cache=cache, inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
+            use_cache=use_cache, output_hidden_states=output_hidden_states,
         )  # fmt: skip
         hidden = out.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
 
 
 __all__ = ["KimiLinearCache", "KimiLinearForCausalLM", "KimiLinearModel", "KimiLinearPreTrainedModel"]
