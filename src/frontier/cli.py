@@ -66,6 +66,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0, 1, 2, …), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number (0, 1, 2, …), got {value}")
+    return value
+
+
 def _nonempty_text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("the prompt is empty; pass the text to answer")
@@ -116,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
     serve.add_argument("--served-model-name", default=None, help="the `model` clients send (default: from --model)")
     serve.add_argument("--max-tokens-limit", type=positive_int, default=2048, help="default: 2048 per choice")
+    serve.add_argument(
+        "--prompt-cache", type=whole_number, default=2, metavar="N",
+        help="keep the KV caches of the last N single-prompt requests, so a conversation's next turn reads only its "
+        "new tokens (0: off; default: 2)",
+    )  # fmt: skip
     serve.set_defaults(handler=run_serve)
 
     autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
@@ -269,7 +284,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     serve(
         args.model, args.heads, host=args.host, port=args.port, served_model_name=args.served_model_name,
-        max_tokens_limit=args.max_tokens_limit,
+        max_tokens_limit=args.max_tokens_limit, prompt_cache_size=args.prompt_cache,
     )  # fmt: skip
     return 0
 

@@ -127,6 +127,16 @@ def test_greedy_chat_answers_like_generate_chat(static_server, embedded_model):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_the_next_turn_reads_only_its_new_tokens(static_server):
+    """The usage reports (as OpenAI and vLLM do) how many prompt tokens came from the kept cache of the last turn."""
+    first = chat(static_server, temperature=0, messages=ask("Name a colour."))
+    messages = [*ask("Name a colour."), {"role": "assistant", "content": first.choices[0].message.content}]
+    messages.append({"role": "user", "content": "And another one?"})
+    second = chat(static_server, temperature=0, messages=messages)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens < cached < second.usage.prompt_tokens
+
+
 @pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 1.0, "seed": 7}], ids=["greedy", "seeded"])
 def test_streamed_deltas_add_up_to_the_full_answer(static_server, sampling):
     full = chat(static_server, **sampling)
@@ -136,7 +146,12 @@ def test_streamed_deltas_add_up_to_the_full_answer(static_server, sampling):
     assert content_of(chunks) == full.choices[0].message.content
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finishes == [full.choices[0].finish_reason]
-    assert chunks[-1].choices == [] and chunks[-1].usage == full.usage
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage.model_dump(exclude={"prompt_tokens_details"}) == full.usage.model_dump(
+        exclude={"prompt_tokens_details"}
+    )
+    # The same prompt again: all of it but the last token (read again for its logits) comes from the kept cache.
+    assert usage.prompt_tokens_details.cached_tokens == usage.prompt_tokens - 1
 
 
 def test_stream_without_include_usage_sends_no_usage(static_server):

@@ -82,6 +82,34 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
     return Prefix(hidden, logits, cache, mask, positions[:, -1:])
 
 
+def can_cut_back(cache) -> bool:
+    """Whether `cache` can be cut back to its first n tokens: per-token key/value caches can; recurrent states (KDA,
+    Mamba) and sliding windows hold a summary that cannot be rewound."""
+    return bool(getattr(cache, "is_croppable", False)) and not any(getattr(cache, "is_sliding", [True]))
+
+
+@torch.no_grad()
+def prefill_continuing(model, ids: list[int], cache, reuse: int) -> Prefix:
+    """`prefill` of the one prompt `ids` when `cache` has already read its first `reuse` tokens (and maybe more,
+    which are cut off): only ids[reuse:] are read. `cache` is updated in place and becomes the prefix's cache.
+
+    The last prompt token is always read again (reuse < len(ids)): its hidden state and logits start the sampling.
+    """
+    held = cache.get_seq_length()
+    if not 0 < reuse < len(ids) or reuse > held or not can_cut_back(cache):
+        raise ConfigError(
+            f"cannot continue a {len(ids)}-token prompt from {reuse} cached tokens of a cache holding {held} "
+            f"({type(cache).__name__}, croppable: {can_cut_back(cache)}): need 0 < reuse < prompt length and ≤ held"
+        )
+    cache.crop(reuse - held)  # a negative count removes that many tokens from the end
+    device = model.device
+    new = torch.tensor([ids[reuse:]], dtype=torch.long, device=device)
+    mask = torch.ones(1, len(ids), dtype=torch.long, device=device)
+    positions = torch.arange(reuse, len(ids), device=device)[None]
+    hidden, logits, cache = _forward(model, new, mask, cache, positions)
+    return Prefix(hidden, logits, cache, mask, positions[:, -1:])
+
+
 def static_params(temperature: float, top_p: float) -> DecodingParamsFn:
     """The same temperature and top-p for every token (ordinary sampling)."""
 

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from frontier.serving.engine import Choice, Engine, GenerationCancelled, Job, Piece
+from frontier.serving.engine import DEFAULT_PROMPT_CACHE_SIZE, Choice, Engine, GenerationCancelled, Job, Piece
 from frontier.serving.protocol import (
     MAX_CHOICES,
     MAX_STOP_SEQUENCES,
@@ -42,6 +42,7 @@ from frontier.serving.protocol import (
     ErrorResponse,
     ModelCard,
     ModelList,
+    PromptTokensDetails,
     SamplingRequest,
     StepDecodingParams,
     Usage,
@@ -86,11 +87,13 @@ def error_response(status: int, message: str, param=None, code=None, kind="inval
 
 
 def create_app(
-    model, tokenizer, model_name: str, autodeco=None, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT
-) -> FastAPI:
+    model, tokenizer, model_name: str, autodeco=None, *, max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+    prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE,
+) -> FastAPI:  # fmt: skip
     """An OpenAI-compatible app serving `model` as `model_name`; with `autodeco` (an `AutoDecoForCausalLM` whose base
-    is `model`) every token is sampled at the heads' predicted temperature and top-p (× the request's values)."""
-    engine = Engine(model, tokenizer, autodeco)
+    is `model`) every token is sampled at the heads' predicted temperature and top-p (× the request's values).
+    `prompt_cache_size`: how many single-prompt requests' KV caches to keep for later prompts that extend them."""
+    engine = Engine(model, tokenizer, autodeco, prompt_cache_size=prompt_cache_size)
     app = FastAPI(title="frontier serve", description=f"OpenAI-compatible API for {model_name}")
     app.state.engine, app.state.model_name = engine, model_name
     started = int(time.time())
@@ -251,7 +254,11 @@ def _json(model: BaseModel) -> JSONResponse:
 def _usage(job: Job, choices: list[Choice]) -> Usage:
     prompt = sum(len(p) for p in job.prompts)  # each prompt counts once, however many choices it has
     completion = sum(len(c.tokens) for c in choices)
-    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    cached = sum(c.cached_prompt_tokens for c in choices[:: job.n])  # the first choice of each prompt
+    return Usage(
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+    )  # fmt: skip
 
 
 def _params(choice: Choice) -> DecodingParams:

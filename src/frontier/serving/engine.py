@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from frontier.models.sampling import eos_id_tensor, prefill, sample, static_params
+from frontier.errors import ConfigError
+from frontier.models.sampling import can_cut_back, eos_id_tensor, prefill, prefill_continuing, sample, static_params
 
+# Two kept caches let an agent's conversation survive one interleaved call (e.g. its page-extractor LLM).
+DEFAULT_PROMPT_CACHE_SIZE = 2
 # A decoded prefix ending in this is cut inside a multi-byte character: wait for the next token.
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -68,6 +71,7 @@ class Choice:
     temperatures: list[float] = field(default_factory=list)
     top_ps: list[float] = field(default_factory=list)
     emitted: int = 0  # characters of `text` already handed out as pieces
+    cached_prompt_tokens: int = 0  # prompt tokens taken from a kept KV cache instead of read again
 
     def held_back(self, stop: Sequence[str]) -> int:
         """How many trailing characters not to stream yet: a split character, or a possible start of a stop string."""
@@ -80,10 +84,67 @@ class Choice:
         return longest
 
 
-class Engine:
-    """Runs jobs on `model` (and AutoDeco heads, if any) one at a time; safe to call from many threads."""
+@dataclass
+class _ReadTokens:
+    ids: list[int]  # the tokens `cache` holds, in order
+    cache: object
 
-    def __init__(self, model, tokenizer, autodeco=None) -> None:
+
+class PromptCache:
+    """The KV caches of the last few single-prompt jobs, kept so that a prompt that starts like one of them (the next
+    turn of a chat or of an agent, which repeats the whole conversation so far) reads only its new tokens.
+
+    Like vLLM's automatic prefix caching, but for one sequence at a time: a taken cache is cut back to the common
+    prefix and extended in place, then put back holding the new prompt and its completion.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if not isinstance(capacity, int) or capacity < 0:
+            raise ConfigError(f"prompt_cache_size must be a whole number ≥ 0 (0 turns it off), got {capacity!r}")
+        self.capacity = capacity
+        self._entries: list[_ReadTokens] = []  # oldest first
+
+    def take(self, ids: list[int]) -> tuple[object, int] | None:
+        """Remove and return (cache, reusable tokens) of the entry sharing the longest prefix with `ids`, or None."""
+        best, best_length = None, 0
+        for entry in self._entries:
+            length = _common_prefix_length(entry.ids, ids)
+            if length > best_length:
+                best, best_length = entry, length
+        best_length = min(best_length, len(ids) - 1)  # the last prompt token is always read again
+        if best is None or best_length == 0:
+            return None
+        self._entries.remove(best)
+        return best.cache, best_length
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def put(self, ids: list[int], cache) -> None:
+        """Keep `cache`, which holds exactly `ids`; the oldest entry goes when more than `capacity` are kept."""
+        if self.capacity == 0 or not can_cut_back(cache):
+            return
+        self._entries.append(_ReadTokens(list(ids), cache))
+        del self._entries[: -self.capacity]
+
+
+def _common_prefix_length(a: list[int], b: list[int]) -> int:
+    length = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+class Engine:
+    """Runs jobs on `model` (and AutoDeco heads, if any) one at a time; safe to call from many threads.
+
+    Single-prompt jobs keep their KV cache in a `PromptCache` of `prompt_cache_size` entries (0: none), so a
+    multi-turn conversation reads each token once.
+    """
+
+    def __init__(self, model, tokenizer, autodeco=None, prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.autodeco = autodeco
@@ -91,7 +152,9 @@ class Engine:
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.cancelled = 0  # generations stopped because the client left (for logs and tests)
-        self._lock = threading.Lock()  # one generation at a time
+        self._lock = threading.Lock()  # one generation at a time; also guards the prompt cache
+        self.prompt_cache = PromptCache(prompt_cache_size)
+        self._cached_weights = _weights_stamp(model)  # the weights the kept caches were computed with
         # Fast tokenizers raise "Already borrowed" when used from two threads at once.
         self._tokenizer_lock = threading.Lock()
 
@@ -143,24 +206,46 @@ class Engine:
         with self._lock:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled
-            ids, mask = _left_pad(job.prompts, self.pad_id, device)
             generator = None
             if job.seed is not None:
                 generator = torch.Generator(device=device).manual_seed(job.seed)
+            weights = _weights_stamp(self.model)
+            if weights != self._cached_weights:  # trained in between (RL updates the policy in place): all stale
+                self.prompt_cache.clear()
+                self._cached_weights = weights
+            single = len(job.prompts) == 1
+            kept = self.prompt_cache.take(job.prompts[0]) if single else None
+            if kept is not None:
+                cache, reused = kept
+                prefix = prefill_continuing(self.model, job.prompts[0], cache, reused)
+                for choice in choices:
+                    choice.cached_prompt_tokens = reused
+            else:
+                prefix = prefill(self.model, *_left_pad(job.prompts, self.pad_id, device))
+            stopped = None
             try:
-                prefix = prefill(self.model, ids, mask)
                 sample(
                     self.model, prefix.repeat(job.n) if job.n > 1 else prefix,
                     self._decoding_params(job.temperature, job.top_p), job.max_tokens, greedy=job.temperature == 0,
                     eos_token_id=self.eos_ids, pad_token_id=self.pad_id, generator=generator, on_token=on_token,
                     presence_penalty=job.presence_penalty, frequency_penalty=job.frequency_penalty,
                 )  # fmt: skip
-            except _AllChoicesDone:
-                pass
-            except GenerationCancelled:
+            except (_AllChoicesDone, GenerationCancelled) as stop:  # raised between two steps: the cache is whole
+                stopped = stop
+            if single:
+                self._keep(job, prefix, choices)
+            if isinstance(stopped, GenerationCancelled):
                 self.cancelled += 1
-                raise
+                raise stopped
         return choices
+
+    def _keep(self, job: Job, prefix, choices: list[Choice]) -> None:
+        """Put the job's cache in the prompt cache. With n = 1 sampling extended it in place by every token but the
+        last (never fed back); with n > 1 the samples ran on copies and it holds just the prompt. Either way the
+        cache's length says how much of prompt + completion it holds, also after a cancelled generation."""
+        held = prefix.cache.get_seq_length()
+        tokens = job.prompts[0] + (choices[0].tokens if job.n == 1 else [])
+        self.prompt_cache.put(tokens[:held], prefix.cache)
 
     def _step(self, choice: Choice, token: int, temperature: float, top_p: float, job: Job, eos: set[int]) -> Piece:
         """Add one token to `choice`; returns the text that is now safe to show."""
@@ -180,6 +265,12 @@ class Engine:
         text = choice.text[choice.emitted : end] if end > choice.emitted else ""
         choice.emitted = max(choice.emitted, end)
         return Piece(choice.index, text, temperature, top_p, choice.finish_reason)
+
+
+def _weights_stamp(model) -> tuple[tuple[int, int], ...]:
+    """Identity and in-place version counter of every parameter: changes whenever a weight is replaced or updated
+    (optimizer steps, LoRA merges, load_state_dict), which makes every kept KV cache stale."""
+    return tuple((id(p), p._version) for p in model.parameters())
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

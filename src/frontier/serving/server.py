@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from frontier.errors import ConfigError, ModelLoadError
 from frontier.serving.app import DEFAULT_MAX_TOKENS_LIMIT, create_app
+from frontier.serving.engine import DEFAULT_PROMPT_CACHE_SIZE
 
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 
@@ -47,6 +48,7 @@ def build_app(
     served_model_name: str | None = None,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     progress: bool = True,
+    prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE,
 ) -> FastAPI:
     """Load `model` (None = the embedded SmolLM2) and, if given, the AutoDeco heads in `heads`; return the app."""
     from frontier.models import load_causal_lm
@@ -62,7 +64,9 @@ def build_app(
 
         autodeco = AutoDecoForCausalLM.from_pretrained(heads, base_model=base)
     name = served_model_name or default_model_name(model)
-    return create_app(base, tokenizer, name, autodeco, max_tokens_limit=max_tokens_limit)
+    return create_app(
+        base, tokenizer, name, autodeco, max_tokens_limit=max_tokens_limit, prompt_cache_size=prompt_cache_size
+    )
 
 
 def serve(
@@ -74,11 +78,12 @@ def serve(
     served_model_name: str | None = None,
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     log_level: str = "info",
+    prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE,
 ) -> None:
     """Serve until interrupted (Ctrl-C)."""
     import uvicorn
 
-    app = build_app(model, heads, served_model_name, max_tokens_limit)
+    app = build_app(model, heads, served_model_name, max_tokens_limit, prompt_cache_size=prompt_cache_size)
     decoding = f"AutoDeco heads from {heads}" if heads is not None else "static temperature/top-p"
     print(f"serving {app.state.model_name!r} ({decoding}) at http://{host}:{port}/v1", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -108,8 +108,9 @@ def test_runs_under_frontier_sampling_autodeco_and_the_server_engine(tiny_config
     decoded = AutoDecoForCausalLM(model).generate(ids, max_new_tokens=4, seed=0, return_decoding_params=True)
     assert decoded.temperatures.shape == (2, 4) and not decoded.temperatures.isnan().any()
 
-    (choice,) = Engine(model, char_tokenizer).run(Job([ids[0].tolist()], max_tokens=6, temperature=0))
-    assert choice.tokens == expected[0].tolist()
+    engine = Engine(model, char_tokenizer)  # a recurrent state cannot be rewound: nothing is kept for later prompts
+    (choice,) = engine.run(Job([ids[0].tolist()], max_tokens=6, temperature=0))
+    assert choice.tokens == expected[0].tolist() and engine.prompt_cache.take([*ids[0].tolist(), 5]) is None
 
 
 def test_save_load_round_trip(tmp_path, tiny_config_kwargs):
