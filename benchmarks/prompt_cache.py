@@ -28,7 +28,7 @@ from frontier.serving.engine import Engine, Job
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 QUESTION = "Which countries border the country whose capital is Ulaanbaatar, and what are their capitals?"
-COUNTRIES = ("Mongolia", "Russia", "China", "Kazakhstan", "India", "Japan", "Korea, South", "Vietnam", "Nepal")
+COUNTRIES = ("Mongolia", "Russia", "China", "Kazakhstan", "India", "Japan", "South Korea", "Vietnam", "Nepal")
 
 
 def tool_responses(tokenizer, count: int, tokens: int) -> list[str]:
