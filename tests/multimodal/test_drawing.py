@@ -53,6 +53,26 @@ def test_each_code_depends_on_the_text_and_earlier_codes_only(backend):
     assert (before - other_text).abs().max() > 1e-4  # the description matters (fused layers)
 
 
+@pytest.mark.parametrize("backend", ["softmax", "kimi_linear"])
+def test_cached_drawing_gives_the_logits_of_the_full_forward(backend):
+    """Descriptions of different lengths (right-padded): each code's logits, decoded over the cache, equal
+    `code_logits` of the description alone with the codes drawn before it."""
+    model = drawing_model(attention_backend=backend)
+    text = torch.randint(4, 40, (3, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    seen = []
+    hook = model.code_head.register_forward_hook(lambda module, args, out: seen.append(out.clone()))
+    codes = model.draw(text * mask, mask)
+    hook.remove()
+    for b in range(3):
+        alone = text[b : b + 1, : int(mask[b].sum())]
+        with torch.no_grad():
+            reference = model.code_logits(alone, None, codes[b : b + 1, :-1])[0]
+        assert_close(f"row {b} code logits", torch.stack([step[b] for step in seen]), reference, atol=1e-4)
+    sampled = [model.draw(text, temperature=1.0, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(sampled[0], sampled[1]) and not torch.equal(sampled[0], model.draw(text))
+
+
 def test_draw_follows_the_greedy_logits_and_the_loss_trains_the_code_head():
     model = drawing_model()
     text = torch.randint(4, 40, (2, 5), generator=torch.Generator().manual_seed(1))

@@ -144,16 +144,36 @@ def test_every_parameter_learns_from_the_joint_loss(backend):
     assert not silent
 
 
-def test_greedy_generation_follows_the_full_forward():
-    model = tiny_model()
-    image, ids = inputs(length=3)
-    new = model.generate(image, ids.tolist(), max_new_tokens=5)
-    assert all(len(row) == 5 for row in new)  # an untrained model never happens to pick EOS here
-    for b in range(2):
-        full = torch.tensor([ids[b].tolist() + new[b]])
+@pytest.mark.parametrize("layout", ["shared", "towers"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cached_generation_gives_the_logits_of_the_full_forward(backend, layout):
+    """Prompts of different lengths (read in groups, then one token per step over the cache): every step's logits
+    equal those of `forward` on the row alone with all its tokens so far."""
+    towers = dict(modality_specific_layers=2) if layout == "towers" else {}
+    model = tiny_model(attention_backend=backend, **towers)
+    image, ids = inputs(batch=3, length=6)
+    prompts = [ids[0, :2].tolist(), ids[1, :5].tolist(), ids[2, :2].tolist()]
+    no_eos = F.one_hot(torch.tensor(model.config.eos_token_id), 40) * -1e4  # every row generates 5 tokens
+    model.lm_head.register_forward_hook(lambda module, args, out: out + no_eos)
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda module, args, out: seen.append(out.clone()))
+    new = model.generate(image, prompts, max_new_tokens=5)
+    hook.remove()
+    assert all(len(row) == 5 for row in new)
+    for b, prompt in enumerate(prompts):
         with torch.no_grad():
-            logits = model(image[b : b + 1], full).logits[0]
-        assert logits[2:-1].argmax(-1).tolist() == new[b]
+            reference = model(image[b : b + 1], torch.tensor([prompt + new[b]])).logits[0]
+        cached = torch.stack([step[b] for step in seen])
+        assert_close(f"row {b} step logits", cached, reference[len(prompt) - 1 : -1], atol=1e-4)
+
+
+def test_generation_stops_at_the_longest_text():
+    model = tiny_model()  # max_text_positions=16: a 14-token prompt gets 2 new tokens, a 3-token one all 5
+    image, ids = inputs(batch=2, length=14)
+    new = model.generate(image, [ids[0].tolist(), ids[1, :3].tolist()], max_new_tokens=5)
+    assert [len(row) for row in new] == [2, 5]
+    with pytest.raises(ShapeError, match="at least one token"):
+        model.generate(image, [[], [5]])
 
 
 def test_generation_stops_at_eos():

@@ -17,14 +17,18 @@ each need their own pass over the image. Packing needs softmax attention: a KDA 
 recurrence, so it takes one text per row.
 
 Each block is pre-norm: attention (softmax over the layer's mask, or Kimi Delta Attention) then a SwiGLU MLP.
-Sequences here are short (64 patches and a few dozen tokens), so `generate` recomputes the whole sequence per
-token (and `draw` per code) rather than keeping a cache: the recompute costs little at this length.
+`generate` and `draw` decode with a `DecodingCache`: the fixed segment (the patches; the drawing's text) and the
+prompt are read once, rows grouped by length so that no row holds padding, then each new token reads the cached
+keys and values (softmax layers) or continues the recurrent state (KDA layers). `forward` is the reference they are
+tested against.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -34,7 +38,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import ModelOutput
 
 from frontier.errors import ConfigError, ShapeError
-from frontier.layers.kda import KimiDeltaAttention
+from frontier.layers.kda import KDAState, KimiDeltaAttention
 from frontier.layers.mlp import SwiGLUMLP
 from frontier.layers.norm import RMSNorm
 from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
@@ -123,12 +127,16 @@ class MaskedSelfAttention(nn.Module):
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.o_proj(attend(self.qkv_proj(x), mask, self.num_heads))
+        return self.o_proj(attend(*split_heads(self.qkv_proj(x), self.num_heads), mask))
 
 
-def attend(qkv: torch.Tensor, mask: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """[B, T, 3·D] projected queries, keys and values → [B, T, D] attention output under `mask`."""
-    q, k, v = (t.unflatten(-1, (num_heads, -1)).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+def split_heads(qkv: torch.Tensor, num_heads: int) -> list[torch.Tensor]:
+    """[B, T, 3·D] projected queries, keys and values → q, k, v, each [B, heads, T, D / heads]."""
+    return [t.unflatten(-1, (num_heads, -1)).transpose(1, 2) for t in qkv.chunk(3, dim=-1)]
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Heads [B, heads, T|S, d] → [B, T, D] attention output under the boolean `mask` [B|1, 1, T, S]."""
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).flatten(2)
 
 
@@ -145,6 +153,60 @@ class BlockWeights(nn.Module):
             self.attn = KimiDeltaAttention(config.hidden_size, config.num_attention_heads, head_dim)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLUMLP(config.hidden_size, config.intermediate_size)
+
+
+@dataclass
+class LayerCache:
+    """One layer's decoding state: keys and values [B, heads, S, d] of every position so far (softmax), or the
+    recurrent state of the growing segment (KDA; in a fused layer, of the whole row)."""
+
+    keys: torch.Tensor | None = None
+    values: torch.Tensor | None = None
+    state: KDAState | None = None
+
+
+@dataclass
+class DecodingCache:
+    """What each new token of the growing segment (the text after an image, the codes after a description) reads.
+
+    first / valid [B, S]: whether cached position s belongs to the fixed first segment, and whether it is a token
+    (rows are read in groups of equal length, so padding sits only at the end of a shorter row's cached part)."""
+
+    layers: list[LayerCache]
+    first: torch.Tensor
+    valid: torch.Tensor
+    positions: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [B] next position
+
+    @classmethod
+    def merge(cls, parts: list[tuple[list[int], DecodingCache]], batch: int) -> DecodingCache:
+        """Caches of row groups (row indices, cache) → one cache of `batch` rows, shorter rows padded at the end."""
+        width = max(part.first.shape[1] for _, part in parts)
+        sample = parts[0][1]
+        device = sample.first.device
+        order = torch.tensor([row for rows, _ in parts for row in rows], device=device).argsort()
+
+        def stack(tensors: list[torch.Tensor], seq_dim: int | None = None) -> torch.Tensor:
+            if seq_dim is not None:  # pad the sequence dimension to `width`
+                tensors = [F.pad(t, [0, 0] * (t.dim() - 1 - seq_dim) + [0, width - t.shape[seq_dim]]) for t in tensors]
+            return torch.cat(tensors)[order]
+
+        layers = []
+        for i, layer in enumerate(sample.layers):
+            caches = [part.layers[i] for _, part in parts]
+            merged = LayerCache()
+            if layer.keys is not None:
+                merged.keys = stack([c.keys for c in caches], seq_dim=2)
+                merged.values = stack([c.values for c in caches], seq_dim=2)
+            if layer.state is not None:
+                merged.state = KDAState(stack([c.state.conv for c in caches]),
+                                        stack([c.state.recurrent for c in caches]))  # fmt: skip
+            layers.append(merged)
+        return cls(layers, stack([p.first for _, p in parts], 1), stack([p.valid for _, p in parts], 1),
+                   stack([p.positions for _, p in parts]))  # fmt: skip
+
+    def open_keys(self, fused: bool) -> torch.Tensor:
+        """[B, 1, 1, S] keys a new growing-segment token may read: its own segment, plus the first if fused."""
+        return (self.valid & (~self.first | fused))[:, None, None, :]
 
 
 class UnifiedBlock(nn.Module):
@@ -175,19 +237,50 @@ class UnifiedBlock(nn.Module):
             return apply(self.branches[0], x)
         return torch.cat([apply(branch, x[:, span]) for branch, span in self.modality_spans(image, x.shape[1])], 1)
 
-    def forward(self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], image: slice, valid: torch.Tensor):
+    def forward(
+        self, x: torch.Tensor, masks: tuple[torch.Tensor, torch.Tensor], image: slice, valid: torch.Tensor,
+        cache: LayerCache | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """With `cache` (decoding; the growing segment is the one after `image`'s, or the image if it comes last),
+        also keep what later tokens of the growing segment read: keys and values, or the recurrent state."""
         h = self.per_modality(x, image, lambda branch, seg: branch.attn_norm(seg))
         if self.softmax:
             qkv = self.per_modality(h, image, lambda branch, seg: branch.attn.qkv_proj(seg))
-            out = attend(qkv, masks[1] if self.fused else masks[0], self.branches[0].attn.num_heads)
+            q, k, v = split_heads(qkv, self.branches[0].attn.num_heads)
+            if cache is not None:
+                cache.keys, cache.values = k, v
+            out = attend(q, k, v, masks[1] if self.fused else masks[0])
             mixed = self.per_modality(out, image, lambda branch, seg: branch.attn.o_proj(seg))
         elif self.fused:  # one causal pass over the whole sequence: the later modality reads the earlier one
-            mixed = self.branches[0].attn(h, padding_mask=valid)
+            if cache is not None:
+                cache.state = KDAState()
+            mixed = self.branches[0].attn(h, None if cache is None else cache.state, padding_mask=valid)
         else:  # a separate recurrent state per modality segment
             spans = self.modality_spans(image, x.shape[1])
-            mixed = torch.cat([branch.attn(h[:, span], padding_mask=valid[:, span]) for branch, span in spans], 1)
+            if cache is not None:
+                cache.state = KDAState()
+            growing = spans[-1][1]
+            mixed = torch.cat([
+                branch.attn(h[:, span], cache.state if cache is not None and span == growing else None,
+                            padding_mask=valid[:, span])
+                for branch, span in spans
+            ], 1)  # fmt: skip
         x = x + mixed
         return x + self.per_modality(x, image, lambda branch, seg: branch.mlp(branch.mlp_norm(seg)))
+
+    def step(self, x: torch.Tensor, cache: LayerCache, open_keys: torch.Tensor, image_grows: bool) -> torch.Tensor:
+        """One new token of the growing segment, x [B, 1, D] → [B, 1, D]; `cache` extended by it. open_keys
+        [B, 1, 1, S + 1] are the keys it may read, itself included."""
+        branch = self.branches[0] if image_grows else self.branches[-1]
+        h = branch.attn_norm(x)
+        if self.softmax:
+            q, k, v = split_heads(branch.attn.qkv_proj(h), branch.attn.num_heads)
+            cache.keys, cache.values = torch.cat([cache.keys, k], 2), torch.cat([cache.values, v], 2)
+            mixed = branch.attn.o_proj(attend(q, cache.keys, cache.values, open_keys))
+        else:
+            mixed = branch.attn(h, cache.state)
+        x = x + mixed
+        return x + branch.mlp(branch.mlp_norm(x))
 
 
 class UnifiedMultimodalPreTrainedModel(PreTrainedModel):
@@ -299,16 +392,49 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         valid = torch.cat([torch.ones(B, num_image, dtype=torch.bool, device=x.device), text_mask.bool()], 1)
         return self.run_layers(x, masks, slice(0, num_image), valid), num_image
 
-    def run_layers(self, x: torch.Tensor, masks, image: slice, valid: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, masks, image, valid)
+    def run_layers(
+        self, x: torch.Tensor, masks, image: slice, valid: torch.Tensor, caches: list[LayerCache] | None = None
+    ) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, masks, image, valid, None if caches is None else caches[i])
         return self.norm(x)
 
-    def embed_codes(self, code_inputs: torch.Tensor) -> torch.Tensor:
-        """Patch-code inputs [B, n] (the codes so far, after a start code) → [B, n, D]. Input j carries the position
-        of the patch it predicts, so the model knows which cell comes next."""
+    def decode_step(self, x: torch.Tensor, cache: DecodingCache, image_grows: bool) -> torch.Tensor:
+        """Final hidden state [B, 1, D] of one new growing-segment token x [B, 1, D] (embedded); extends `cache`."""
+        cache.first = F.pad(cache.first, (0, 1), value=False)
+        cache.valid = F.pad(cache.valid, (0, 1), value=True)
+        for layer, layer_cache in zip(self.layers, cache.layers, strict=True):
+            x = layer.step(x, layer_cache, cache.open_keys(layer.fused), image_grows)
+        cache.positions = cache.positions + 1
+        return self.norm(x)
+
+    def prefill_groups(
+        self, lengths: list[int], read: Callable[[list[int], list[LayerCache]], tuple[torch.Tensor, int]]
+    ) -> tuple[DecodingCache, torch.Tensor]:
+        """Read rows grouped by length (no padding inside a group); returns the merged cache and each row's last
+        final hidden state [B, D]. read(rows, caches) runs the layers on those rows and returns (hidden [b, S, D],
+        the length of the first segment)."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        for row, length in enumerate(lengths):
+            groups[length].append(row)
+        parts, last = [], []
+        for rows in groups.values():
+            caches = [LayerCache() for _ in self.layers]
+            hidden, num_first = read(rows, caches)
+            b, S = hidden.shape[:2]
+            first = (torch.arange(S, device=hidden.device) < num_first).expand(b, S)
+            valid = torch.ones(b, S, dtype=torch.bool, device=hidden.device)
+            positions = torch.full((b,), S - num_first, dtype=torch.long, device=hidden.device)
+            parts.append((rows, DecodingCache(caches, first, valid, positions)))
+            last.append(hidden[:, -1])
+        order = torch.tensor([row for rows, _ in parts for row in rows]).argsort()
+        return DecodingCache.merge(parts, len(lengths)), torch.cat(last)[order.to(last[0].device)]
+
+    def embed_codes(self, code_inputs: torch.Tensor, first_position: int = 0) -> torch.Tensor:
+        """Patch-code inputs [B, n] (the codes so far, after a start code; or the n from `first_position` on) →
+        [B, n, D]. Input j carries the position of the patch it predicts, so the model knows which cell comes next."""
         n = code_inputs.shape[1]
-        positions = (self.image_row_position + self.image_col_position).flatten(0, 1)[:n]
+        positions = (self.image_row_position + self.image_col_position).flatten(0, 1)[first_position:][:n]
         x = self.code_embed(code_inputs) + positions + self.modality_embed.weight[IMAGE]
         return self.image_adapter(x)
 
@@ -422,17 +548,33 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        """Patch codes [B, num_patches] of an image for each description: greedy (temperature 0) or sampled."""
-        codes = torch.zeros(len(input_ids), 0, dtype=torch.long, device=input_ids.device)
-        for _ in range(self.config.num_patches):  # recomputed per code, as `generate` (short sequences)
-            logits = self.code_logits(input_ids, attention_mask, codes)[:, -1].float()
+        """Patch codes [B, num_patches] of an image for each description (right-padded input_ids [B, L]): greedy
+        (temperature 0) or sampled. Each description is read once (with its start code), each code is one step."""
+        if self.code_head is None:
+            raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        texts = [row[: int(n)] for row, n in zip(input_ids, mask.sum(1), strict=True)]
+        start = self.config.image_codebook_size
+
+        def read(rows: list[int], caches: list[LayerCache]) -> tuple[torch.Tensor, int]:
+            ids = torch.stack([texts[r] for r in rows])
+            x = torch.cat([self.model.embed_text(ids), self.model.embed_codes(torch.full_like(ids[:, :1], start))], 1)
+            masks = drawing_masks(torch.ones_like(ids, dtype=torch.bool), 1)
+            valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            return self.model.run_layers(x, masks, slice(ids.shape[1], x.shape[1]), valid, caches), ids.shape[1]
+
+        cache, hidden = self.model.prefill_groups([len(t) for t in texts], read)
+        codes = []
+        for index in range(self.config.num_patches):
+            if index:
+                x = self.model.embed_codes(codes[-1], first_position=index)
+                hidden = self.model.decode_step(x, cache, image_grows=True)[:, -1]
+            logits = self.code_head(hidden).float()
             if temperature > 0:
-                probs = torch.softmax(logits / temperature, -1)
-                nxt = torch.multinomial(probs, 1, generator=generator)
+                codes.append(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
             else:
-                nxt = logits.argmax(-1, keepdim=True)
-            codes = torch.cat([codes, nxt], 1)
-        return codes
+                codes.append(logits.argmax(-1, keepdim=True))
+        return torch.cat(codes, 1)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """[B, projection_dim], L2-normalised: the blocks over the patches alone, mean-pooled."""
@@ -461,19 +603,32 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     def generate(
         self, pixel_values: torch.Tensor, prompts: list[list[int]], max_new_tokens: int = 24
     ) -> list[list[int]]:
-        """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS.
-
-        Recomputes the sequence per token (see the module docstring). Returns the new tokens of each row, without
-        EOS."""
+        """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS or when the text
+        reaches max_text_positions. Image and prompt are read once, then each token is one step over the cache.
+        Returns the new tokens of each row, without EOS."""
         if len(prompts) != len(pixel_values):
             raise ShapeError(f"{len(prompts)} prompts for {len(pixel_values)} images")
+        if min(map(len, prompts), default=1) == 0:
+            raise ShapeError("every prompt needs at least one token (the generation prompt)")
+        device = pixel_values.device
+
+        def read(rows: list[int], caches: list[LayerCache]) -> tuple[torch.Tensor, int]:
+            ids = torch.tensor([prompts[r] for r in rows], device=device)
+            x = torch.cat([self.model.embed_image(pixel_values[rows]), self.model.embed_text(ids)], 1)
+            num_image = x.shape[1] - ids.shape[1]
+            masks = hierarchical_masks(num_image, torch.ones_like(ids, dtype=torch.bool))
+            valid = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
+            return self.model.run_layers(x, masks, slice(0, num_image), valid, caches), num_image
+
+        cache, hidden = self.model.prefill_groups([len(p) for p in prompts], read)
         rows = [list(p) for p in prompts]
         done = [False] * len(rows)
-        for _ in range(max_new_tokens):
-            ids, mask = (t.to(pixel_values.device) for t in right_pad(rows, self.config.pad_token_id))
-            logits = self(pixel_values, ids, mask).logits
-            last = torch.tensor([len(r) - 1 for r in rows], device=ids.device)
-            next_ids = logits[torch.arange(len(rows)), last].argmax(-1).tolist()
+        for step in range(max_new_tokens):
+            if step:
+                last = torch.tensor([row[-1] for row in rows], device=device)[:, None]
+                positions = cache.positions.clamp(max=self.config.max_text_positions - 1)[:, None]  # finished rows
+                hidden = self.model.decode_step(self.model.embed_text(last, positions), cache, image_grows=False)[:, -1]
+            next_ids = self.lm_head(hidden).argmax(-1).tolist()
             for i, token in enumerate(next_ids):
                 if done[i]:
                     continue
