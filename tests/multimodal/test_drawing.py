@@ -64,11 +64,14 @@ def test_cached_drawing_gives_the_logits_of_the_full_forward(backend):
     hook = model.code_head.register_forward_hook(lambda module, args, out: seen.append(out.clone()))
     codes = model.draw(text * mask, mask)
     hook.remove()
+    with torch.no_grad():
+        batched = model.code_logits(text * mask, mask, codes[:, :-1])  # padding never changes a row's logits
     for b in range(3):
         alone = text[b : b + 1, : int(mask[b].sum())]
         with torch.no_grad():
             reference = model.code_logits(alone, None, codes[b : b + 1, :-1])[0]
         assert_close(f"row {b} code logits", torch.stack([step[b] for step in seen]), reference, atol=1e-4)
+        assert_close(f"row {b} code logits in a padded batch", batched[b], reference, atol=1e-4)
     sampled = [model.draw(text, temperature=1.0, generator=torch.Generator().manual_seed(3)) for _ in range(2)]
     assert torch.equal(sampled[0], sampled[1]) and not torch.equal(sampled[0], model.draw(text))
 
@@ -86,6 +89,8 @@ def test_draw_follows_the_greedy_logits_and_the_loss_trains_the_code_head():
     assert model.code_head.weight.grad.abs().sum() > 0 and model.model.code_embed.weight.grad.abs().sum() > 0
     with pytest.raises(ShapeError, match="16 codes given; an image has 16"):
         model.code_logits(text, None, codes)
+    with pytest.raises(ShapeError, match="right-padded"):
+        model.code_logits(text, torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]), codes[:, :-1])
     with pytest.raises(ConfigError, match="not built to draw"):
         drawing_model(image_codebook_size=0).code_logits(text, None, codes[:, :-1])
 

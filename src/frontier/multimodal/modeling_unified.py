@@ -442,11 +442,21 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, code_inputs: torch.Tensor
     ) -> torch.Tensor:
         """Hidden states of [text ; patch-code inputs]: text causal, codes causal, codes read the text from the
-        fusion layer on (the drawing layout: the image comes after its description)."""
+        fusion layer on (the drawing layout: the image comes after its description).
+
+        attention_mask [B, L] marks a right-padded text; the text is moved to the right end of its columns first, so
+        the padding comes before it, where a KDA layer's recurrence passes over it unchanged (between text and codes
+        the pads would decay the state). The text keeps its positions 0..n-1."""
         if self.code_embed is None:
             raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
-        x = torch.cat([self.embed_text(input_ids), self.embed_codes(code_inputs)], dim=1)
         text_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        if bool((text_mask[:, 1:] > text_mask[:, :-1]).any()):
+            raise ShapeError("attention_mask must mark right-padded texts: each row 1s, then 0s")
+        L = input_ids.shape[1]
+        moved = (torch.arange(L, device=input_ids.device) - (L - text_mask.sum(1, keepdim=True))) % L
+        input_ids, text_mask = input_ids.gather(1, moved), text_mask.gather(1, moved)
+        positions = (text_mask.cumsum(1) - 1).clamp(min=0)
+        x = torch.cat([self.embed_text(input_ids, positions), self.embed_codes(code_inputs)], dim=1)
         masks = drawing_masks(text_mask, code_inputs.shape[1])
         valid = torch.cat([text_mask, torch.ones_like(code_inputs, dtype=torch.bool)], 1)
         return self.run_layers(x, masks, slice(input_ids.shape[1], x.shape[1]), valid)
