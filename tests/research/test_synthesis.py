@@ -31,6 +31,7 @@ from frontier.research.synthesis import (
     held_out_answers,
     main,
     random_walk,
+    read_any_questions,
     read_synthesized,
     retrieval_filter,
     synthesize,
@@ -290,6 +291,21 @@ def test_jsonl_round_trip(tmp_path, questions):
     assert all(isinstance(q, SynthesizedQuestion) for q in read_synthesized(path))
     with pytest.raises(EvalSetFormatError, match="unknown field"):
         read_eval_set(path)  # why the synthesis module has its own reader
+
+
+def test_evaluation_reads_either_format_and_a_synthesized_split(tmp_path, questions):
+    from frontier.research.evalset import DEFAULT_EVAL_SET
+
+    path = tmp_path / "synth.jsonl"
+    write_questions(path, questions[:40])
+    test = read_any_questions(path, "test")
+    assert test == [q for q in questions[:40] if q.split == "test"] and 0 < len(test) < 40
+    assert read_any_questions(path) == questions[:40]
+    assert read_any_questions(DEFAULT_EVAL_SET) == read_eval_set(DEFAULT_EVAL_SET)
+    with pytest.raises(ConfigError, match=r"--split test: .* is not a `frontier research synthesize` file"):
+        read_any_questions(DEFAULT_EVAL_SET, "test")
+    with pytest.raises(EvalSetFormatError, match=r"missing\.jsonl: no such file"):
+        read_any_questions(tmp_path / "missing.jsonl")
 
 
 def test_malformed_files_name_the_line_and_field(tmp_path, questions):

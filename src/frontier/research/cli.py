@@ -35,6 +35,7 @@ EVAL_EXAMPLES = """examples:
 RESEARCH_EXAMPLES = """examples:
   frontier research ask "Which country borders both Lesotho and Eswatini?"
   frontier research synthesize --count 500 --output synth.jsonl     # obfuscated questions (RL, evaluation)
+  frontier research eval --set synth.jsonl --split test --limit 20  # their held-out split
   python -m frontier.research.evalset --count 360 --seed 1 --exclude EVAL.jsonl --output train.jsonl
   frontier research trajectories --questions train.jsonl --output sft.jsonl --midtraining mid.jsonl --top-k 3
   frontier research train --stage midtrain --data mid.jsonl --output runs/mid
@@ -89,7 +90,13 @@ def add_research_commands(commands, parser_class) -> None:
         "eval", help="closed-book vs single-shot RAG vs the agent on a question set (resumable)",
         epilog=EVAL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    evaluate.add_argument("--set", type=Path, default=None, help="JSONL of {id, question, answer[, aliases]}")
+    evaluate.add_argument(
+        "--set", type=Path, default=None,
+        help="questions (JSONL): the shipped set's format or `frontier research synthesize` output (default: shipped)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--split", choices=("train", "test"), default=None, help="a synthesized set's split only (held out: test)"
+    )
     evaluate.add_argument("--modes", default="closed-book,rag,agent", help="comma-separated (default: all three)")
     evaluate.add_argument("--rollouts", type=positive_int, default=3, help="answers per question (default 3)")
     evaluate.add_argument("--concurrency", type=positive_int, default=1, help="questions in flight (endpoints)")
@@ -421,7 +428,7 @@ def run_eval(args) -> int:
     from rich.table import Table
 
     from frontier.console import make_progress
-    from frontier.research.evalset import DEFAULT_EVAL_SET, read_eval_set
+    from frontier.research.evalset import DEFAULT_EVAL_SET
     from frontier.research.evaluation import (
         MODES,
         Judge,
@@ -431,12 +438,13 @@ def run_eval(args) -> int:
         rag_runner,
     )
     from frontier.research.llm import load_llm
+    from frontier.research.synthesis import read_any_questions
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise ConfigError(f"--modes {args.modes!r}: choose from {', '.join(MODES)}")
-    questions = read_eval_set(args.set or DEFAULT_EVAL_SET)
+    questions = read_any_questions(args.set or DEFAULT_EVAL_SET, args.split)
     if args.limit is not None:
         questions = questions[: args.limit]
     agent, backend = build_agent_from_args(args)

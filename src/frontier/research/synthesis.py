@@ -787,6 +787,24 @@ def read_synthesized(path: str | Path) -> list[SynthesizedQuestion]:
         raise SynthesisFormatError(f"{error}{hint}") from None
 
 
+def read_any_questions(path: str | Path, split: str | None = None) -> list[EvalQuestion]:
+    """An evaluation set in either format: `frontier research synthesize` output (recognised by its `split` field;
+    `split` keeps that split only) or plain evaluation questions (then `split` must be None)."""
+    if not Path(path).is_file():
+        raise EvalSetFormatError(f"{path}: no such file")
+    first = next((line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()), "")
+    try:
+        synthesized = '"split"' in first and "split" in json.loads(first)
+    except json.JSONDecodeError:
+        synthesized = False  # read_eval_set names the line and the error
+    if not synthesized:
+        if split is not None:
+            raise ConfigError(f"--split {split}: {path} is not a `frontier research synthesize` file (no split field)")
+        return read_eval_set(path)
+    questions = read_synthesized(path)
+    return questions if split is None else [q for q in questions if q.split == split]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.no_filters and args.llm:
         raise ConfigError("--llm runs the closed-book filter; drop it or --no-filters")
