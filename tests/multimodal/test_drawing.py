@@ -91,6 +91,10 @@ def test_draw_follows_the_greedy_logits_and_the_loss_trains_the_code_head():
         model.code_logits(text, None, codes)
     with pytest.raises(ShapeError, match="right-padded"):
         model.code_logits(text, torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]), codes[:, :-1])
+    with pytest.raises(ShapeError, match="right-padded"):
+        model.draw(text, torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]))
+    with pytest.raises(ShapeError, match="a description has no tokens"):
+        model.draw(text, torch.tensor([[0, 0, 0, 0, 0], [1, 1, 1, 1, 1]]))
     with pytest.raises(ConfigError, match="not built to draw"):
         drawing_model(image_codebook_size=0).code_logits(text, None, codes[:, :-1])
 

@@ -306,6 +306,9 @@ def test_evaluation_reads_either_format_and_a_synthesized_split(tmp_path, questi
         read_any_questions(DEFAULT_EVAL_SET, "test")
     with pytest.raises(EvalSetFormatError, match=r"missing\.jsonl: no such file"):
         read_any_questions(tmp_path / "missing.jsonl")
+    write_questions(path, [q for q in questions[:40] if q.split == "train"])
+    with pytest.raises(ConfigError, match="has no test questions"):
+        read_any_questions(path, "test")
 
 
 def test_malformed_files_name_the_line_and_field(tmp_path, questions):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from frontier.errors import ConfigError
-from frontier.models.sampling import prefill, prefill_continuing
+from frontier.models.sampling import prefill, prefill_continuing, share_prefix
 from frontier.serving.engine import Engine, GenerationCancelled, Job, PromptCache
 
 
@@ -39,7 +39,7 @@ def test_continuing_refuses_what_the_cache_cannot_give(tiny_llama, reuse):
 
 
 def test_a_recurrent_state_is_never_rewound():
-    class RecurrentState:  # no `is_croppable`: a summary of the past, like KDA's
+    class RecurrentState:  # not a DynamicCache: a summary of the past, like KDA's
         def get_seq_length(self):
             return 12
 
@@ -48,6 +48,18 @@ def test_a_recurrent_state_is_never_rewound():
     cache = PromptCache(2)
     cache.put(_ids(12, 0), RecurrentState())
     assert cache.take(_ids(20, 0)) is None
+
+
+def test_a_shared_prefix_leaves_the_original_cache_alone(tiny_llama):
+    model = tiny_llama()
+    ids = _ids(20, 0)
+    original = prefill(model, torch.tensor([ids]))
+    other = ids[:8] + _ids(6, 1)
+    continued = prefill_continuing(model, other, share_prefix(original.cache), 8)
+    assert torch.allclose(continued.logits, prefill(model, torch.tensor([other])).logits, atol=1e-5)
+    assert original.cache.get_seq_length() == 20
+    again = prefill_continuing(model, [*ids, 7], original.cache, 20)  # the original still holds all of ids
+    assert torch.allclose(again.logits, prefill(model, torch.tensor([[*ids, 7]])).logits, atol=1e-5)
 
 
 def _conversation(engine: Engine, turns: int = 3, seed: int = 0, **job) -> tuple[list[list[int]], list[int]]:
@@ -87,6 +99,22 @@ def test_two_interleaved_conversations_need_two_entries(tiny_llama, char_tokeniz
 
     assert interleaved(Engine(model, char_tokenizer, prompt_cache_size=2)) == [0, 0, 12, 12]
     assert interleaved(Engine(model, char_tokenizer, prompt_cache_size=1)) == [0, 0, 0, 0]
+
+
+def test_a_call_sharing_only_the_system_prompt_keeps_the_conversation_whole(tiny_llama, char_tokenizer):
+    """An agent's interleaved call (summary, page extraction) starts with the same system prompt: it reuses that
+    much, and the agent's next turn still finds its whole conversation."""
+    engine = Engine(tiny_llama(), char_tokenizer)
+    system = {"role": "system", "content": "You answer questions about countries."}
+    agent = [system, {"role": "user", "content": "Which country borders Chad?"}]
+    (first,) = engine.run(Job([engine.encode_chat(agent)], max_tokens=5, temperature=0))
+    aside = engine.encode_chat([system, {"role": "user", "content": "Summarise this page."}])
+    (summary,) = engine.run(Job([aside], max_tokens=5, temperature=0))
+    header = next(i for i, (a, b) in enumerate(zip(engine.encode_chat(agent), aside, strict=False)) if a != b)
+    assert header > 40 and summary.cached_prompt_tokens == header  # the system turn and "<|im_start|>user\n"
+    turn = engine.encode_chat(agent) + first.tokens[:-1]  # the conversation read so far, then a new turn
+    (second,) = engine.run(Job([[*turn, *_ids(4, 3)]], max_tokens=5, temperature=0))
+    assert second.cached_prompt_tokens == len(turn)
 
 
 def test_n_samples_and_batches(tiny_llama, char_tokenizer):

@@ -83,9 +83,22 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
 
 
 def can_cut_back(cache) -> bool:
-    """Whether `cache` can be cut back to its first n tokens: per-token key/value caches can; recurrent states (KDA,
-    Mamba) and sliding windows hold a summary that cannot be rewound."""
-    return bool(getattr(cache, "is_croppable", False)) and not any(getattr(cache, "is_sliding", [True]))
+    """Whether `cache` can be cut back to its first n tokens and shared by `share_prefix`: transformers' dynamic
+    per-token key/value cache can. Recurrent states (KDA, Mamba) and sliding windows hold a summary that cannot be
+    rewound, and static caches are written in place."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+def share_prefix(cache):
+    """A cache that can be cut back and extended without touching `cache`: its layers are copied, their key and value
+    tensors shared (a dynamic layer crops by slicing and grows by concatenating, so it never writes into them)."""
+    if not can_cut_back(cache):
+        raise ConfigError(f"a {type(cache).__name__} cannot share its prefix; only a DynamicCache of DynamicLayers can")
+    shared = copy.copy(cache)
+    shared.layers = [copy.copy(layer) for layer in cache.layers]
+    return shared
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -105,6 +105,23 @@ def drawing_masks(text_mask: torch.Tensor, num_codes: int) -> tuple[torch.Tensor
     return (within | eye)[:, None], (fused | eye)[:, None]
 
 
+def description_mask(
+    config: UnifiedMultimodalConfig, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The boolean mask [B, L] of drawing descriptions, checked: the model draws, and each row is a right-padded,
+    non-empty text."""
+    if not config.image_codebook_size:
+        raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
+    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    if mask.shape != input_ids.shape:
+        raise ShapeError(f"attention_mask has shape {tuple(mask.shape)}; expected input_ids' {tuple(input_ids.shape)}")
+    if bool((mask[:, 1:] > mask[:, :-1]).any()):
+        raise ShapeError("attention_mask must mark right-padded texts: each row 1s, then 0s")
+    if not bool(mask[:, :1].all()):
+        raise ShapeError("a description has no tokens: every row needs at least one (drawing starts from its text)")
+    return mask
+
+
 class ModalityAdapter(nn.Module):
     """x + MLP(RMSNorm(x)): a modality's own residual map into the shared width."""
 
@@ -170,12 +187,13 @@ class DecodingCache:
     """What each new token of the growing segment (the text after an image, the codes after a description) reads.
 
     first / valid [B, S]: whether cached position s belongs to the fixed first segment, and whether it is a token
-    (rows are read in groups of equal length, so padding sits only at the end of a shorter row's cached part)."""
+    (rows are read in groups of equal length, so padding sits only at the end of a shorter row's cached part).
+    positions [B]: the growing segment's next position in each row."""
 
     layers: list[LayerCache]
     first: torch.Tensor
     valid: torch.Tensor
-    positions: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))  # [B] next position
+    positions: torch.Tensor
 
     @classmethod
     def merge(cls, parts: list[tuple[list[int], DecodingCache]], batch: int) -> DecodingCache:
@@ -447,11 +465,7 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
         attention_mask [B, L] marks a right-padded text; the text is moved to the right end of its columns first, so
         the padding comes before it, where a KDA layer's recurrence passes over it unchanged (between text and codes
         the pads would decay the state). The text keeps its positions 0..n-1."""
-        if self.code_embed is None:
-            raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
-        text_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        if bool((text_mask[:, 1:] > text_mask[:, :-1]).any()):
-            raise ShapeError("attention_mask must mark right-padded texts: each row 1s, then 0s")
+        text_mask = description_mask(self.config, input_ids, attention_mask)
         L = input_ids.shape[1]
         moved = (torch.arange(L, device=input_ids.device) - (L - text_mask.sum(1, keepdim=True))) % L
         input_ids, text_mask = input_ids.gather(1, moved), text_mask.gather(1, moved)
@@ -560,9 +574,7 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     ) -> torch.Tensor:  # fmt: skip
         """Patch codes [B, num_patches] of an image for each description (right-padded input_ids [B, L]): greedy
         (temperature 0) or sampled. Each description is read once (with its start code), each code is one step."""
-        if self.code_head is None:
-            raise ConfigError("this model has no image codebook (image_codebook_size=0): it was not built to draw")
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        mask = description_mask(self.config, input_ids, attention_mask)
         texts = [row[: int(n)] for row, n in zip(input_ids, mask.sum(1), strict=True)]
         start = self.config.image_codebook_size
 

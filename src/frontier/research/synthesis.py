@@ -794,15 +794,21 @@ def read_any_questions(path: str | Path, split: str | None = None) -> list[EvalQ
         raise EvalSetFormatError(f"{path}: no such file")
     first = next((line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()), "")
     try:
-        synthesized = '"split"' in first and "split" in json.loads(first)
+        record = json.loads(first)
     except json.JSONDecodeError:
-        synthesized = False  # read_eval_set names the line and the error
-    if not synthesized:
+        record = None  # read_eval_set names the line and the error
+    if not (isinstance(record, dict) and "split" in record):
         if split is not None:
-            raise ConfigError(f"--split {split}: {path} is not a `frontier research synthesize` file (no split field)")
+            raise ConfigError(f"--split {split}: {path} is not a `frontier research synthesize` file (no split "
+                              "field); drop --split")  # fmt: skip
         return read_eval_set(path)
     questions = read_synthesized(path)
-    return questions if split is None else [q for q in questions if q.split == split]
+    if split is None:
+        return questions
+    chosen = [q for q in questions if q.split == split]
+    if not chosen:
+        raise ConfigError(f"--split {split}: {path} has no {split} questions")
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 import torch
 
 from frontier.errors import ConfigError
-from frontier.models.sampling import can_cut_back, eos_id_tensor, prefill, prefill_continuing, sample, static_params
+from frontier.models.sampling import (
+    can_cut_back,
+    eos_id_tensor,
+    prefill,
+    prefill_continuing,
+    sample,
+    share_prefix,
+    static_params,
+)
 
 # Two kept caches let an agent's conversation survive one interleaved call (e.g. its page-extractor LLM).
 DEFAULT_PROMPT_CACHE_SIZE = 2
@@ -94,8 +102,9 @@ class PromptCache:
     """The KV caches of the last few single-prompt jobs, kept so that a prompt that starts like one of them (the next
     turn of a chat or of an agent, which repeats the whole conversation so far) reads only its new tokens.
 
-    Like vLLM's automatic prefix caching, but for one sequence at a time: a taken cache is cut back to the common
-    prefix and extended in place, then put back holding the new prompt and its completion.
+    Like vLLM's automatic prefix caching, but for one sequence at a time. A prompt that extends a whole entry takes
+    that entry's cache and extends it in place; one that shares only part of it (a different question after the same
+    system prompt) gets a copy that shares the common tensors, and the entry stays for the conversation it belongs to.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -105,7 +114,8 @@ class PromptCache:
         self._entries: list[_ReadTokens] = []  # oldest first
 
     def take(self, ids: list[int]) -> tuple[object, int] | None:
-        """Remove and return (cache, reusable tokens) of the entry sharing the longest prefix with `ids`, or None."""
+        """(cache, reusable tokens) from the entry sharing the longest prefix with `ids`, or None: the entry's own
+        cache (removed from the store) if `ids` extends all of it, else a copy sharing its tensors."""
         best, best_length = None, 0
         for entry in self._entries:
             length = _common_prefix_length(entry.ids, ids)
@@ -114,6 +124,8 @@ class PromptCache:
         best_length = min(best_length, len(ids) - 1)  # the last prompt token is always read again
         if best is None or best_length == 0:
             return None
+        if best_length < len(best.ids):
+            return share_prefix(best.cache), best_length
         self._entries.remove(best)
         return best.cache, best_length
 
@@ -268,8 +280,9 @@ class Engine:
 
 
 def _weights_stamp(model) -> tuple[tuple[int, int], ...]:
-    """Identity and in-place version counter of every parameter: changes whenever a weight is replaced or updated
-    (optimizer steps, LoRA merges, load_state_dict), which makes every kept KV cache stale."""
+    """Identity and in-place version counter of every parameter: changes when a parameter is replaced or updated in
+    place (optimizer steps, load_state_dict), which makes every kept KV cache stale. Writes through `.data` and to
+    buffers go unseen; call `prompt_cache.clear()` after those."""
     return tuple((id(p), p._version) for p in model.parameters())
 
 

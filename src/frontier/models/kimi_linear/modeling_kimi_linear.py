@@ -53,7 +53,9 @@ class KimiLinearCache:
         self.reorder_cache(indices)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        rows = next(t for state in self.layers for t in state.tensors())  # any filled state: [B, ...]
+        rows = next((t for state in self.layers for t in state.tensors()), None)  # any filled state: [B, ...]
+        if rows is None:
+            raise ShapeError("this cache has read nothing yet: repeat it after the prompt's forward (prefill)")
         self.reorder_cache(torch.arange(rows.shape[0], device=rows.device).repeat_interleave(repeats))
 
 
