@@ -76,6 +76,24 @@ def test_cached_drawing_gives_the_logits_of_the_full_forward(backend):
     assert torch.equal(sampled[0], sampled[1]) and not torch.equal(sampled[0], model.draw(text))
 
 
+def test_guided_drawing_extrapolates_from_the_null_description():
+    """guidance g: each code is the argmax of u + g·(c − u), c the description's logits and u those of [BOS] alone,
+    both given the same codes so far; g = 1 is the plain drawing."""
+    model = drawing_model()
+    text = torch.randint(4, 40, (2, 5), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(model.draw(text, guidance=1.0), model.draw(text))
+    codes = model.draw(text, guidance=2.5)
+    null = torch.full((1, 1), model.config.bos_token_id)
+    with torch.no_grad():
+        for b in range(2):
+            c = model.code_logits(text[b : b + 1], None, codes[b : b + 1, :-1])[0]
+            u = model.code_logits(null, None, codes[b : b + 1, :-1])[0]
+            assert torch.equal((u + 2.5 * (c - u)).argmax(-1), codes[b])
+    assert not torch.equal(codes, model.draw(text))  # guidance changes the drawing of this random model
+    with pytest.raises(ConfigError, match="guidance must be > 0"):
+        model.draw(text, guidance=0.0)
+
+
 def test_draw_follows_the_greedy_logits_and_the_loss_trains_the_code_head():
     model = drawing_model()
     text = torch.randint(4, 40, (2, 5), generator=torch.Generator().manual_seed(1))

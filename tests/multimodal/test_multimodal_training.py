@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,6 +62,31 @@ def test_interrupted_training_resumes_to_the_same_weights(setup, tmp_path):
         assert torch.allclose(a, b, atol=1e-6), name
     losses = [[(r["step"], round(r["loss"], 4)) for r in read_log(tmp_path / run)] for run in "ab"]
     assert losses[0] == losses[1] and len(losses[1]) == 6
+
+
+def test_some_drawing_rows_learn_from_the_null_description(setup):
+    from frontier.multimodal.codebook import fit_codebook
+
+    generator, tokenizer = setup
+    images = np.stack([generator.render(generator.scene("train", i), "train") for i in range(8)])
+    codebook = fit_codebook(images, patch_size=8, size=8, iterations=2)
+    plain = MultimodalTrainConfig(batch_size=40, tasks=("draw",))
+    dropped = MultimodalTrainConfig(batch_size=40, tasks=("draw",), draw_unconditional=0.5)
+    null = [tokenizer.bos_token_id]
+    rows = {}
+    for name, config in (("plain", plain), ("dropped", dropped)):
+        batch = step_batch(generator, tokenizer, config, 0, codebook)
+        rows[name] = [
+            ids[: int(n)].tolist()
+            for ids, n in zip(batch["draw_input_ids"], batch["draw_attention_mask"].sum(1), strict=True)
+        ]
+    assert null not in rows["plain"]
+    nulls = sum(row == null for row in rows["dropped"])
+    assert 10 <= nulls <= 30
+    kept = [a for a, b in zip(rows["plain"], rows["dropped"], strict=True) if b != null]
+    assert kept == [b for b in rows["dropped"] if b != null]  # the other rows keep their captions
+    with pytest.raises(ConfigError, match="draw_unconditional is a share"):
+        MultimodalTrainConfig(draw_unconditional=1.0)
 
 
 def test_single_task_batches_hold_only_that_task(setup):

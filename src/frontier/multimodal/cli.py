@@ -58,6 +58,10 @@ def add_multimodal_commands(commands, parser_class) -> None:
     train.add_argument("--codebook-size", type=positive_int, default=256, help="patch codes for the draw task")
     train.add_argument("--codebook-images", type=positive_int, default=300, help="training scenes k-means reads")
     train.add_argument("--retrieval-weight", type=float, default=0.1, help="weight of the contrastive loss (0.1)")
+    train.add_argument(
+        "--draw-unconditional", type=float, default=0.0,
+        help="share of drawing rows trained with the null description, for --guidance at draw time (e.g. 0.1)",
+    )  # fmt: skip
     train.add_argument("--hidden-size", type=positive_int, default=128)
     train.add_argument("--layers", type=positive_int, default=4)
     train.add_argument("--heads", type=positive_int, default=4)
@@ -80,6 +84,7 @@ def add_multimodal_commands(commands, parser_class) -> None:
     evaluate.add_argument("--output", type=Path, default=None, help="also write the metrics here as JSON")
     evaluate.add_argument("--draw", action="store_true", help="also draw each scene from its caption and judge it")
     evaluate.add_argument("--grid", type=Path, default=None, help="with --draw: PNG of real / codebook / drawn rows")
+    evaluate.add_argument("--guidance", type=float, default=1.0, help="with --draw: classifier-free guidance (1 = off)")
     evaluate.set_defaults(handler=run_eval)
 
     ask = sub.add_parser("ask", help="answer a question about an image")
@@ -106,6 +111,10 @@ def add_multimodal_commands(commands, parser_class) -> None:
     draw.add_argument("--output", type=Path, required=True, help="PNG file (several samples side by side)")
     draw.add_argument("--samples", type=positive_int, default=1)
     draw.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples codes")
+    draw.add_argument(
+        "--guidance", type=float, default=1.0,
+        help="classifier-free guidance: > 1 follows the text more (model trained with --draw-unconditional)",
+    )  # fmt: skip
     draw.add_argument("--seed", type=int, default=0)
     draw.add_argument("--scale", type=positive_int, default=4, help="upscale the PNG this many times (default 4)")
     draw.set_defaults(handler=run_draw)
@@ -179,7 +188,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = MultimodalTrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
         checkpoint_every=args.checkpoint_every, seed=args.seed, retrieval_weight=args.retrieval_weight,
-        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), draw_unconditional=args.draw_unconditional,
     )  # fmt: skip
     scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
     generator = default_generator(scene_config)
@@ -237,7 +246,7 @@ def run_eval(args: argparse.Namespace) -> int:
         codebook = PatchCodebook.load(args.model)
         judge = train_judge(generator, seed=0)
         drawing, rows = evaluate_drawing(model, tokenizer, codebook, generator, judge, args.split, args.scenes,
-                                         progress=True)  # fmt: skip
+                                         progress=True, guidance=args.guidance)  # fmt: skip
         metrics["drawing"] = drawing
         report += "\n" + "\n".join(
             f"  drawing, judged on {name} images: objects {100 * d['object_accuracy']:.1f}%, colours "
@@ -313,7 +322,7 @@ def run_draw(args: argparse.Namespace) -> int:
     codebook = PatchCodebook.load(args.model)
     texts = text_batch(tokenizer, [args.text.lower()] * args.samples)
     generator = torch.Generator().manual_seed(args.seed)
-    codes = model.draw(texts["input_ids"], texts["attention_mask"], args.temperature, generator)
+    codes = model.draw(texts["input_ids"], texts["attention_mask"], args.temperature, generator, args.guidance)
     save_grid([list(codebook.decode(codes, model.config.image_size))], args.output, scale=args.scale)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -136,10 +136,11 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 @torch.no_grad()
 def evaluate_drawing(
     model, tokenizer, codebook, generator: SceneGenerator, judge: CellJudge, split: str, count: int,
-    batch_size: int = 32, progress: bool = False,
+    batch_size: int = 32, progress: bool = False, guidance: float = 1.0,
 ) -> tuple[dict, list[list[np.ndarray]]]:  # fmt: skip
-    """Draw each scene of `split` from its caption and judge it; the real images and their codebook reconstructions
-    are judged alike as ceilings. Returns (metrics, [real, reconstructed, drawn] image rows of the first scenes)."""
+    """Draw each scene of `split` from its caption (greedy, with classifier-free `guidance`) and judge it; the real
+    images and their codebook reconstructions are judged alike as ceilings. Returns (metrics, [real, reconstructed,
+    drawn] image rows of the first scenes)."""
     from frontier.multimodal.processing import text_batch
 
     model.eval()
@@ -152,11 +153,12 @@ def evaluate_drawing(
     with progress_steps(f"drawing {split} scenes", total=len(starts), enabled=progress) as advance:
         for start in starts:
             texts = text_batch(tokenizer, [generator.caption(s) for s in scenes[start : start + batch_size]])
-            drawn += list(codebook.decode(model.draw(texts["input_ids"], texts["attention_mask"]), side))
+            codes = model.draw(texts["input_ids"], texts["attention_mask"], guidance=guidance)
+            drawn += list(codebook.decode(codes, side))
             advance()
     scores = {name: judge_images(judge, images, scenes)
               for name, images in (("real", real), ("reconstructed", reconstructed), ("drawn", drawn))}  # fmt: skip
-    metrics = {"split": split, "scenes": count}
+    metrics = {"split": split, "scenes": count, "guidance": guidance}
     for name, score in scores.items():
         metrics[name] = {k: v for k, v in score.items() if k != "features"}
     for name in ("reconstructed", "drawn"):

@@ -570,12 +570,21 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
     @torch.no_grad()
     def draw(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, temperature: float = 0.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, guidance: float = 1.0,
     ) -> torch.Tensor:  # fmt: skip
         """Patch codes [B, num_patches] of an image for each description (right-padded input_ids [B, L]): greedy
-        (temperature 0) or sampled. Each description is read once (with its start code), each code is one step."""
+        (temperature 0) or sampled. Each description is read once (with its start code), each code is one step.
+
+        guidance ≠ 1: classifier-free guidance (as Parti and Chameleon draw), logits = u + guidance · (c − u) with c
+        the description's logits and u those of the null description ([BOS] alone; train with
+        `draw_unconditional` > 0 so the model knows it)."""
         mask = description_mask(self.config, input_ids, attention_mask)
+        if guidance <= 0:
+            raise ConfigError(f"guidance must be > 0 (1 = the description alone), got {guidance}")
         texts = [row[: int(n)] for row, n in zip(input_ids, mask.sum(1), strict=True)]
+        batch = len(texts)
+        if guidance != 1:  # the null descriptions decode beside the real ones, as rows B..2B-1
+            texts += [input_ids.new_full((1,), self.config.bos_token_id)] * batch
         start = self.config.image_codebook_size
 
         def read(rows: list[int], caches: list[LayerCache]) -> tuple[torch.Tensor, int]:
@@ -589,9 +598,13 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         codes = []
         for index in range(self.config.num_patches):
             if index:
-                x = self.model.embed_codes(codes[-1], first_position=index)
+                previous = codes[-1] if guidance == 1 else codes[-1].repeat(2, 1)  # both halves continue the same code
+                x = self.model.embed_codes(previous, first_position=index)
                 hidden = self.model.decode_step(x, cache, image_grows=True)[:, -1]
             logits = self.code_head(hidden).float()
+            if guidance != 1:
+                conditional, unconditional = logits[:batch], logits[batch:]
+                logits = unconditional + guidance * (conditional - unconditional)
             if temperature > 0:
                 codes.append(torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator))
             else:

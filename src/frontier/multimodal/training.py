@@ -22,8 +22,8 @@ import torch
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 from frontier.multimodal.codebook import PatchCodebook
-from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
-from frontier.multimodal.processing import generation_batch, pixel_values, text_batch
+from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration, right_pad
+from frontier.multimodal.processing import encode_words, generation_batch, pixel_values, text_batch
 from frontier.multimodal.scenes import READING_TASKS, TASKS, SceneGenerator
 from frontier.research.training import FINAL_NAME, TrainConfig, TrainingRun
 
@@ -39,6 +39,9 @@ class MultimodalTrainConfig(TrainConfig):
     # stalled the LM loss of captions and answers (1.81 after 250 steps where single-task models reached 0.6-0.8).
     retrieval_weight: float = 0.1
     train_scenes: int = 50_000  # steps cycle over scene indices [0, train_scenes)
+    # Share of drawing rows whose description is replaced by the null text ([BOS] alone), so the model also learns
+    # to draw unconditionally: what classifier-free guidance (`draw(guidance=…)`) contrasts the description with.
+    draw_unconditional: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -48,6 +51,8 @@ class MultimodalTrainConfig(TrainConfig):
             raise ConfigError(f"tasks must be a non-empty subset of {', '.join(TASKS)}; got {', '.join(self.tasks)}")
         if self.lora:
             raise ConfigError("the multimodal model trains from scratch: LoRA does not apply")
+        if not 0 <= self.draw_unconditional < 1:
+            raise ConfigError(f"draw_unconditional is a share in [0, 1), got {self.draw_unconditional}")
 
 
 def step_batch(
@@ -91,8 +96,12 @@ def step_batch(
     if "draw" in config.tasks:
         if codebook is None:
             raise ConfigError("the draw task needs a patch codebook (fit_codebook) to turn images into codes")
-        descriptions = text_batch(tokenizer, captions)
-        batch.update(draw_input_ids=descriptions["input_ids"], draw_attention_mask=descriptions["attention_mask"],
+        described = [
+            [tokenizer.bos_token_id] if rng.random() < config.draw_unconditional else encode_words(tokenizer, caption)
+            for caption in captions
+        ]
+        input_ids, attention_mask = right_pad(described, tokenizer.pad_token_id)
+        batch.update(draw_input_ids=input_ids, draw_attention_mask=attention_mask,
                      draw_codes=codebook.encode(np.stack(images)))  # fmt: skip
     return batch
 
