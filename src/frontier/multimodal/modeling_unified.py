@@ -196,12 +196,11 @@ class DecodingCache:
     positions: torch.Tensor
 
     @classmethod
-    def merge(cls, parts: list[tuple[list[int], DecodingCache]], batch: int) -> DecodingCache:
-        """Caches of row groups (row indices, cache) → one cache of `batch` rows, shorter rows padded at the end."""
+    def merge(cls, parts: list[tuple[list[int], DecodingCache]], order: torch.Tensor) -> DecodingCache:
+        """Caches of row groups (row indices, cache) → one cache of all rows, shorter rows padded at the end; `order`
+        takes the groups' rows, concatenated, back to row order."""
         width = max(part.first.shape[1] for _, part in parts)
         sample = parts[0][1]
-        device = sample.first.device
-        order = torch.tensor([row for rows, _ in parts for row in rows], device=device).argsort()
 
         def stack(tensors: list[torch.Tensor], seq_dim: int | None = None) -> torch.Tensor:
             if seq_dim is not None:  # pad the sequence dimension to `width`
@@ -445,8 +444,8 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
             positions = torch.full((b,), S - num_first, dtype=torch.long, device=hidden.device)
             parts.append((rows, DecodingCache(caches, first, valid, positions)))
             last.append(hidden[:, -1])
-        order = torch.tensor([row for rows, _ in parts for row in rows]).argsort()
-        return DecodingCache.merge(parts, len(lengths)), torch.cat(last)[order.to(last[0].device)]
+        order = torch.tensor([row for rows, _ in parts for row in rows], device=last[0].device).argsort()
+        return DecodingCache.merge(parts, order), torch.cat(last)[order]
 
     def embed_codes(self, code_inputs: torch.Tensor, first_position: int = 0) -> torch.Tensor:
         """Patch-code inputs [B, n] (the codes so far, after a start code; or the n from `first_position` on) →
