@@ -95,3 +95,32 @@ def test_cli_eval_is_resumable(served, tmp_path, capsys):
     assert "closed-book" in table and "rag" in table
     assert main(argv) == 0  # everything answered already: nothing is asked again
     assert [path.read_text() for path in files] == first
+
+
+def test_cli_sample_keeps_correct_runs_apart_and_resumes(served, tmp_path, capsys):
+    from frontier.research.evalset import DEFAULT_EVAL_SET
+
+    lines = DEFAULT_EVAL_SET.read_text().splitlines()[:3]
+    questions = tmp_path / "q.jsonl"
+    questions.write_text("".join(json.dumps({**json.loads(line), "split": split}) + "\n"
+                                 for line, split in zip(lines, ["train", "test", "train"], strict=True)))  # fmt: skip
+    output = tmp_path / "agent.jsonl"
+    argv = [
+        "research", "sample", "--questions", str(questions), "--split", "train", "--output", str(output),
+        "--rollouts", "1", "--llm", f"openai:smollm2-test@{served}", "--max-llm-calls", "1",
+        "--max-tokens-per-turn", "12", "--no-python", "--date", "2026-01-01",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    kept = output.read_text().splitlines() if output.exists() else []
+    rejected = (tmp_path / "agent.rejected.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in kept + rejected]
+    train_ids = [json.loads(line)["id"] for line in (lines[0], lines[2])]
+    assert sorted(r["id"] for r in records) == sorted(train_ids)  # the test question is never sampled
+    assert [r["exact_match"] for r in records] == [True] * len(kept) + [False] * len(rejected)
+    assert all(r["source"] == "agent" for r in records)
+    assert all("2026-01-01" in r["messages"][0]["content"] for r in records)
+    assert f"kept {len(kept)} correct runs" in capsys.readouterr().err
+    assert main(argv) == 0  # everything sampled already: nothing runs again
+    assert "2 done before" in capsys.readouterr().err
+    assert main(argv[:4] + argv[6:]) == 2  # no --split on a file with splits
+    assert "pass --split train" in capsys.readouterr().err

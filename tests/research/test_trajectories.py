@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from frontier.errors import ConfigError
 from frontier.research.agent import ResearchAgent, Trajectory
 from frontier.research.backends import ToolSettings, build_tools
 from frontier.research.evalset import DEFAULT_EVAL_SET, EvalQuestion, read_eval_set
@@ -207,13 +208,35 @@ def _write_questions(path, questions, **extra):
 def test_main_renders_a_question_file_with_extra_fields(questions, tools, tmp_path, capsys):
     source = tmp_path / "questions.jsonl"
     _write_questions(source, questions[:3], difficulty="hard", split="train")
-    assert [q.id for q in read_questions(source)] == [q.id for q in questions[:3]]
+    assert [q.id for q in read_questions(source, "train")] == [q.id for q in questions[:3]]
     output, mid = tmp_path / "fas.jsonl", tmp_path / "mid.jsonl"
     args = ["--questions", str(source), "--output", str(output), "--limit", "2", "--midtraining", str(mid)]
-    assert main([*args, "--date", DATE]) == 0
+    assert main([*args, "--date", DATE]) == 2  # a file with splits needs --split
+    assert "holds questions of splits train; pass --split train" in capsys.readouterr().err
+    assert main([*args, "--date", DATE, "--split", "train"]) == 0
     assert [r["id"] for r in read_records(output)] == [q.id for q in questions[:2]]
     assert len(read_records(mid)) == 4
     assert "kept 2 of 2 questions" in capsys.readouterr().err
+
+
+def test_training_questions_come_from_one_split(questions, tmp_path):
+    source = tmp_path / "questions.jsonl"
+    _write_questions(source, questions[:2])
+    with open(source, "a") as lines:
+        lines.write(json.dumps({**dataclasses.asdict(questions[2]), "split": "test"}) + "\n")
+        lines.write(json.dumps({**dataclasses.asdict(questions[3]), "split": "train"}) + "\n")
+    assert [q.id for q in read_questions(source, "train")] == [questions[3].id]
+    assert [q.id for q in read_questions(source, "test")] == [questions[2].id]
+    with pytest.raises(ConfigError, match="holds questions of splits test, train; pass --split train"):
+        read_questions(source)
+    with pytest.raises(ConfigError, match=r"no question has split 'dev' \(found: test, train\)"):
+        read_questions(source, "dev")
+    _write_questions(source, questions[:2])
+    assert len(read_questions(source)) == 2
+    with pytest.raises(ConfigError, match=r"no question has split 'train' \(found: no split field\)"):
+        read_questions(source, "train")
+    with pytest.raises(ConfigError, match="no such file"):
+        read_questions(tmp_path / "missing.jsonl")
 
 
 def test_main_reports_drops_and_bad_files(questions, tools, tmp_path, capsys):

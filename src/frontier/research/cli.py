@@ -114,6 +114,20 @@ def add_research_commands(commands, parser_class) -> None:
     paths = sub.add_parser("trajectories", help=TRAJECTORIES_HELP)
     add_trajectories_options(paths)
     paths.set_defaults(handler=run_trajectories)
+    sample = sub.add_parser("sample", help=SAMPLE_HELP, epilog=SAMPLE_EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sample.add_argument("--questions", type=Path, required=True, help="question JSONL (evaluation or synthesized)")
+    sample.add_argument("--split", default=None, help=SPLIT_HELP)
+    sample.add_argument(
+        "--output", type=Path, required=True,
+        help="correct runs (JSONL); wrong ones go beside it to <stem>.rejected.jsonl; a rerun resumes",
+    )  # fmt: skip
+    sample.add_argument("--rollouts", type=positive_int, default=4, help="runs per question (default 4)")
+    sample.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    sample.add_argument("--seed", type=int, default=0, help="run r of a question uses seed + 1000·r (default 0)")
+    sample.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
+    _add_agent_options(sample)
+    sample.set_defaults(handler=run_sample)
     train = sub.add_parser(
         "train", help=TRAIN_HELP, epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -129,6 +143,13 @@ def add_research_commands(commands, parser_class) -> None:
 
 SYNTHESIZE_HELP = "synthesize obfuscated multi-hop Factbook questions (WebSailor-style) as JSONL"
 TRAJECTORIES_HELP = "render verified hop-path trajectories (and FAS mid-training text) for a question set"
+SPLIT_HELP = "only records whose 'split' is this (train, for a synthesized set; required when records have one)"
+SAMPLE_HELP = "rejection-sample the agent's own trajectories: several runs per question, the correct ones kept for SFT"
+SAMPLE_EXAMPLES = """examples:
+  frontier research sample --questions synthesized.jsonl --split train --output agent.jsonl --rollouts 8 \\
+      --llm openai:model@http://127.0.0.1:8000/v1          # a served model; wrong runs -> agent.rejected.jsonl
+  frontier research train --stage sft --data agent.jsonl --output runs/sft   # then train on the kept runs
+"""
 TRAIN_HELP = "fine-tune on trajectories (sft) or mid-training text (midtrain): LoRA or full, resumable"
 LOSS_HELP = "mean loss per learned token of a model on trajectories or text (e.g. held-out, before and after SFT)"
 GRADIENT_CHECKPOINTING_HELP = "recompute activations in the backward pass: ~1/3 slower, far less memory"
@@ -156,6 +177,9 @@ def add_trajectories_options(parser: argparse.ArgumentParser) -> None:
     """The options of `frontier research trajectories` (and of `python -m frontier.research.trajectories`)."""
     parser.add_argument("--questions", type=Path, required=True, help="question JSONL (an evaluation set)")
     parser.add_argument("--output", type=Path, required=True, help="trajectory JSONL to write")
+    parser.add_argument(
+        "--split", default=None, help="only records whose 'split' is this (train, for a synthesized set)"
+    )
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--midtraining", type=Path, default=None, help="also write FAS planning/reasoning text here")
     parser.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
@@ -198,7 +222,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 def add_rl_options(parser: argparse.ArgumentParser) -> None:
     """The options of `frontier research rl` (and of `python -m frontier.research.rl_cli`)."""
     parser.add_argument("--questions", type=Path, required=True, help="question JSONL, as `synthesize` writes")
-    parser.add_argument("--split", default=None, help="only records whose 'split' is this (e.g. train)")
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--base", default=None, help="model to train, as for `train` (default: the embedded SmolLM2)")
     parser.add_argument("--output", type=Path, required=True, help="checkpoints, rl_log.jsonl and final/ (resumes)")
     parser.add_argument("--steps", type=positive_int, default=20, help="policy updates (default 20)")
@@ -268,6 +292,12 @@ def run_trajectories(args) -> int:
     from frontier.research.trajectories import run
 
     return run(args)
+
+
+def run_sample(args) -> int:
+    from frontier.research.trajectories import run_sampling
+
+    return run_sampling(args)
 
 
 def _add_agent_options(parser) -> None:

@@ -10,25 +10,9 @@ step prints its mean reward, how many groups had a correct rollout and how the r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from frontier.errors import ConfigError
-
-
-def read_split(path, split: str | None) -> list:
-    """The questions of `path`, only those whose `split` field is `split` when given."""
-    from frontier.research.trajectories import read_questions
-
-    questions = read_questions(path)
-    if split is None:
-        return questions
-    splits = [json.loads(line).get("split") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    chosen = [q for q, s in zip(questions, splits, strict=True) if s == split]
-    if not chosen:
-        found = sorted({str(s) for s in splits})
-        raise ConfigError(f"{path}: no question has split {split!r} (found: {', '.join(found)}); pick one of those")
-    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,11 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from frontier.research.rl import AgentEnvironment, RLConfig, train_rl
     from frontier.research.tools import GoalLinesExtractor
     from frontier.research.train_cli import resolve_base
+    from frontier.research.trajectories import read_questions
 
     if args.lr is not None and not args.lr > 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
-    if not args.questions.is_file():
-        raise ConfigError(f"--questions {args.questions}: no such file; make one with `frontier research synthesize`")
     lora = not args.full
     config = RLConfig(
         steps=args.steps, batch_size=args.batch_size, lr=args.lr or (1e-5 if lora else 1e-6), seed=args.seed,
@@ -54,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         group_size=args.group_size, questions_per_step=args.questions_per_step, temperature=args.temperature,
         max_length=args.max_length, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
-    questions = read_split(args.questions, args.split)
+    questions = read_questions(args.questions, args.split)
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process

@@ -9,7 +9,8 @@
 * `planning_samples` (question -> analysis + first tool call) and `reasoning_samples` (question + the snippets that
   state the path's facts -> deduction + answer) are the FAS mid-training texts, in the agent's tags.
 
-    python -m frontier.research.trajectories --questions FILE --output FILE [--limit N] [--midtraining FILE]
+    python -m frontier.research.trajectories --questions FILE --output FILE [--split train] [--limit N]
+                                             [--midtraining FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from frontier.console import progress_steps
 from frontier.errors import ConfigError, FrontierError
 from frontier.io import atomic_write_text
 from frontier.research.agent import ANSWER, ResearchAgent, Step, Trajectory, system_prompt
@@ -481,8 +483,9 @@ def rejected_path(output: Path) -> Path:
 
 
 def agent_trajectories(
-    agent: ResearchAgent, questions: Sequence[Question], rollouts: int, output: str | Path, *, seed: int = 0
-) -> SamplingReport:
+    agent: ResearchAgent, questions: Sequence[Question], rollouts: int, output: str | Path, *, seed: int = 0,
+    progress: bool = False,
+) -> SamplingReport:  # fmt: skip
     """Run `agent` on every question `rollouts` times; runs whose prediction exact-matches the gold answer or an
     alias are appended to `output`, the others to `rejected_path(output)`. A rerun skips every (question id, rollout)
     already in either file, except runs that ended in an error, which are retried."""
@@ -494,12 +497,11 @@ def agent_trajectories(
     for path in (output, rejected_file):
         drop_cut_line(path)
         done |= {(r.get("id"), r.get("rollout")) for r in read_records(path) if not r.get("error")}
-    kept = rejected = skipped = 0
-    for rollout in range(rollouts):
-        for question in questions:
-            if (question.id, rollout) in done:
-                skipped += 1
-                continue
+    runs = [(rollout, question) for rollout in range(rollouts) for question in questions]
+    todo = [(rollout, question) for rollout, question in runs if (question.id, rollout) not in done]
+    kept = rejected = 0
+    with progress_steps("sampling the agent", total=len(todo), enabled=progress) as advance:
+        for rollout, question in todo:
             # the evaluation's seeding, so a kept run can be reproduced with `frontier research eval`
             trajectory = agent.run(question.question, answer=question.answer, seed=seed + 1000 * rollout)
             correct = exact_match(trajectory.prediction, [question.answer, *question.aliases])
@@ -510,7 +512,8 @@ def agent_trajectories(
             append_record(output if correct else rejected_file, record)
             kept += correct
             rejected += not correct
-    return SamplingReport(kept, rejected, skipped)
+            advance()
+    return SamplingReport(kept, rejected, len(runs) - len(todo))
 
 
 # --- mid-training text (FAS) -------------------------------------------------------------------------------------
@@ -568,10 +571,27 @@ def write_midtraining_corpus(records: Iterable[dict[str, str]], path: str | Path
 # --- command line ------------------------------------------------------------------------------------------------
 
 
-def read_questions(path: str | Path) -> list[EvalQuestion]:
-    """Questions from a JSONL file, ignoring fields `EvalQuestion` does not have (a synthesized set's `difficulty`,
-    `split`, ...)."""
-    return read_eval_set(path, ignore_unknown_fields=True)
+def read_questions(path: str | Path, split: str | None = None) -> list[EvalQuestion]:
+    """Questions to make training data from: a JSONL file, ignoring fields `EvalQuestion` does not have (a
+    synthesized set's `difficulty`, ...). A file whose records carry a `split` (train / test) must be read with one,
+    and only that split is returned: training data made from a whole synthesized set would include its held-out
+    questions."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file; make one with `frontier research synthesize`")
+    questions = read_eval_set(path, ignore_unknown_fields=True)
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    splits = [json.loads(line).get("split") for line in lines]
+    found = sorted({str(s) for s in splits if s is not None})
+    if split is None:
+        if found:
+            raise ConfigError(f"{path} holds questions of splits {', '.join(found)}; pass --split train so that none "
+                              "of its held-out questions becomes training data")  # fmt: skip
+        return questions
+    chosen = [question for question, s in zip(questions, splits, strict=True) if s == split]
+    if not chosen:
+        raise ConfigError(f"{path}: no question has split {split!r} (found: {', '.join(found) or 'no split field'}); "
+                          "pick one of those")  # fmt: skip
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -579,7 +599,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be a positive integer, got {args.top_k}")
-    questions = read_questions(args.questions)[: args.limit]
+    questions = read_questions(args.questions, args.split)[: args.limit]
     records, dropped = _render_all(questions, args.date, python=not args.no_python, top_k=args.top_k)
     atomic_write_text(args.output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"kept {len(records)} of {len(questions)} questions -> {args.output}", file=sys.stderr)
@@ -597,6 +617,24 @@ def run(args: argparse.Namespace) -> int:
         ]
         count = write_midtraining_corpus(samples, args.midtraining)
         print(f"wrote {count} mid-training samples -> {args.midtraining}", file=sys.stderr)
+    return 0
+
+
+def run_sampling(args: argparse.Namespace) -> int:
+    """`frontier research sample`: rejection-sampled trajectories of the agent the options describe."""
+    from frontier.research.cli import build_agent_from_args
+
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
+    questions = read_questions(args.questions, args.split)[: args.limit]
+    agent, _ = build_agent_from_args(args)
+    agent.date = args.date  # the system prompt's date, as in `trajectories`, so both kinds of record train alike
+    report = agent_trajectories(agent, questions, args.rollouts, args.output, seed=args.seed, progress=True)
+    print(
+        f"kept {report.kept} correct runs -> {args.output}; {report.rejected} wrong -> "
+        f"{rejected_path(Path(args.output))}; {report.skipped} done before",
+        file=sys.stderr,
+    )
     return 0
 
 
