@@ -25,7 +25,7 @@ def test_retrieval_queries_mix_questions_and_keywords():
     assert len(queries) > 400 and any(q.startswith("capital of ") for q in queries)
 
 
-def test_training_experiment_never_trains_on_an_evaluation_answer():
+def test_training_experiment_never_trains_on_an_answer_of_either_held_out_set():
     import dataclasses
 
     from frontier.reproduce import load_experiments
@@ -37,15 +37,19 @@ def test_training_experiment_never_trains_on_an_evaluation_answer():
     from frontier.research.tools import GoalLinesExtractor
 
     assert "research-training" in load_experiments().names()
-    scale = dataclasses.replace(research_training.QUICK, train_questions=4, eval_questions=3, loss_questions=2)
-    tools = build_tools(factbook_index(), GoalLinesExtractor(), ToolSettings(top_k=3, python=False))
+    scale = dataclasses.replace(research_training.QUICK, train_questions=200, eval_questions=10, loss_questions=2)
+    index = factbook_index()
+    tools = build_tools(index, GoalLinesExtractor(), ToolSettings(top_k=3, python=False))
 
-    train, texts, held_out, held_out_trajectories = research_training.training_data(scale, 0, tools)
+    held_out = research_training.held_out_sets(scale, 0, index)
+    train, texts, held_out_trajectories = research_training.training_data(scale, 0, tools, held_out)
 
     shipped = read_eval_set(DEFAULT_EVAL_SET)
-    assert held_out == shipped[:3] and len(held_out_trajectories) <= 2
-    assert 3 <= len(train) <= 4 and len(texts) >= len(train)
-    evaluation_answers = {normalize_name(q.answer) for q in shipped}
-    assert not {normalize_name(q.answer) for q, _ in train} & evaluation_answers
+    synthesized = held_out[research_training.SYNTHESIZED]
+    assert held_out[research_training.SHIPPED] == shipped[:10] and len(held_out_trajectories) <= 2
+    assert len(synthesized) == 10 and all(q.split == "test" and q.id.startswith("walk-") for q in synthesized)
+    assert 150 <= len(train) <= 200 and len(texts) >= len(train)
+    held_out_answers = {normalize_name(a) for q in shipped + synthesized for a in (q.answer, *q.aliases)}
+    assert not {normalize_name(q.answer) for q, _ in train} & held_out_answers
     last_turns = [t["messages"][-1] for _, t in train]
     assert all(turn["role"] == "assistant" and "<answer>" in turn["content"] for turn in last_turns)

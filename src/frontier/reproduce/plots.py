@@ -21,7 +21,7 @@ def bar_chart(
     reference: list[float] | None = None,
 ) -> Path:
     """Bars with optional 95% interval whiskers and optional reference values drawn as markers beside them."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(values)), 4), dpi=110)  # wide enough for every label
     xs = range(len(values))
     yerr = None
     if intervals is not None:
