@@ -37,18 +37,23 @@ def test_training_experiment_never_trains_on_an_answer_of_either_held_out_set():
     from frontier.research.tools import GoalLinesExtractor
 
     assert "research-training" in load_experiments().names()
-    scale = dataclasses.replace(research_training.QUICK, train_questions=200, eval_questions=10, loss_questions=2)
+    scale = dataclasses.replace(
+        research_training.QUICK, train_questions=200, synthesized_questions=80, eval_questions=10, loss_questions=2
+    )
     index = factbook_index()
     tools = build_tools(index, GoalLinesExtractor(), ToolSettings(top_k=3, python=False))
 
-    held_out = research_training.held_out_sets(scale, 0, index)
-    train, texts, held_out_trajectories = research_training.training_data(scale, 0, tools, held_out)
+    synthesized_train, held_out = research_training.question_sets(scale, 0, index)
+    train, texts, held_out_trajectories = research_training.training_data(scale, 0, tools, held_out, synthesized_train)
 
     shipped = read_eval_set(DEFAULT_EVAL_SET)
     synthesized = held_out[research_training.SYNTHESIZED]
     assert held_out[research_training.SHIPPED] == shipped[:10] and len(held_out_trajectories) <= 2
     assert len(synthesized) == 10 and all(q.split == "test" and q.id.startswith("walk-") for q in synthesized)
-    assert 150 <= len(train) <= 200 and len(texts) >= len(train)
+    assert synthesized_train and all(q.split == "train" for q in synthesized_train)
+    from_synthesis = [q for q, _ in train if q.id.startswith("walk-")]
+    assert from_synthesis and {q.id for q in from_synthesis} <= {q.id for q in synthesized_train}
+    assert 150 <= len(train) - len(from_synthesis) <= 200 and len(texts) >= len(train)
     held_out_answers = {normalize_name(a) for q in shipped + synthesized for a in (q.answer, *q.aliases)}
     assert not {normalize_name(q.answer) for q, _ in train} & held_out_answers
     last_turns = [t["messages"][-1] for _, t in train]

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from frontier.research.backends import ToolSettings, build_tools
 from frontier.research.evalset import DEFAULT_EVAL_SET, EvalQuestion, read_eval_set
 from frontier.research.evaluation import normalize_answer, read_records
 from frontier.research.index import factbook_index
+from frontier.research.knowledge import knowledge_graph
 from frontier.research.parsing import parse_turn
 from frontier.research.tools import GoalLinesExtractor
 from frontier.research.trajectories import (
@@ -129,6 +131,59 @@ def test_a_fact_the_tools_do_not_state_drops_the_question(questions, tools):
     with pytest.raises(PathUnsupportedError) as caught:
         render_path_trajectory(nameless, tools, date=DATE)
     assert caught.value.reason == "question names no entity of its path"
+
+
+@pytest.fixture(scope="module")
+def synthesized():
+    from frontier.research.synthesis import synthesize
+
+    return synthesize(100, 0)
+
+
+def _recognised(record) -> str:
+    """The country the first thought names from the clues."""
+    return re.search(r"That is (.+?); I will check it", record["messages"][2]["content"]).group(1)
+
+
+def test_obfuscated_questions_start_from_the_country_their_clues_fit_alone(synthesized, tools):
+    from frontier.research.synthesis import constraint_solver
+
+    graph = knowledge_graph()
+    solver = constraint_solver(graph)
+    rendered, reasons = [], set()
+    for question in synthesized:
+        try:
+            rendered.append((question, render_path_trajectory(question, tools, date=DATE)))
+        except PathUnsupportedError as error:
+            reasons.add(error.reason)
+    assert len(rendered) >= 10 and "question names no entity of its path" not in reasons
+    assert "no described country is fixed by its own clues" in reasons
+    for question, record in rendered:
+        name = _recognised(record)
+        (node,) = [i for i, entity in enumerate(question.nodes) if graph.name(entity) == name]
+        fits = solver.countries
+        for clue in question.constraints[node]:
+            fits = fits & solver.members(clue)
+            assert solver.phrase(clue) in record["messages"][2]["content"]
+        assert fits == {question.nodes[node]}  # no other country fits the clues the thought lists
+        assert record["prediction"] == question.answer
+        assert record["messages"][-1]["content"].endswith(f"<answer>{question.answer}</answer>")
+        queries = [s["arguments"]["query"][0] for s in record["steps"] if s["tool"] == "search" and s["arguments"]]
+        assert len(queries) == len(set(queries))  # one lookup per entity and relation
+        about = [query.startswith(name) for query in queries]
+        assert about == sorted(about, reverse=True)  # every lookup about the recognised country comes first
+
+
+def test_a_synthesized_train_split_renders_from_the_command_line(synthesized, tmp_path, capsys):
+    from frontier.research.synthesis import write_questions
+
+    source, output = tmp_path / "synthesized.jsonl", tmp_path / "paths.jsonl"
+    write_questions(source, synthesized[:40])
+    assert main(["--questions", str(source), "--output", str(output), "--split", "train", "--date", DATE]) == 0
+    train = {q.id for q in synthesized[:40] if q.split == "train"}
+    kept = [record["id"] for record in read_records(output)]
+    assert kept and set(kept) <= train
+    assert f"of {len(train)} questions" in capsys.readouterr().err
 
 
 def test_planning_and_reasoning_samples(questions, records, tmp_path):

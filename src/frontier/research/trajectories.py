@@ -4,6 +4,8 @@
   planning thought and a `search`, a `visit` of the supporting Factbook page when the search finds it, then the fact
   learned, and finally the deduction and the answer. The tools really run, and the trajectory is dropped unless every
   fact of the path is stated in what they returned (AgentFounder's first-order action synthesis, made checkable).
+  An obfuscated question (`frontier research synthesize`) names no entity, so its run starts by recognising a
+  country that its own clues fit alone ("Only one country fits all of these: ...") and checks those clues first.
 * `agent_trajectories` is rejection sampling: the agent answers each question several times; correct runs are kept,
   the others go to a sidecar file (HAS-style training uses failed trajectories too).
 * `planning_samples` (question -> analysis + first tool call) and `reasoning_samples` (question + the snippets that
@@ -38,6 +40,7 @@ from frontier.research.evaluation import Question, append_record, drop_cut_line,
 from frontier.research.index import factbook_index
 from frontier.research.knowledge import KnowledgeGraph, knowledge_graph, normalize_name
 from frontier.research.parsing import parse_turn
+from frontier.research.synthesis import SynthesizedQuestion, constraint_solver, read_synthesized
 from frontier.research.tools import RESULT_SEPARATOR, GoalLinesExtractor, Tool
 
 PATH_MODEL = "path-synthesis"
@@ -59,8 +62,10 @@ _KINDS = {
     "official_language": ("country", "language"),
     "population": ("country", None),
     "area": ("country", None),
+    "coastline": ("country", None),  # a synthesized question's "landlocked" / "coastal" clue: "0 km", "823 km (...)"
 }
 _ALL_KINDS = ("country", "city", "continent", "language", "currency")
+_SYMMETRIC = {"borders"}  # read from whichever end is known: "A borders B" is "B borders A"
 # A line states a fact of these relations only if it also names the relation: "Kenya" on Ethiopia's page is a border
 # only on the "border countries" line, not in its space programme.
 _CUES = {"borders": "border", "capital_of": "capital"}
@@ -109,6 +114,12 @@ _PHRASINGS = {
                                   "{s_of} currency has the ISO 4217 code {o}"),
     ("in_continent", True): _Phrasing("{e} map references continent", "map references", "which continent {e} is in",
                                       "{s} lies in {o}"),
+    ("coastline", True): _Phrasing("{e} coastline", "coastline", "the coastline of {e}", "{s_of} coastline is {o}"),
+    ("official_language", False): _Phrasing("{e} official language", "languages official",
+                                            "a country where {e} is an official language",
+                                            "{o} is an official language of {s}"),
+    ("currency", False): _Phrasing("{e} currency", "exchange rates currency", "a country that uses {e}",
+                                   "{s} uses the currency with the ISO 4217 code {o}"),
     ("official_language", True): _Phrasing("{e} official languages", "languages official",
                                            "the official languages of {e}", "{s_of} official languages include {o}"),
 }  # fmt: skip
@@ -266,11 +277,15 @@ def _hops(question: EvalQuestion, named: set[str]) -> list[_Hop]:
             detail = f"{question.id}: no fact of {pending} starts from a name the question or an earlier hop gives"
             raise PathUnsupportedError("unreachable hop", detail)
         s, relation, o = pending.pop(index)
-        forward = s in known
-        start, target = (s, o) if forward else (o, s)
-        if not (hops and (hops[-1].known, hops[-1].relation, hops[-1].known_is_subject) == (start, relation, forward)):
-            hops.append(_Hop(start, relation, forward, named=start in named))
-        hops[-1].targets.append(target)
+        forward = s in known or relation in _SYMMETRIC
+        start, target = (s, o) if s in known else (o, s)
+        # one hop per (entity, relation, direction): a walk's border and a neighbour count's borders are one lookup
+        hop = next((h for h in hops if (h.known, h.relation, h.known_is_subject) == (start, relation, forward)), None)
+        if hop is None:
+            hop = _Hop(start, relation, forward, named=start in named)
+            hops.append(hop)
+        if target not in hop.targets:
+            hop.targets.append(target)
         if not target.isdigit():
             known.add(target)
     # The path lists neighbours and lookups by the gold ranking (largest population first); in name order instead, a
@@ -286,9 +301,30 @@ def _hops(question: EvalQuestion, named: set[str]) -> list[_Hop]:
     return ordered
 
 
-def _plan(question: EvalQuestion, hops: list[_Hop]) -> str:
-    """The first thought: what to find, in order. An entity is named only where the question names it and no earlier
-    step decides on it ("the capital of whichever is larger" must not say which)."""
+def _recognised_countries(question: SynthesizedQuestion, graph: KnowledgeGraph) -> list[tuple[str, str]]:
+    """(name, the sentence that recognises it) of each country an obfuscated question describes whose own clues fit
+    no other country (as generously as the synthesis reads them): what an agent that knows its countries can name
+    from the clues, and then check with the tools. About half the synthesized questions have one."""
+    solver = constraint_solver(graph)
+    recognised = []
+    for entity, clues in zip(question.nodes, question.constraints, strict=True):
+        fits = solver.countries
+        for clue in clues:
+            fits = fits & solver.members(clue)
+        if clues and fits == {entity}:
+            name = graph.name(entity)
+            listed = "; ".join(solver.phrase(clue) for clue in clues)
+            recognised.append((name, (
+                f"The question describes countries by clues instead of naming them. Only one country fits all of "
+                f"these: {listed}. That is {name}; I will check it, and the rest of the chain, in the Factbook."
+            )))  # fmt: skip
+    return recognised
+
+
+def _plan(question: EvalQuestion, hops: list[_Hop], recognition: str = "") -> str:
+    """The first thought: what to find, in order. An entity is named only where the question names it (or
+    `recognition`, the sentence that names a country an obfuscated question describes, does) and no earlier step
+    decides on it ("the capital of whichever is larger" must not say which)."""
     steps: list[str] = []
     seen: set[str] = set()
     previous_generic: tuple[str, bool] | None = None
@@ -306,7 +342,8 @@ def _plan(question: EvalQuestion, hops: list[_Hop]) -> str:
         seen |= {hop.known, *hop.targets}
     outline = steps[0] if len(steps) == 1 else ", then ".join(steps[:-1]) + ", and finally " + steps[-1]
     first = hops[0].phrasing.want.format(e=hops[0].known)
-    return f"{_variant(_OPENINGS, question.id)} I need {outline}. Let me start with {first}."
+    opening = " ".join(filter(None, [_variant(_OPENINGS, question.id), recognition]))
+    return f"{opening} I need {outline}. Let me start with {first}."
 
 
 def _observations(question: EvalQuestion, hops: list[_Hop]) -> list[list[str]]:
@@ -394,19 +431,44 @@ class _Transcript:
 
 
 def render_path_trajectory(question: EvalQuestion, tools: list[Tool], *, date: str) -> dict[str, Any]:
-    """The question's hop path as a verified agent trajectory record; `PathUnsupportedError` says why it cannot be."""
-    start = time.monotonic()
+    """The question's hop path as a verified agent trajectory record; `PathUnsupportedError` says why it cannot be.
+
+    The chain starts from the entities the question names; an obfuscated (synthesized) question names none, so it
+    starts from a country recognised by its own clues, trying each such country until the tools support the chain.
+    """
     by_name = {tool.name: tool for tool in tools}
     missing = {"search", "visit"} - set(by_name)
     if missing:
         raise ConfigError(f"path trajectories need the search and visit tools; missing {sorted(missing)}")
     graph = knowledge_graph()
     facts = _Facts(question, graph)
-    hops = _hops(question, _named_in_question(question, facts))
+    if not isinstance(question, SynthesizedQuestion):
+        return _render_from(question, _named_in_question(question, facts), "", by_name, facts, graph, date)
+    recognised = _recognised_countries(question, graph)
+    if not recognised:
+        detail = f"{question.id}: {question.question}"
+        raise PathUnsupportedError("no described country is fixed by its own clues", detail)
+    for name, recognition in recognised:
+        try:
+            return _render_from(question, {name}, recognition, by_name, facts, graph, date)
+        except PathUnsupportedError as error:
+            unsupported = error
+    raise unsupported
+
+
+def _render_from(
+    question: EvalQuestion, named: set[str], recognition: str, by_name: dict[str, Tool], facts: _Facts,
+    graph: KnowledgeGraph, date: str,
+) -> dict[str, Any]:  # fmt: skip
+    """`render_path_trajectory` with the chain starting from `named`, which `recognition` (if any) introduces."""
+    start = time.monotonic()
+    hops = _hops(question, named)
+    if recognition:  # check the recognised country's own facts (its clues) before following the chain from it
+        hops.sort(key=lambda hop: hop.known not in named)
     transcript = _Transcript(by_name, date, question.question)
     titles: dict[str, str] = {}
     observations = _observations(question, hops)
-    thought = _plan(question, hops)
+    thought = _plan(question, hops, recognition)
     for number, hop in enumerate(hops):
         if number > 0:
             plan = _variant(_NEXT_PLANS, question.id, number).format(want=hop.phrasing.want.format(e=hop.known))
@@ -572,15 +634,17 @@ def write_midtraining_corpus(records: Iterable[dict[str, str]], path: str | Path
 
 
 def read_questions(path: str | Path, split: str | None = None) -> list[EvalQuestion]:
-    """Questions to make training data from: a JSONL file, ignoring fields `EvalQuestion` does not have (a
-    synthesized set's `difficulty`, ...). A file whose records carry a `split` (train / test) must be read with one,
-    and only that split is returned: training data made from a whole synthesized set would include its held-out
-    questions."""
+    """Questions to make training data from: a JSONL file of `frontier research synthesize` records or of evaluation
+    questions (fields `EvalQuestion` does not have are ignored). A file whose records carry a `split` (train / test)
+    must be read with one, and only that split is returned: training data made from a whole synthesized set would
+    include its held-out questions."""
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such file; make one with `frontier research synthesize`")
     questions = read_eval_set(path, ignore_unknown_fields=True)
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    splits = [json.loads(line).get("split") for line in lines]
+    records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if all("constraints" in record for record in records):  # synthesized: the clues say which country to recognise
+        questions = read_synthesized(path)
+    splits = [record.get("split") for record in records]
     found = sorted({str(s) for s in splits if s is not None})
     if split is None:
         if found:

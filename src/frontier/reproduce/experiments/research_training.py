@@ -1,13 +1,14 @@
 """Agentic training of SmolLM2-135M for the research agent: mid-training → SFT → on-policy RL, each stage evaluated.
 
-    data      template questions whose text and answer are not in the shipped evaluation set; their verified
-              hop-path trajectories (top-3 search results, so most fit SmolLM2's 8K window) and FAS text
+    data      template questions whose text and answer are not in either held-out set, and the train split of
+              WebSailor-style synthesized questions (`frontier.research.synthesis`: obfuscated multi-hop walks, split
+              by answer entity); their verified hop-path trajectories (top-3 search results, so most fit SmolLM2's
+              8K window) and FAS text
     train     LoRA mid-training on the FAS text → LoRA SFT on the trajectories → LoRA on-policy RL
     evaluate  the agent with each model (base, +mid, +mid+SFT, +mid+SFT+RL) on two held-out sets, next to
               closed-book and single-shot RAG with the base model: the shipped evaluation set's questions and the
-              test split of WebSailor-style synthesized questions (`frontier.research.synthesis`, obfuscated
-              multi-hop walks whose answers no training question has); and the loss on held-out trajectories of
-              shipped questions, before and after SFT
+              synthesized questions' test split (answers no training question has); and the loss on held-out
+              trajectories of shipped questions, before and after SFT
 
 The issue's target: the trained agent beats both the base agent and RAG with 95% intervals apart. Every stage writes
 into the report folder and a rerun resumes it (the trainers' checkpoints; the evaluation's per-question records).
@@ -27,7 +28,8 @@ TOP_K = 3
 
 @dataclass(frozen=True)
 class Scale:
-    train_questions: int
+    train_questions: int  # template questions
+    synthesized_questions: int  # both splits; about 20% are test questions
     midtrain_steps: int
     sft_steps: int
     grad_accum: int
@@ -41,34 +43,38 @@ class Scale:
     max_length: int  # longer trajectories are not trained on
 
 
-QUICK = Scale(train_questions=16, midtrain_steps=4, sft_steps=4, grad_accum=1, rl_steps=1, rl_questions_per_step=1,
-              rl_group_size=2, eval_questions=2, loss_questions=2, agent_llm_calls=3, agent_tokens_per_turn=128,
-              max_length=4096)  # fmt: skip
-FULL = Scale(train_questions=360, midtrain_steps=100, sft_steps=200, grad_accum=4, rl_steps=20,
-             rl_questions_per_step=2, rl_group_size=4, eval_questions=50, loss_questions=20, agent_llm_calls=8,
-             agent_tokens_per_turn=512, max_length=4096)  # fmt: skip
+QUICK = Scale(train_questions=16, synthesized_questions=40, midtrain_steps=4, sft_steps=4, grad_accum=1, rl_steps=1,
+              rl_questions_per_step=1, rl_group_size=2, eval_questions=2, loss_questions=2, agent_llm_calls=3,
+              agent_tokens_per_turn=128, max_length=4096)  # fmt: skip
+FULL = Scale(train_questions=360, synthesized_questions=1500, midtrain_steps=100, sft_steps=200, grad_accum=4,
+             rl_steps=20, rl_questions_per_step=2, rl_group_size=4, eval_questions=50, loss_questions=20,
+             agent_llm_calls=8, agent_tokens_per_turn=512, max_length=4096)  # fmt: skip
 
 
 SHIPPED, SYNTHESIZED = "evaluation set", "synthesized test"
 
 
-def held_out_sets(scale: Scale, seed: int, index) -> dict[str, list]:
-    """The questions each stage is evaluated on: the shipped evaluation set's first `eval_questions`, and as many
-    test-split questions of a synthesized set. The synthesized set passes the single-retrieval filter but not the
-    closed-book one: closed-book is a baseline here, and on questions chosen for its failures it would score 0 by
-    construction."""
+def question_sets(scale: Scale, seed: int, index) -> tuple[list, dict[str, list]]:
+    """(synthesized training questions, {held-out set: questions}). Each stage is evaluated on the shipped evaluation
+    set's first `eval_questions` and as many test-split synthesized questions. The synthesized set passes the
+    single-retrieval filter but not the closed-book one: closed-book is a baseline here, and on questions chosen for
+    its failures it would score 0 by construction."""
     from frontier.research.evalset import DEFAULT_EVAL_SET, read_eval_set
     from frontier.research.synthesis import retrieval_filter, synthesize
 
-    # 20% of synthesized questions are test questions; a few more walks than that leave room for the filter
-    synthesized = synthesize(6 * scale.eval_questions, seed, single_retrieval=retrieval_filter(index))
+    synthesized = synthesize(scale.synthesized_questions, seed, single_retrieval=retrieval_filter(index))
     test = [question for question in synthesized if question.split == "test"]
-    return {SHIPPED: read_eval_set(DEFAULT_EVAL_SET)[: scale.eval_questions], SYNTHESIZED: test[: scale.eval_questions]}
+    held_out = {
+        SHIPPED: read_eval_set(DEFAULT_EVAL_SET)[: scale.eval_questions],
+        SYNTHESIZED: test[: scale.eval_questions],
+    }
+    return [question for question in synthesized if question.split == "train"], held_out
 
 
-def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list]):
+def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], synthesized_train: list):
     """(train (question, trajectory) pairs, mid-training texts, trajectories of the first `loss_questions` shipped
-    evaluation questions). Training questions share no text or answer with the whole shipped set or with `held_out`."""
+    evaluation questions). Template questions share no text or answer with the whole shipped set or with `held_out`;
+    synthesized training questions touch no held-out answer by construction (the synthesis splits by entity)."""
     from frontier.research.evalset import DEFAULT_EVAL_SET, generate_eval_set, read_eval_set
     from frontier.research.trajectories import (
         PathUnsupportedError,
@@ -79,7 +85,7 @@ def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list]):
 
     evaluation = read_eval_set(DEFAULT_EVAL_SET)
     exclude = evaluation + [question for questions in held_out.values() for question in questions]
-    train = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude)
+    train = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude) + synthesized_train
 
     def rendered(questions):
         pairs = []
@@ -124,8 +130,8 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     work = ctx.out_dir / "research-training"
     index = factbook_index()
     tools = build_tools(index, GoalLinesExtractor(), ToolSettings(top_k=TOP_K, python=False))
-    held_out = held_out_sets(scale, ctx.seed, index)
-    train_pairs, texts, held_out_trajectories = training_data(scale, ctx.seed, tools, held_out)
+    synthesized_train, held_out = question_sets(scale, ctx.seed, index)
+    train_pairs, texts, held_out_trajectories = training_data(scale, ctx.seed, tools, held_out, synthesized_train)
     budget = AgentBudget(max_llm_calls=scale.agent_llm_calls, max_tokens_per_turn=scale.agent_tokens_per_turn)
 
     def fits(examples):
@@ -223,7 +229,12 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
             name: {variant: asdict(s) for variant, s in by_variant.items()} for name, by_variant in summaries.items()
         },
         "heldout_loss": {"before_sft": loss_before, "after_sft": loss_after, "trajectories": len(loss_examples)},
-        "data": {"sft_trajectories": len(sft_examples), "midtraining_texts": len(mid_examples)},
+        "data": {
+            "sft_trajectories": len(sft_examples),
+            "midtraining_texts": len(mid_examples),
+            "synthesized_trajectories": sum(question.id.startswith("walk-") for question, _ in train_pairs),
+            "synthesized_train_questions": len(synthesized_train),
+        },
         "rl_log": rl_log,
     }
     return ExperimentResult(rows=rows, metrics=metrics, figures=[str(figure.relative_to(ctx.out_dir))],
