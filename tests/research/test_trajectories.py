@@ -140,6 +140,12 @@ def synthesized():
     return synthesize(100, 0)
 
 
+AMONG = re.compile(
+    r"Among the countries (?:where (?P<language>.+?) is an official language|that use (?P<code>.+?)), only one fits "
+    r"all of these: .+?\. That is (?P<country>.+?)\."
+)
+
+
 def _recognised(record) -> str:
     """The country the first thought names from the clues."""
     return re.search(r"That is (.+?); I will check it", record["messages"][2]["content"]).group(1)
@@ -150,7 +156,7 @@ def test_obfuscated_questions_start_from_the_country_their_clues_fit_alone(synth
 
     graph = knowledge_graph()
     solver = constraint_solver(graph)
-    rendered, reasons = [], set()
+    rendered, reasons, recognised_along = [], set(), 0
     for question in synthesized:
         try:
             rendered.append((question, render_path_trajectory(question, tools, date=DATE)))
@@ -172,6 +178,19 @@ def test_obfuscated_questions_start_from_the_country_their_clues_fit_alone(synth
         assert len(queries) == len(set(queries))  # one lookup per entity and relation
         about = [query.startswith(name) for query in queries]
         assert about == sorted(about, reverse=True)  # every lookup about the recognised country comes first
+        thoughts = " ".join(m["content"] for m in record["messages"] if m["role"] == "assistant")
+        for match in AMONG.finditer(thoughts):  # recognised among the countries of a language or currency
+            relation, via = (
+                ("official_language", match["language"]) if match["language"] else ("currency", match["code"])
+            )
+            (entity,) = [e for e in question.nodes if graph.name(e) == match["country"]]
+            (source,) = [e for e in question.nodes if graph.name(e) == via]
+            fits = solver.project(f"{relation}_of", frozenset({source}))
+            for clue in question.constraints[question.nodes.index(entity)]:
+                fits = fits & solver.members(clue)
+            assert fits == {entity}
+            recognised_along += 1
+    assert recognised_along >= 1
 
 
 def test_a_synthesized_train_split_renders_from_the_command_line(synthesized, tmp_path, capsys):

@@ -40,7 +40,13 @@ from frontier.research.evaluation import Question, append_record, drop_cut_line,
 from frontier.research.index import factbook_index
 from frontier.research.knowledge import KnowledgeGraph, knowledge_graph, normalize_name
 from frontier.research.parsing import parse_turn
-from frontier.research.synthesis import SynthesizedQuestion, constraint_solver, read_synthesized
+from frontier.research.synthesis import (
+    STEPS,
+    ConstraintSolver,
+    SynthesizedQuestion,
+    constraint_solver,
+    read_synthesized,
+)
 from frontier.research.tools import RESULT_SEPARATOR, GoalLinesExtractor, Tool
 
 PATH_MODEL = "path-synthesis"
@@ -65,6 +71,10 @@ _KINDS = {
     "coastline": ("country", None),  # a synthesized question's "landlocked" / "coastal" clue: "0 km", "823 km (...)"
 }
 _ALL_KINDS = ("country", "city", "continent", "language", "currency")
+_AMONG = {  # how a recognition among the countries of a language or currency begins
+    "official_language": "Among the countries where {} is an official language",
+    "currency": "Among the countries that use {}",
+}
 _SYMMETRIC = {"borders"}  # read from whichever end is known: "A borders B" is "B borders A"
 # A line states a fact of these relations only if it also names the relation: "Kenya" on Ethiopia's page is a border
 # only on the "border countries" line, not in its space programme.
@@ -153,6 +163,7 @@ class _Hop:
     known_is_subject: bool
     targets: list[str] = field(default_factory=list)
     named: bool = True  # whether the question names the known entity
+    recognition: str = ""  # the sentence that recognises the known entity just before this hop, if one does
 
     @property
     def phrasing(self) -> _Phrasing:
@@ -263,8 +274,11 @@ def _named_in_question(question: EvalQuestion, facts: _Facts) -> set[str]:
     return named
 
 
-def _hops(question: EvalQuestion, named: set[str]) -> list[_Hop]:
-    """The path as hops, each starting from an entity the question names or an earlier hop found."""
+def _hops(
+    question: EvalQuestion, named: set[str], recognisable: dict[tuple[str, str], str] | None = None
+) -> list[_Hop]:
+    """The path as hops, each starting from an entity the question names or an earlier hop found; or, for a fact
+    (country, relation, x) with x found and the pair in `recognisable`, from the country that sentence recognises."""
     if not named:
         # an obfuscated question ("the country with 4 land neighbours") gives no name to search for
         raise PathUnsupportedError("question names no entity of its path", f"{question.id}: {question.question}")
@@ -277,12 +291,14 @@ def _hops(question: EvalQuestion, named: set[str]) -> list[_Hop]:
             detail = f"{question.id}: no fact of {pending} starts from a name the question or an earlier hop gives"
             raise PathUnsupportedError("unreachable hop", detail)
         s, relation, o = pending.pop(index)
-        forward = s in known or relation in _SYMMETRIC
-        start, target = (s, o) if s in known else (o, s)
+        recognition = (recognisable or {}).get((s, o), "") if s not in known else ""
+        forward = s in known or relation in _SYMMETRIC or bool(recognition)
+        start, target = (s, o) if s in known or recognition else (o, s)
+        known.add(start)
         # one hop per (entity, relation, direction): a walk's border and a neighbour count's borders are one lookup
         hop = next((h for h in hops if (h.known, h.relation, h.known_is_subject) == (start, relation, forward)), None)
         if hop is None:
-            hop = _Hop(start, relation, forward, named=start in named)
+            hop = _Hop(start, relation, forward, named=start in named, recognition=recognition)
             hops.append(hop)
         if target not in hop.targets:
             hop.targets.append(target)
@@ -301,23 +317,52 @@ def _hops(question: EvalQuestion, named: set[str]) -> list[_Hop]:
     return ordered
 
 
+def _fitting(solver: ConstraintSolver, clues: Sequence[Sequence[Any]], among: frozenset[str]) -> frozenset[str]:
+    """The countries of `among` that every clue admits (as generously as the synthesis reads them)."""
+    for clue in clues:
+        among = among & solver.members(clue)
+    return among
+
+
 def _recognised_countries(question: SynthesizedQuestion, graph: KnowledgeGraph) -> list[tuple[str, str]]:
     """(name, the sentence that recognises it) of each country an obfuscated question describes whose own clues fit
-    no other country (as generously as the synthesis reads them): what an agent that knows its countries can name
-    from the clues, and then check with the tools. About half the synthesized questions have one."""
+    no other country: what an agent that knows its countries can name from the clues, and then check with the
+    tools. About half the synthesized questions have one."""
     solver = constraint_solver(graph)
     recognised = []
     for entity, clues in zip(question.nodes, question.constraints, strict=True):
-        fits = solver.countries
-        for clue in clues:
-            fits = fits & solver.members(clue)
-        if clues and fits == {entity}:
+        if clues and _fitting(solver, clues, solver.countries) == {entity}:
             name = graph.name(entity)
             listed = "; ".join(solver.phrase(clue) for clue in clues)
             recognised.append((name, (
                 f"The question describes countries by clues instead of naming them. Only one country fits all of "
                 f"these: {listed}. That is {name}; I will check it, and the rest of the chain, in the Factbook."
             )))  # fmt: skip
+    return recognised
+
+
+def _recognised_along_the_chain(question: SynthesizedQuestion, graph: KnowledgeGraph) -> dict[tuple[str, str], str]:
+    """The sentences that recognise a country reached from a language or currency ("sharing an official language
+    with ...", whichever way the chain is followed), keyed by (country, language or currency), where the country's
+    own clues fit it alone among the countries of that language or currency. A search for "Portuguese official
+    language" rarely surfaces the one country meant; an agent that knows which countries speak it picks it by the
+    clues and checks them."""
+    solver = constraint_solver(graph)
+    recognised = {}
+    for index, step in enumerate(question.steps):
+        if STEPS[step][0] not in _AMONG:  # a walk step between a country and a language or currency, either way
+            continue
+        country_first = STEPS[step][2] == "country"
+        country, via = (index, index + 1) if country_first else (index + 1, index)
+        clues = question.constraints[country]
+        relation = STEPS[step][0]
+        among = solver.project(f"{relation}_of", frozenset({question.nodes[via]}))
+        if clues and _fitting(solver, clues, among) == {question.nodes[country]}:
+            name, via_name = graph.name(question.nodes[country]), graph.name(question.nodes[via])
+            listed = "; ".join(solver.phrase(clue) for clue in clues)
+            recognised[name, via_name] = (
+                f"{_AMONG[relation].format(via_name)}, only one fits all of these: {listed}. That is {name}."
+            )
     return recognised
 
 
@@ -462,7 +507,8 @@ def _render_from(
 ) -> dict[str, Any]:  # fmt: skip
     """`render_path_trajectory` with the chain starting from `named`, which `recognition` (if any) introduces."""
     start = time.monotonic()
-    hops = _hops(question, named)
+    recognisable = _recognised_along_the_chain(question, graph) if isinstance(question, SynthesizedQuestion) else {}
+    hops = _hops(question, named, recognisable)
     if recognition:  # check the recognised country's own facts (its clues) before following the chain from it
         hops.sort(key=lambda hop: hop.known not in named)
     transcript = _Transcript(by_name, date, question.question)
@@ -472,7 +518,7 @@ def _render_from(
     for number, hop in enumerate(hops):
         if number > 0:
             plan = _variant(_NEXT_PLANS, question.id, number).format(want=hop.phrasing.want.format(e=hop.known))
-            thought = f"{thought} {plan}"
+            thought = " ".join(filter(None, [thought, hop.recognition, plan]))
         query = hop.phrasing.query.format(e=hop.known)
         transcript.assistant(_think(thought) + _call("search", {"query": [query]}))
         responses = [transcript.act("search", {"query": [query]})]
