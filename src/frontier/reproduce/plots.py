@@ -21,7 +21,7 @@ def bar_chart(
     reference: list[float] | None = None,
 ) -> Path:
     """Bars with optional 95% interval whiskers and optional reference values drawn as markers beside them."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(values)), 4), dpi=110)  # wide enough for every label
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(values)), 4.5), dpi=110)  # wide enough for every label
     xs = range(len(values))
     yerr = None
     if intervals is not None:
@@ -32,7 +32,8 @@ def bar_chart(
     if reference is not None:
         ax.scatter(xs, reference, marker="D", color="#dd8452", zorder=3, label="reference")
         ax.legend()
-    ax.set_xticks(list(xs), labels)
+    crowded = len(values) > 6  # slanted labels stay apart
+    ax.set_xticks(list(xs), labels, rotation=35 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
