@@ -53,8 +53,10 @@ def test_training_experiment_never_trains_on_an_answer_of_either_held_out_set():
     assert synthesized_train and all(q.split == "train" for q in synthesized_train)
     from_synthesis = [q for q, _ in train if q.id.startswith("walk-")]
     assert from_synthesis and {q.id for q in from_synthesis} <= {q.id for q in synthesized_train}
-    assert 150 <= len(train) - len(from_synthesis) <= 200 and len(texts) >= len(train)
+    assert 50 <= len(train) - len(from_synthesis) <= 200 and len(texts) >= len(train)
     held_out_answers = {normalize_name(a) for q in shipped + synthesized for a in (q.answer, *q.aliases)}
     assert not {normalize_name(q.answer) for q, _ in train} & held_out_answers
+    on_paths = {normalize_name(x) for q, _ in train for s, _, o in q.path for x in (s, o) if not str(x).isdigit()}
+    assert not on_paths & held_out_answers  # not even as a step on the way
     last_turns = [t["messages"][-1] for _, t in train]
     assert all(turn["role"] == "assistant" and "<answer>" in turn["content"] for turn in last_turns)

@@ -189,8 +189,23 @@ def test_obfuscated_questions_start_from_the_country_their_clues_fit_alone(synth
             for clue in question.constraints[question.nodes.index(entity)]:
                 fits = fits & solver.members(clue)
             assert fits == {entity}
+            assert -1 < thoughts.find(f" {via}") < match.start()  # recognised after the step that found `via`
             recognised_along += 1
     assert recognised_along >= 1
+
+
+def test_a_country_recognised_along_the_chain_follows_the_hop_that_finds_its_language(questions):
+    from frontier.research.trajectories import _hops
+
+    path = [["Niger", "borders", "Nigeria"], ["Nigeria", "official_language", "English"],
+            ["Ghana", "official_language", "English"]]  # fmt: skip
+    question = dataclasses.replace(questions[0], path=path)
+    recognition = "Among the countries where English is an official language, only one fits all of these: ..."
+    hops = _hops(question, {"Niger"}, {("Ghana", "English"): recognition})
+    assert [(hop.known, hop.targets) for hop in hops] == [
+        ("Niger", ["Nigeria"]), ("Nigeria", ["English"]), ("Ghana", ["English"])
+    ]  # fmt: skip
+    assert [hop.recognition for hop in hops] == ["", "", recognition]
 
 
 def test_a_synthesized_train_split_renders_from_the_command_line(synthesized, tmp_path, capsys):
@@ -307,7 +322,7 @@ def test_training_questions_come_from_one_split(questions, tmp_path):
         read_questions(source, "dev")
     _write_questions(source, questions[:2])
     assert len(read_questions(source)) == 2
-    with pytest.raises(ConfigError, match=r"no question has split 'train' \(found: no split field\)"):
+    with pytest.raises(ConfigError, match=r"--split train: .* has no split field; drop --split"):
         read_questions(source, "train")
     with pytest.raises(ConfigError, match="no such file"):
         read_questions(tmp_path / "missing.jsonl")

@@ -21,7 +21,8 @@ def bar_chart(
     reference: list[float] | None = None,
 ) -> Path:
     """Bars with optional 95% interval whiskers and optional reference values drawn as markers beside them."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(values)), 4.5), dpi=110)  # wide enough for every label
+    crowded = len(values) > 6  # then a wider figure and slanted labels keep them apart
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(values)), 4.5 if crowded else 4), dpi=110)
     xs = range(len(values))
     yerr = None
     if intervals is not None:
@@ -32,8 +33,10 @@ def bar_chart(
     if reference is not None:
         ax.scatter(xs, reference, marker="D", color="#dd8452", zorder=3, label="reference")
         ax.legend()
-    crowded = len(values) > 6  # slanted labels stay apart
-    ax.set_xticks(list(xs), labels, rotation=35 if crowded else 0, ha="right" if crowded else "center", fontsize=8)
+    if crowded:
+        ax.set_xticks(list(xs), labels, rotation=35, ha="right", fontsize=8)
+    else:
+        ax.set_xticks(list(xs), labels)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)

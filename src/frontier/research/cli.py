@@ -177,9 +177,7 @@ def add_trajectories_options(parser: argparse.ArgumentParser) -> None:
     """The options of `frontier research trajectories` (and of `python -m frontier.research.trajectories`)."""
     parser.add_argument("--questions", type=Path, required=True, help="question JSONL (an evaluation set)")
     parser.add_argument("--output", type=Path, required=True, help="trajectory JSONL to write")
-    parser.add_argument(
-        "--split", default=None, help="only records whose 'split' is this (train, for a synthesized set)"
-    )
+    parser.add_argument("--split", default=None, help=SPLIT_HELP)
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--midtraining", type=Path, default=None, help="also write FAS planning/reasoning text here")
     parser.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")

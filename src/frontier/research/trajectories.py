@@ -76,6 +76,7 @@ _AMONG = {  # how a recognition among the countries of a language or currency be
     "currency": "Among the countries that use {}",
 }
 _SYMMETRIC = {"borders"}  # read from whichever end is known: "A borders B" is "B borders A"
+_VALUE_RELATIONS = {"population", "area", "coastline"}  # their objects are figures, not entities to look up next
 # A line states a fact of these relations only if it also names the relation: "Kenya" on Ethiopia's page is a border
 # only on the "border countries" line, not in its space programme.
 _CUES = {"borders": "border", "capital_of": "capital"}
@@ -302,18 +303,19 @@ def _hops(
             hops.append(hop)
         if target not in hop.targets:
             hop.targets.append(target)
-        if not target.isdigit():
+        if relation not in _VALUE_RELATIONS:
             known.add(target)
     # The path lists neighbours and lookups by the gold ranking (largest population first); in name order instead, a
     # model cannot learn to read the answer off the order. A run of sibling hops keeps its order when one of them
-    # starts from another's finding.
+    # starts from another's finding or is recognised along the chain (it must follow the hop that found its language).
     ordered: list[_Hop] = []
     for _, run in groupby(hops, key=lambda hop: (hop.relation, hop.known_is_subject)):
         run = list(run)
         for hop in run:
             hop.targets.sort(key=normalize_name)
         found = {target for hop in run for target in hop.targets}
-        ordered += run if any(hop.known in found for hop in run) else sorted(run, key=lambda h: normalize_name(h.known))
+        keep = any(hop.known in found or hop.recognition for hop in run)
+        ordered += run if keep else sorted(run, key=lambda h: normalize_name(h.known))
     return ordered
 
 
@@ -406,7 +408,7 @@ def _observations(question: EvalQuestion, hops: list[_Hop]) -> list[list[str]]:
             ranked = sorted(run, key=lambda hop: -int(hop.targets[0]))
             listing = ", ".join(f"{hop.known} ({_display(hop.targets[0])})" for hop in ranked)
             after[index - 1].append(f"By {relation.replace('_', ' ')}, from largest to smallest: {listing}.")
-        elif len(set(targets)) == 1:
+        elif len(set(targets)) == 1 and relation not in _VALUE_RELATIONS:
             after[index - 1].append(f"{targets[0]} is common to {_join([hop.known for hop in run])}.")
     last = hops[-1]
     if question.answer.isdigit() and len(last.targets) == int(question.answer) and not last.targets[0].isdigit():
@@ -488,26 +490,28 @@ def render_path_trajectory(question: EvalQuestion, tools: list[Tool], *, date: s
     graph = knowledge_graph()
     facts = _Facts(question, graph)
     if not isinstance(question, SynthesizedQuestion):
-        return _render_from(question, _named_in_question(question, facts), "", by_name, facts, graph, date)
+        return _render_from(question, _named_in_question(question, facts), "", {}, by_name, facts, graph, date)
     recognised = _recognised_countries(question, graph)
     if not recognised:
         detail = f"{question.id}: {question.question}"
         raise PathUnsupportedError("no described country is fixed by its own clues", detail)
+    along = _recognised_along_the_chain(question, graph)
+    failures: list[PathUnsupportedError] = []
     for name, recognition in recognised:
         try:
-            return _render_from(question, {name}, recognition, by_name, facts, graph, date)
+            return _render_from(question, {name}, recognition, along, by_name, facts, graph, date)
         except PathUnsupportedError as error:
-            unsupported = error
-    raise unsupported
+            failures.append(error)
+    raise failures[0]  # the first recognised country's reason: the one `main` counts the question under
 
 
 def _render_from(
-    question: EvalQuestion, named: set[str], recognition: str, by_name: dict[str, Tool], facts: _Facts,
-    graph: KnowledgeGraph, date: str,
+    question: EvalQuestion, named: set[str], recognition: str, recognisable: dict[tuple[str, str], str],
+    by_name: dict[str, Tool], facts: _Facts, graph: KnowledgeGraph, date: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """`render_path_trajectory` with the chain starting from `named`, which `recognition` (if any) introduces."""
+    """`render_path_trajectory` with the chain starting from `named`, which `recognition` (if any) introduces, and
+    the countries `recognisable` names recognised where the chain reaches them."""
     start = time.monotonic()
-    recognisable = _recognised_along_the_chain(question, graph) if isinstance(question, SynthesizedQuestion) else {}
     hops = _hops(question, named, recognisable)
     if recognition:  # check the recognised country's own facts (its clues) before following the chain from it
         hops.sort(key=lambda hop: hop.known not in named)
@@ -680,12 +684,13 @@ def write_midtraining_corpus(records: Iterable[dict[str, str]], path: str | Path
 
 
 def read_questions(path: str | Path, split: str | None = None) -> list[EvalQuestion]:
-    """Questions to make training data from: a JSONL file of `frontier research synthesize` records or of evaluation
-    questions (fields `EvalQuestion` does not have are ignored). A file whose records carry a `split` (train / test)
-    must be read with one, and only that split is returned: training data made from a whole synthesized set would
-    include its held-out questions."""
+    """Questions to make training data from: a JSONL file of `frontier research synthesize` records (read strictly,
+    as `SynthesizedQuestion`s, whose clues obfuscated trajectories need) or of evaluation questions (fields
+    `EvalQuestion` does not have are ignored). A file whose records carry a `split` (train / test) must be read with
+    one, and only that split is returned: training data made from a whole synthesized set would include its
+    held-out questions. (`synthesis.read_any_questions` is the evaluation's reader: any split, or all of them.)"""
     if not Path(path).is_file():
-        raise ConfigError(f"{path}: no such file; make one with `frontier research synthesize`")
+        raise ConfigError(f"{path}: no such file; give an evaluation set or a `frontier research synthesize` file")
     questions = read_eval_set(path, ignore_unknown_fields=True)
     records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if all("constraints" in record for record in records):  # synthesized: the clues say which country to recognise
@@ -697,10 +702,11 @@ def read_questions(path: str | Path, split: str | None = None) -> list[EvalQuest
             raise ConfigError(f"{path} holds questions of splits {', '.join(found)}; pass --split train so that none "
                               "of its held-out questions becomes training data")  # fmt: skip
         return questions
+    if not found:
+        raise ConfigError(f"--split {split}: {path} has no split field; drop --split")
     chosen = [question for question, s in zip(questions, splits, strict=True) if s == split]
     if not chosen:
-        raise ConfigError(f"{path}: no question has split {split!r} (found: {', '.join(found) or 'no split field'}); "
-                          "pick one of those")  # fmt: skip
+        raise ConfigError(f"{path}: no question has split {split!r} (found: {', '.join(found)}); pick one of those")
     return chosen
 
 

@@ -71,10 +71,25 @@ def question_sets(scale: Scale, seed: int, index) -> tuple[list, dict[str, list]
     return [question for question in synthesized if question.split == "train"], held_out
 
 
+def held_out_answer_names(questions) -> set[str]:
+    """Normalised answers and aliases of `questions`."""
+    from frontier.research.knowledge import normalize_name
+
+    return {normalize_name(name) for question in questions for name in (question.answer, *question.aliases)}
+
+
+def path_names(question) -> set[str]:
+    """Normalised names of the entities on a question's path (figures left out)."""
+    from frontier.research.knowledge import normalize_name
+
+    return {normalize_name(x) for s, _, o in question.path for x in (s, o) if not str(x).isdigit()}
+
+
 def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], synthesized_train: list):
     """(train (question, trajectory) pairs, mid-training texts, trajectories of the first `loss_questions` shipped
-    evaluation questions). Template questions share no text or answer with the whole shipped set or with `held_out`;
-    synthesized training questions touch no held-out answer by construction (the synthesis splits by entity)."""
+    evaluation questions). No training question has a held-out answer (of the whole shipped set or of `held_out`)
+    anywhere on its path: template questions that do are dropped, and the synthesis splits by entity, so synthesized
+    training questions never do."""
     from frontier.research.evalset import DEFAULT_EVAL_SET, generate_eval_set, read_eval_set
     from frontier.research.trajectories import (
         PathUnsupportedError,
@@ -85,7 +100,9 @@ def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], syn
 
     evaluation = read_eval_set(DEFAULT_EVAL_SET)
     exclude = evaluation + [question for questions in held_out.values() for question in questions]
-    train = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude) + synthesized_train
+    answers = held_out_answer_names(exclude)
+    templates = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude)
+    train = [question for question in templates if not answers & path_names(question)] + synthesized_train
 
     def rendered(questions):
         pairs = []
@@ -115,6 +132,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     from frontier.research.index import factbook_index
     from frontier.research.llm import LocalLLM
     from frontier.research.rl import AgentEnvironment, RLConfig, read_log, train_rl
+    from frontier.research.synthesis import SynthesizedQuestion
     from frontier.research.tools import GoalLinesExtractor
     from frontier.research.training import (
         FINAL_NAME,
@@ -149,7 +167,11 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     stages["+mid-training"] = work / "mid" / FINAL_NAME
 
     model, tokenizer = load_causal_lm(stages["+mid-training"], progress=False)
-    sft_examples = fits(encode_trajectory(tokenizer, t["messages"]) for _, t in train_pairs)
+    encoded = [
+        (isinstance(q, SynthesizedQuestion), encode_trajectory(tokenizer, t["messages"])) for q, t in train_pairs
+    ]
+    kept = [(synthesized, example) for synthesized, example in encoded if len(example[0]) <= scale.max_length]
+    sft_examples = [example for _, example in kept]
     loss_examples = fits(encode_trajectory(tokenizer, t["messages"]) for t in held_out_trajectories)
     loss_before = mean_token_loss(model, loss_examples, batch_size=1) if loss_examples else float("nan")
     sft_config = TrainConfig(
@@ -232,7 +254,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
         "data": {
             "sft_trajectories": len(sft_examples),
             "midtraining_texts": len(mid_examples),
-            "synthesized_trajectories": sum(question.id.startswith("walk-") for question, _ in train_pairs),
+            "synthesized_sft_trajectories": sum(synthesized for synthesized, _ in kept),
             "synthesized_train_questions": len(synthesized_train),
         },
         "rl_log": rl_log,
