@@ -208,6 +208,15 @@ def test_a_country_recognised_along_the_chain_follows_the_hop_that_finds_its_lan
     assert [hop.recognition for hop in hops] == ["", "", recognition]
 
 
+def test_figures_are_not_entities_to_look_up_or_share(questions):
+    from frontier.research.trajectories import _hops, _observations
+
+    question = dataclasses.replace(questions[0], path=[["Mali", "coastline", "0 km"], ["Niger", "coastline", "0 km"]])
+    hops = _hops(question, {"Mali", "Niger"})
+    assert [(hop.known, hop.targets) for hop in hops] == [("Mali", ["0 km"]), ("Niger", ["0 km"])]
+    assert _observations(question, hops) == [[], []]  # not "0 km is common to Mali and Niger"
+
+
 def test_a_synthesized_train_split_renders_from_the_command_line(synthesized, tmp_path, capsys):
     from frontier.research.synthesis import write_questions
 
