@@ -123,7 +123,7 @@ def add_research_commands(commands, parser_class) -> None:
         help="correct runs (JSONL); wrong ones go beside it to <stem>.rejected.jsonl; a rerun resumes",
     )  # fmt: skip
     sample.add_argument("--rollouts", type=positive_int, default=4, help="runs per question (default 4)")
-    sample.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    sample.add_argument("--limit", type=positive_int, default=None, help="only the first N questions")
     sample.add_argument("--seed", type=int, default=0, help="run r of a question uses seed + 1000·r (default 0)")
     sample.add_argument("--date", default=datetime.date.today().isoformat(), help="date in the system prompt")
     _add_agent_options(sample)

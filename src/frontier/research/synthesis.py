@@ -320,10 +320,15 @@ class ConstraintSolver:
         for node, node_constraints in enumerate(constraints):
             if node:
                 current = self.project(steps[node - 1], current)
-            for constraint in node_constraints:
-                current = current & self.members(constraint)
+            current = self.admitted(node_constraints, current)
             sets.append(current)
         return sets
+
+    def admitted(self, constraints: Sequence[Sequence[Any]], among: frozenset[str]) -> frozenset[str]:
+        """The entities of `among` that every constraint admits."""
+        for constraint in constraints:
+            among = among & self.members(constraint)
+        return among
 
     def members(self, constraint: Sequence[Any]) -> frozenset[str]:
         """The countries a constraint admits; unknown attributes admit (a country without a coastline figure is

@@ -40,13 +40,7 @@ from frontier.research.evaluation import Question, append_record, drop_cut_line,
 from frontier.research.index import factbook_index
 from frontier.research.knowledge import KnowledgeGraph, knowledge_graph, normalize_name
 from frontier.research.parsing import parse_turn
-from frontier.research.synthesis import (
-    STEPS,
-    ConstraintSolver,
-    SynthesizedQuestion,
-    constraint_solver,
-    read_synthesized,
-)
+from frontier.research.synthesis import STEPS, SynthesizedQuestion, constraint_solver, read_synthesized
 from frontier.research.tools import RESULT_SEPARATOR, GoalLinesExtractor, Tool
 
 PATH_MODEL = "path-synthesis"
@@ -319,13 +313,6 @@ def _hops(
     return ordered
 
 
-def _fitting(solver: ConstraintSolver, clues: Sequence[Sequence[Any]], among: frozenset[str]) -> frozenset[str]:
-    """The countries of `among` that every clue admits (as generously as the synthesis reads them)."""
-    for clue in clues:
-        among = among & solver.members(clue)
-    return among
-
-
 def _recognised_countries(question: SynthesizedQuestion, graph: KnowledgeGraph) -> list[tuple[str, str]]:
     """(name, the sentence that recognises it) of each country an obfuscated question describes whose own clues fit
     no other country: what an agent that knows its countries can name from the clues, and then check with the
@@ -333,7 +320,7 @@ def _recognised_countries(question: SynthesizedQuestion, graph: KnowledgeGraph) 
     solver = constraint_solver(graph)
     recognised = []
     for entity, clues in zip(question.nodes, question.constraints, strict=True):
-        if clues and _fitting(solver, clues, solver.countries) == {entity}:
+        if clues and solver.admitted(clues, solver.countries) == {entity}:
             name = graph.name(entity)
             listed = "; ".join(solver.phrase(clue) for clue in clues)
             recognised.append((name, (
@@ -359,7 +346,7 @@ def _recognised_along_the_chain(question: SynthesizedQuestion, graph: KnowledgeG
         clues = question.constraints[country]
         relation = STEPS[step][0]
         among = solver.project(f"{relation}_of", frozenset({question.nodes[via]}))
-        if clues and _fitting(solver, clues, among) == {question.nodes[country]}:
+        if clues and solver.admitted(clues, among) == {question.nodes[country]}:
             name, via_name = graph.name(question.nodes[country]), graph.name(question.nodes[via])
             listed = "; ".join(solver.phrase(clue) for clue in clues)
             recognised[name, via_name] = (
@@ -740,8 +727,6 @@ def run_sampling(args: argparse.Namespace) -> int:
     """`frontier research sample`: rejection-sampled trajectories of the agent the options describe."""
     from frontier.research.cli import build_agent_from_args
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be a positive integer, got {args.limit}")
     questions = read_questions(args.questions, args.split)[: args.limit]
     agent, _ = build_agent_from_args(args)
     agent.date = args.date  # the system prompt's date, as in `trajectories`, so both kinds of record train alike
