@@ -512,18 +512,20 @@ def _render_from(
             thought = " ".join(filter(None, [thought, hop.recognition, plan]))
         query = hop.phrasing.query.format(e=hop.known)
         transcript.assistant(_think(thought) + _call("search", {"query": [query]}))
-        responses = [transcript.act("search", {"query": [query]})]
-        results = _search_results(responses[0])
+        response = transcript.act("search", {"query": [query]})
+        results = _search_results(response)
         for title, link, _ in results:
             titles.setdefault(link, title)
-        page = _supporting_page(question, hop, graph, [link for _, link, _ in results])
+        blocks = _blocks(response, titles)
+        # a page is opened only when the results' snippets do not already state the hop's facts: shorter runs
+        stated = all(facts.stating_lines(blocks, triple) for triple in hop.triples())
+        page = None if stated else _supporting_page(question, hop, graph, [link for _, link, _ in results])
         if page is not None:
             rank = next(i for i, (_, link, _) in enumerate(results, 1) if link == page)
             goal = hop.phrasing.goal
             plan = _variant(_VISIT_PLANS, question.id, number).format(rank=rank, link=page, goal=goal)
             transcript.assistant(_think(plan) + _call("visit", {"url": [page], "goal": goal}))
-            responses.append(transcript.act("visit", {"url": [page], "goal": goal}))
-        blocks = [block for response in responses for block in _blocks(response, titles)]
+            blocks += _blocks(transcript.act("visit", {"url": [page], "goal": goal}), titles)
         for triple in hop.triples():
             if not facts.stating_lines(blocks, triple):
                 where = "the search results or the visited page" if page else "the search results (no page visited)"
