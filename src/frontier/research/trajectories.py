@@ -1,11 +1,12 @@
 """Training text for the research agent: trajectories for SFT and FAS samples for agentic mid-training.
 
 * `path_trajectory` renders a question's hop path as a whole run in the agent's exact record format: for each hop a
-  planning thought and a `search`, a `visit` of the supporting Factbook page when the search finds it, then the fact
-  learned, and finally the deduction and the answer. The tools really run, and the trajectory is dropped unless every
-  fact of the path is stated in what they returned (AgentFounder's first-order action synthesis, made checkable).
-  An obfuscated question (`frontier research synthesize`) names no entity, so its run starts by recognising a
-  country that its own clues fit alone ("Only one country fits all of these: ...") and checks those clues first.
+  planning thought and a `search`, a `visit` of the supporting Factbook page when the search finds it and its
+  snippets do not already state the hop's facts, then the fact learned, and finally the deduction and the answer.
+  The tools really run, and the trajectory is dropped unless every fact of the path is stated in what they returned
+  (AgentFounder's first-order action synthesis, made checkable). An obfuscated question (`frontier research
+  synthesize`) names no entity, so its run starts by recognising a country that its own clues fit alone ("Only one
+  country fits all of these: ...") and checks those clues first.
 * `agent_trajectories` is rejection sampling: the agent answers each question several times; correct runs are kept,
   the others go to a sidecar file (HAS-style training uses failed trajectories too).
 * `planning_samples` (question -> analysis + first tool call) and `reasoning_samples` (question + the snippets that
@@ -151,7 +152,8 @@ _FACT_INTROS = ("{fact}.", "So {fact}.", "The tool results show that {fact}.", "
 
 @dataclass
 class _Hop:
-    """Facts sharing a known entity and a relation, found with one search (and one visit)."""
+    """Facts sharing a known entity and a relation, found with one search (and a visit, where its snippets fall
+    short)."""
 
     known: str
     relation: str
