@@ -127,6 +127,10 @@ def test_a_page_is_opened_only_when_the_search_results_do_not_state_the_fact(que
     assert set(opened) == set(figures) == {"Saudi Arabia", "Oman"}
     assert all(visits != in_snippets for in_snippets, visits in opened.values()), opened
     assert {in_snippets for in_snippets, _ in opened.values()} == {True, False}  # both cases occur
+    # the UAE's "Location: ..., bordering the Gulf of Oman ..., between Oman and Saudi Arabia" snippet does not state
+    # its borders ("bordering" is not the word "border"), so the land boundaries are read on its page
+    first_search = next(i for i, m in enumerate(messages) if "border countries" in m["content"])
+    assert '"goal": "land boundaries"' in messages[first_search + 2]["content"]
 
 
 def test_rendering_is_deterministic(questions, records, tools):

@@ -72,8 +72,9 @@ _AMONG = {  # how a recognition among the countries of a language or currency be
 }
 _SYMMETRIC = {"borders"}  # read from whichever end is known: "A borders B" is "B borders A"
 _VALUE_RELATIONS = {"population", "area", "coastline"}  # their objects are figures, not entities to look up next
-# A line states a fact of these relations only if it also names the relation: "Kenya" on Ethiopia's page is a border
-# only on the "border countries" line, not in its space programme.
+# A line states a fact of these relations only if it also names the relation, as a whole word: "Kenya" on Ethiopia's
+# page is a border only on the "border countries" line, not in its space programme, and "bordering the Gulf of Oman,
+# between Oman and Saudi Arabia" does not list the UAE's borders.
 _CUES = {"borders": "border", "capital_of": "capital"}
 
 # Passages, and so search results, are titled "<document> — <section>" (`corpus.chunk_document`); a visit reads the
@@ -242,7 +243,7 @@ class _Facts:
             for line in body.splitlines():
                 text = f" {normalize_name(f'{title} {line}')} "
                 if (
-                    (cue is None or cue in text)
+                    (cue is None or mentions(text, {cue}))
                     and mentions(text, self.spellings[s])
                     and mentions(text, self.spellings[o])
                 ):
