@@ -520,19 +520,19 @@ def _render_from(
         for title, link, _ in results:
             titles.setdefault(link, title)
         blocks = _blocks(response, titles)
-        # a page is opened only when the results' snippets do not already state the hop's facts: shorter runs
-        stated = all(facts.stating_lines(blocks, triple) for triple in hop.triples())
-        page = None if stated else _supporting_page(question, hop, graph, [link for _, link, _ in results])
+        unstated = [triple for triple in hop.triples() if not facts.stating_lines(blocks, triple)]
+        # a page is opened only when the results' snippets leave a fact of the hop unstated: shorter runs
+        page = _supporting_page(question, hop, graph, [link for _, link, _ in results]) if unstated else None
         if page is not None:
             rank = next(i for i, (_, link, _) in enumerate(results, 1) if link == page)
             goal = hop.phrasing.goal
             plan = _variant(_VISIT_PLANS, question.id, number).format(rank=rank, link=page, goal=goal)
             transcript.assistant(_think(plan) + _call("visit", {"url": [page], "goal": goal}))
             blocks += _blocks(transcript.act("visit", {"url": [page], "goal": goal}), titles)
-        for triple in hop.triples():
-            if not facts.stating_lines(blocks, triple):
-                where = "the search results or the visited page" if page else "the search results (no page visited)"
-                raise PathUnsupportedError(f"{hop.relation} fact not in {where}", f"{question.id}: {list(triple)}")
+            unstated = [triple for triple in unstated if not facts.stating_lines(blocks, triple)]
+        if unstated:
+            where = "the search results or the visited page" if page else "the search results (no page visited)"
+            raise PathUnsupportedError(f"{hop.relation} fact not in {where}", f"{question.id}: {list(unstated[0])}")
         thought = _capitalized(_variant(_FACT_INTROS, question.id, number, "fact").format(fact=hop.fact()))
         thought = " ".join([thought, *observations[number]])
     # the deduction restates every fact found and what follows from them, the last hop's included
