@@ -11,7 +11,7 @@ import torch
 
 from frontier.errors import ConfigError
 from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
-from frontier.multimodal.evaluation import cider_scores, evaluate, recall_at, token_f1
+from frontier.multimodal.evaluation import cider_scores, compare, evaluate, hits_at, token_f1
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import build_tokenizer
 from frontier.multimodal.scenes import SceneConfig, SceneGenerator
@@ -48,6 +48,15 @@ def test_training_lowers_both_losses_and_saves_a_loadable_model(setup, tmp_path)
     loaded = UnifiedMultimodalForConditionalGeneration.from_pretrained(tmp_path / "final")
     metrics = evaluate(loaded, tokenizer, generator, "test", 24)
     assert metrics["caption_token_f1"] > 0.3 and metrics["retrieval_image_to_text_r5"] > 5 / 24
+    # The per-item outcomes (for paired comparisons) add up to the reported figures.
+    items = metrics["items"]
+    assert sum(items["vqa_correct"]) == metrics["vqa_correct"] == sum(
+        round(acc * n) for acc, n in zip(metrics["vqa_accuracy_by_type"].values(),
+                                         metrics["vqa_questions_by_type"].values(), strict=True))  # fmt: skip
+    assert len(items["vqa_scene"]) == metrics["vqa_questions"] and set(items["vqa_scene"]) == set(range(24))
+    assert sum(items["caption_token_f1"]) / 24 == pytest.approx(metrics["caption_token_f1"])
+    mean_r1 = (metrics["retrieval_image_to_text_r1"] + metrics["retrieval_text_to_image_r1"]) / 2
+    assert sum(items["retrieval_r1"]) / 24 == pytest.approx(mean_r1)
 
 
 def test_interrupted_training_resumes_to_the_same_weights(setup, tmp_path):
@@ -129,5 +138,33 @@ def test_text_metrics():
     exact, swapped, empty = cider_scores([refs[0], refs[0], ""], refs)
     assert exact == pytest.approx(10.0) and 0 < swapped < exact and empty == 0.0
     similarity = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.7, 0.0], [0.0, 0.0, 1.0]])
-    assert recall_at(similarity, torch.eye(3, dtype=torch.bool), 1) == pytest.approx(2 / 3)
-    assert recall_at(similarity, torch.eye(3, dtype=torch.bool), 2) == 1.0
+    assert hits_at(similarity, torch.eye(3, dtype=torch.bool), 1).tolist() == [True, False, True]
+    assert hits_at(similarity, torch.eye(3, dtype=torch.bool), 2).all()
+
+
+def vqa_metrics(scenes: list[int], correct: list[int]) -> dict:
+    return {"split": "test", "scenes": len(set(scenes)), "items": {"vqa_scene": scenes, "vqa_correct": correct}}
+
+
+def test_a_tie_passes_only_once_the_paired_interval_rules_out_a_loss():
+    def tied(scenes: int) -> tuple[dict, dict]:
+        # One question per scene: of every 50, the first model alone gets 2 right and the second another 2.
+        diff = ([1] * 2 + [-1] * 2 + [0] * 46) * (scenes // 50)
+        ours, theirs = [int(d >= 0) for d in diff], [int(d <= 0) for d in diff]
+        return vqa_metrics(list(range(scenes)), ours), vqa_metrics(list(range(scenes)), theirs)
+
+    few, many = compare(*tied(200), "vqa"), compare(*tied(5000), "vqa")
+    assert few.mean == many.mean == 0
+    assert not few.holds and "interval too wide to rule out a loss" in str(few)
+    assert many.holds and "no loss beyond the margin" in str(many) and "paired over 5000 questions" in str(many)
+    ahead = compare(vqa_metrics(list(range(200)), [1] * 200), vqa_metrics(list(range(200)), [0] * 200), "vqa")
+    assert ahead.holds and str(ahead).startswith("difference +100.0 [+100.0, +100.0] (better")
+
+
+def test_comparing_models_scored_on_different_items_is_an_error():
+    with pytest.raises(ConfigError, match="different scenes or questions"):
+        compare(vqa_metrics([0, 0, 1], [1, 0, 1]), vqa_metrics([0, 1, 1], [1, 0, 1]), "vqa")
+    with pytest.raises(ConfigError, match="no per-item caption outcomes"):
+        compare(vqa_metrics([0], [1]), vqa_metrics([0], [1]), "caption")
+    with pytest.raises(ConfigError, match="unknown task 'draw'"):
+        compare(vqa_metrics([0], [1]), vqa_metrics([0], [1]), "draw")

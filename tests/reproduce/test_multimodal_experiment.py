@@ -8,10 +8,21 @@ from frontier.reproduce.experiments.multimodal import SEPARATE, claim_rows, plot
 from frontier.reproduce.registry import Mode, RunContext, Verdict
 
 
+def items(share: float, count: int) -> list[int]:
+    """`count` 0/1 outcomes, the first `share` of them right: two models' items differ only where their shares do."""
+    right = round(share * count)
+    return [1] * right + [0] * (count - right)
+
+
 def scores(vqa: float, f1: float, r1: float) -> dict:
-    split = {"vqa_accuracy": vqa, "vqa_correct": round(vqa * 200), "vqa_questions": 200, "caption_token_f1": f1,
+    """Metrics of 100 scenes with two questions each, as `evaluate()` reports them."""
+    per_item = {"vqa_scene": [i // 2 for i in range(200)], "vqa_correct": items(vqa, 200),
+                "caption_token_f1": [f1] * 100, "retrieval_r1": items(r1, 100)}  # fmt: skip
+    split = {"split": "test", "scenes": 100, "vqa_accuracy": vqa, "vqa_correct": round(vqa * 200),
+             "vqa_questions": 200, "caption_token_f1": f1,
              "caption_cider": 5 * f1, "caption_exact_match": f1 / 2, "retrieval_image_to_text_r1": r1,
-             "retrieval_text_to_image_r1": r1, "retrieval_image_to_text_r5": min(1, 2 * r1)}  # fmt: skip
+             "retrieval_text_to_image_r1": r1, "retrieval_image_to_text_r5": min(1, 2 * r1),
+             "items": per_item}  # fmt: skip
     return {"test": split, "zero-shot": {**split, "vqa_accuracy": vqa - 0.2, "vqa_correct": round((vqa - 0.2) * 200)},
             "few-shot": {**split, "vqa_accuracy": vqa - 0.05, "vqa_correct": round((vqa - 0.05) * 200)}}  # fmt: skip
 
@@ -27,6 +38,8 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
                **{name: training(1000, 150, 15.0, 450) for name in SEPARATE}}  # fmt: skip
     rows = claim_rows(trained, all_scores)
     assert [r.verdict for r in rows[:3]] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS]  # VQA, captions, retrieval
+    assert "difference +10.0 [" in rows[0].measured and "(better; paired over 200 questions)" in rows[0].measured
+    assert "difference -0.050 [-0.050, -0.050]" in rows[1].measured
     compute, memory = rows[3], rows[4]
     assert compute.verdict is Verdict.PASS and "0.67×" in compute.measured  # 300 vs 450 positions
     assert memory.verdict is Verdict.PASS and "500 vs 1350 MiB" in memory.measured

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from frontier import stats
 from frontier.autodeco.modeling import AutoDecoForCausalLM
 from frontier.autodeco.problems import Problem
 from frontier.console import progress_steps
@@ -60,9 +61,7 @@ class StrategyResult:
 
 def paired_difference(a: StrategyResult, b: StrategyResult) -> Measurement:
     """Pass@1(a) − Pass@1(b) in points, with a 95% interval over the per-problem differences."""
-    if len(a.per_problem) != len(b.per_problem):
-        raise ConfigError("paired_difference needs results on the same problems")
-    mean, low, high = mean_ci([x - y for x, y in zip(a.per_problem, b.per_problem, strict=True)])
+    mean, low, high = stats.paired_difference(a.per_problem, b.per_problem)
     return Measurement(100 * mean, "points", 100 * low, 100 * high, n=len(a.per_problem))
 
 

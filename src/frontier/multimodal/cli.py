@@ -1,5 +1,5 @@
-"""`frontier multimodal scenes | train | eval | ask | caption | search | draw`: the unified model from the command
-line."""
+"""`frontier multimodal scenes | train | eval | compare | ask | caption | search | draw`: the unified model from the
+command line."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ MULTIMODAL_EXAMPLES = """examples:
   frontier multimodal train --output runs/unified --steps 3000              # caption + VQA + retrieval at once
   frontier multimodal train --output runs/kda --backend kimi_linear         # Kimi Linear layers (3 KDA : 1 softmax)
   frontier multimodal eval --model runs/unified/final --split zero-shot    # held-out (item, colour) pairs
+  frontier multimodal compare unified-test.json late-test.json     # paired differences of two `eval --output`s
   frontier multimodal ask --model runs/unified/final scenes/test-0000.png "what is in the top left?"
   frontier multimodal caption --model runs/unified/final scenes/test-0000.png
   frontier multimodal search --model runs/unified/final "a red sneaker in the top left" --images scenes/
@@ -86,6 +87,13 @@ def add_multimodal_commands(commands, parser_class) -> None:
     evaluate.add_argument("--grid", type=Path, default=None, help="with --draw: PNG of real / codebook / drawn rows")
     evaluate.add_argument("--guidance", type=float, default=1.0, help="with --draw: classifier-free guidance (1 = off)")
     evaluate.set_defaults(handler=run_eval)
+
+    compare = sub.add_parser(
+        "compare", help="paired differences, task by task, between two models' `eval --output` files (same scenes)"
+    )
+    compare.add_argument("first", type=Path, help="metrics JSON of model A (frontier multimodal eval --output)")
+    compare.add_argument("second", type=Path, help="metrics JSON of model B, on the same split and --scenes")
+    compare.set_defaults(handler=run_compare)
 
     ask = sub.add_parser("ask", help="answer a question about an image")
     ask.add_argument("image", type=Path)
@@ -260,6 +268,35 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.output:
         atomic_write_json(args.output, metrics)
     print(report)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from frontier.multimodal.evaluation import COMPARED, compare, task_figure
+
+    metrics = []
+    for path in (args.first, args.second):
+        try:
+            loaded = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{path}: not a metrics file of `frontier multimodal eval --output` ({error})") from None
+        if not isinstance(loaded, dict) or not {"split", "scenes"} <= loaded.keys():
+            raise ConfigError(f"{path}: not a metrics file of `frontier multimodal eval --output` (no split, scenes)")
+        metrics.append(loaded)
+    first, second = metrics
+    tasks = [
+        t for t in COMPARED if COMPARED[t][0] in first.get("items", {}) and COMPARED[t][0] in second.get("items", {})
+    ]
+    if not tasks:
+        raise ConfigError("the two files share no per-item outcomes: write both with this version's "
+                          "`frontier multimodal eval --output`")  # fmt: skip
+    print(f"A = {args.first}, B = {args.second}: {first['split']}, {first['scenes']} scenes; A − B with 95% intervals")
+    for task in tasks:
+        comparison = compare(first, second, task)
+        scale = COMPARED[task][2]
+        a, b = (f"{scale * task_figure(m, task):.1f}%" if scale == 100 else f"{task_figure(m, task):.3f}"
+                for m in (first, second))  # fmt: skip
+        print(f"  {COMPARED[task][1]}: {a} vs {b}, {comparison}; A ≥ B {'holds' if comparison.holds else 'not shown'}")
     return 0
 
 

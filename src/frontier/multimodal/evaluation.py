@@ -5,6 +5,9 @@
   between TF-IDF n-gram vectors of candidate and reference (IDF over the split's references), averaged, × 10.
 - Retrieval: Recall@1 / @5 image → text and text → image, the split's scenes as the gallery; a scene whose caption
   equals the query's counts as a hit too (two scenes can show the same thing).
+
+Each outcome is also kept per item (question, scene), so two models scored on the same scenes are compared item by
+item (`compare`): the paired interval of their difference, far narrower than two separate intervals.
 """
 
 from __future__ import annotations
@@ -12,13 +15,26 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from frontier.console import progress_steps
+from frontier.errors import ConfigError
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import encode_words, pixel_values, text_batch
 from frontier.multimodal.scenes import QUESTION_TYPES, READING_TASKS, SceneGenerator
+from frontier.stats import paired_difference
+
+# "A ≥ B" between two models holds when A's mean is at least B's and the paired 95% interval of A − B rules out a
+# loss larger than this (1 point of accuracy or Recall@1, 0.01 of token F1): a non-inferiority test.
+MARGIN = 0.01
+# task → (its per-item outcome in evaluate()'s "items", its name, the factor that prints it: 100 for percentages)
+COMPARED = {
+    "vqa": ("vqa_correct", "VQA accuracy", 100),
+    "caption": ("caption_token_f1", "caption token F1", 1),
+    "retrieval": ("retrieval_r1", "retrieval Recall@1, mean of both directions", 100),
+}
 
 
 def token_f1(candidate: str, reference: str) -> float:
@@ -56,10 +72,10 @@ def cider_scores(candidates: Sequence[str], references: Sequence[str], max_n: in
     return [10 * s for s in scores]
 
 
-def recall_at(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> float:
-    """Share of rows whose top-k columns hold a relevant one; similarity and relevant are [Q, G]."""
+def hits_at(similarity: torch.Tensor, relevant: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, whether its top-k columns hold a relevant one; similarity and relevant are [Q, G], result [Q]."""
     top = similarity.topk(min(k, similarity.shape[1]), dim=1).indices
-    return relevant.gather(1, top).any(1).float().mean().item()
+    return relevant.gather(1, top).any(1)
 
 
 @torch.no_grad()
@@ -79,6 +95,7 @@ def evaluate(
     device = next(model.parameters()).device
     size = generator.config.image_size
     vqa_hits: dict[str, list[bool]] = {t: [] for t in QUESTION_TYPES}
+    vqa_items: list[tuple[int, bool]] = []  # (scene index, answered right) per question, in order
     captions, references, image_embeds, text_embeds = [], [], [], []
     caption_prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, "caption :")]
     batches = range(0, count, batch_size)
@@ -96,15 +113,19 @@ def evaluate(
                 questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
                 prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
                 answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
-                for (_, q), ids in zip(questions, answers, strict=True):
-                    vqa_hits[q.question_type].append(tokenizer.decode(ids) == q.target)
+                for (row, q), ids in zip(questions, answers, strict=True):
+                    hit = tokenizer.decode(ids) == q.target
+                    vqa_hits[q.question_type].append(hit)
+                    vqa_items.append((indices[row], hit))
             if "retrieval" in tasks:
                 image_embeds.append(model.encode_image(pixels))
                 texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
                 text_embeds.append(model.encode_text(**texts))
             advance()
-    metrics: dict = {"split": split, "scenes": count}
+    # Per-item outcomes, in a fixed order: two models scored on the same split and count can be compared item by item.
+    metrics: dict = {"split": split, "scenes": count, "items": {}}
     if "vqa" in tasks:
+        metrics["items"].update(vqa_scene=[i for i, _ in vqa_items], vqa_correct=[int(h) for _, h in vqa_items])
         all_hits = [hit for hits in vqa_hits.values() for hit in hits]
         metrics.update(
             vqa_accuracy=sum(all_hits) / len(all_hits),
@@ -115,20 +136,85 @@ def evaluate(
         )
     if "caption" in tasks:
         pairs = list(zip(captions, references, strict=True))
+        f1 = [token_f1(c, r) for c, r in pairs]
+        metrics["items"]["caption_token_f1"] = f1
         metrics.update(
             caption_exact_match=sum(c == r for c, r in pairs) / count,
-            caption_token_f1=sum(token_f1(c, r) for c, r in pairs) / count,
+            caption_token_f1=sum(f1) / count,
             caption_cider=sum(cider_scores(captions, references)) / count,
             samples=[{"caption": c, "reference": r} for c, r in pairs[:5]],
         )
     if "retrieval" in tasks:
         similarity = torch.cat(image_embeds) @ torch.cat(text_embeds).T  # [images, texts]
         same_caption = torch.tensor([[a == b for b in references] for a in references], device=similarity.device)
+        first_hits = []
         for direction, sim, relevant in (("image_to_text", similarity, same_caption),
                                          ("text_to_image", similarity.T, same_caption.T)):  # fmt: skip
             for k in (1, 5):
-                metrics[f"retrieval_{direction}_r{k}"] = recall_at(sim, relevant, k)
+                hits = hits_at(sim, relevant, k).float()
+                metrics[f"retrieval_{direction}_r{k}"] = hits.mean().item()
+                if k == 1:
+                    first_hits.append(hits)
+        # Scene i is query i in both directions: its item is the mean of its two Recall@1 hits.
+        metrics["items"]["retrieval_r1"] = ((first_hits[0] + first_hits[1]) / 2).tolist()
     return metrics
+
+
+def task_figure(metrics: dict, task: str) -> float:
+    """The reported figure of `task` ("vqa", "caption", "retrieval") in `evaluate()`'s metrics."""
+    if task == "retrieval":
+        return (metrics["retrieval_image_to_text_r1"] + metrics["retrieval_text_to_image_r1"]) / 2
+    return metrics["vqa_accuracy" if task == "vqa" else "caption_token_f1"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Model A − model B on one task, paired over the same items, with its 95% interval."""
+
+    task: str
+    mean: float
+    low: float
+    high: float
+    items: int
+
+    @property
+    def holds(self) -> bool:
+        """Whether "A ≥ B": A's mean is at least B's and the interval rules out a loss beyond `MARGIN`."""
+        return self.mean >= 0 and self.low > -MARGIN
+
+    @property
+    def reading(self) -> str:
+        if self.low > 0:
+            return "better"
+        if self.low > -MARGIN:
+            return "no loss beyond the margin" if self.mean >= 0 else "slightly behind"
+        return "behind" if self.high < 0 else "interval too wide to rule out a loss"
+
+    def __str__(self) -> str:
+        scale = COMPARED[self.task][2]
+        fmt = ".1f" if scale == 100 else ".3f"
+        bounds = f"[{scale * self.low:+{fmt}}, {scale * self.high:+{fmt}}]"
+        unit = "questions" if self.task == "vqa" else "scenes"
+        return f"difference {scale * self.mean:+{fmt}} {bounds} ({self.reading}; paired over {self.items} {unit})"
+
+
+def compare(ours: dict, theirs: dict, task: str) -> Comparison:
+    """`ours` − `theirs` on `task`, item by item; both are `evaluate()` metrics of the same split and scenes."""
+    if task not in COMPARED:
+        raise ConfigError(f"unknown task {task!r}; compare one of {', '.join(COMPARED)}")
+    key = COMPARED[task][0]
+    for name, metrics in (("first", ours), ("second", theirs)):
+        if key not in metrics.get("items", {}):
+            raise ConfigError(f"the {name} metrics hold no per-item {task} outcomes: evaluate that model on {task} "
+                              "with this version of `frontier multimodal eval`")  # fmt: skip
+    a, b = ours["items"][key], theirs["items"][key]
+    clusters = ours["items"]["vqa_scene"] if task == "vqa" else None
+    if (ours["split"], ours["scenes"]) != (theirs["split"], theirs["scenes"]) or (
+        task == "vqa" and clusters != theirs["items"]["vqa_scene"]
+    ):
+        raise ConfigError("the two models were scored on different scenes or questions; evaluate both on the same "
+                          "split with the same --scenes")  # fmt: skip
+    return Comparison(task, *paired_difference(a, b, clusters), items=len(a))
 
 
 def format_metrics(metrics: dict) -> str:

@@ -10,6 +10,10 @@ the few-shot split (objects shown in only a few training scenes):
     separate       three copies of the unified architecture, each trained on one task for the same steps
     ablations      (--full) fusion from layer 0 (all cross-modal), 1, 3 and 4 (none); Kimi Linear layers
 
+Every "A ≥ B" row compares the two models item by item on the same scenes (`frontier.multimodal.evaluation.compare`):
+the paired 95% interval of the difference must rule out a loss of more than 1 point (0.01 of token F1), and the mean
+must not be below 0.
+
 Training compute is counted as positions run through the blocks (≈ 6 × parameters FLOPs each) and timed: the unified
 model packs a scene's caption and question into one row after its image and pools the retrieval image from that
 pass, so it reads each image once per step where the three separate models read it three times. Memory is each
@@ -25,6 +29,7 @@ from pathlib import Path
 
 from frontier.console import progress_steps
 from frontier.multimodal.cli import TRAIN_SUMMARY_NAME
+from frontier.multimodal.evaluation import COMPARED, MARGIN, compare, task_figure
 from frontier.reproduce.plots import bar_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 from frontier.research.training import TRAIN_LOG_NAME, read_step_log
@@ -76,11 +81,6 @@ def vqa_row_value(metrics: dict) -> str:
     return f"{100 * p:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={metrics['vqa_questions']})"
 
 
-def retrieval_r1(metrics: dict) -> float:
-    """Mean of image→text and text→image Recall@1."""
-    return (metrics["retrieval_image_to_text_r1"] + metrics["retrieval_text_to_image_r1"]) / 2
-
-
 def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentResult:
     from frontier.multimodal.cli import load_scene_generator, load_trained
     from frontier.multimodal.evaluation import evaluate
@@ -112,33 +112,37 @@ def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentRe
     )
 
 
+def value_text(metrics: dict, task: str) -> str:
+    """The figure of `task` as a row shows it, with its companions (interval, CIDEr-style, R@5)."""
+    if task == "vqa":
+        return vqa_row_value(metrics)
+    if task == "caption":
+        return (f"{metrics['caption_token_f1']:.3f} (CIDEr-style {metrics['caption_cider']:.2f}, exact match "
+                f"{100 * metrics['caption_exact_match']:.1f}%)")  # fmt: skip
+    r1, r5 = task_figure(metrics, "retrieval"), metrics["retrieval_image_to_text_r5"]
+    return f"{100 * r1:.1f}% (R@5 image→text {100 * r5:.1f}%)"
+
+
+COMPARISON_DETAIL = (
+    "paired: both models are scored on the same scenes and questions; 95% interval of the difference (VQA: "
+    f"cluster-robust over scenes); ≥ holds when the mean difference is ≥ 0 and the interval rules out a loss of "
+    f"more than {MARGIN:g} (non-inferiority)"
+)
+
+
 def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
     unified, late = scores["unified"]["test"], scores["late fusion"]["test"]
     same_params = trained["unified"]["parameters"] == trained["late fusion"]["parameters"]
     params = f"{trained['unified']['parameters']:,} parameters each" + ("" if same_params else " (NOT equal)")
-    rows = [
-        ClaimRow(
-            claim="unified ≥ late fusion at equal parameters: VQA accuracy (test split)",
-            measured=f"{vqa_row_value(unified)} vs {vqa_row_value(late)}; {params}",
-            verdict=Verdict.PASS if unified["vqa_accuracy"] >= late["vqa_accuracy"] else Verdict.FAIL,
-            command=COMMAND, source=SOURCE,
-        ),
-        ClaimRow(
-            claim="unified ≥ late fusion at equal parameters: caption token F1 (test split)",
-            measured=f"{unified['caption_token_f1']:.3f} vs {late['caption_token_f1']:.3f} (CIDEr-style "
-            f"{unified['caption_cider']:.2f} vs {late['caption_cider']:.2f}; exact match "
-            f"{100 * unified['caption_exact_match']:.1f}% vs {100 * late['caption_exact_match']:.1f}%)",
-            verdict=Verdict.PASS if unified["caption_token_f1"] >= late["caption_token_f1"] else Verdict.FAIL,
-            command=COMMAND, source=SOURCE,
-        ),
-        ClaimRow(
-            claim="unified ≥ late fusion at equal parameters: retrieval Recall@1, mean of both directions (test)",
-            measured=f"{100 * retrieval_r1(unified):.1f}% vs {100 * retrieval_r1(late):.1f}% (R@5 image→text "
-            f"{100 * unified['retrieval_image_to_text_r5']:.1f}% vs {100 * late['retrieval_image_to_text_r5']:.1f}%)",
-            verdict=Verdict.PASS if retrieval_r1(unified) >= retrieval_r1(late) else Verdict.FAIL,
-            command=COMMAND, source=SOURCE,
-        ),
-    ]  # fmt: skip
+    rows = []
+    for task in COMPARED:
+        comparison = compare(unified, late, task)
+        rows.append(ClaimRow(
+            claim=f"unified ≥ late fusion at equal parameters: {COMPARED[task][1]} (test split)",
+            measured=f"{value_text(unified, task)} vs {value_text(late, task)}: {comparison}; {params}",
+            verdict=Verdict.PASS if comparison.holds else Verdict.FAIL,
+            command=COMMAND, source=SOURCE, detail=COMPARISON_DETAIL,
+        ))  # fmt: skip
     separate = [trained[name] for name in SEPARATE]
     compute = (trained["unified"]["positions"], sum(r["positions"] for r in separate))
     seconds = (trained["unified"]["train_seconds"], sum(r["train_seconds"] for r in separate))
@@ -162,25 +166,25 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
             command=COMMAND, source=SOURCE,
         ),
     ]  # fmt: skip
-    for name, single, metric in (("VQA only", "vqa", "vqa_accuracy"), ("caption only", "caption", "caption_token_f1"),
-                                 ("retrieval only", "retrieval", None)):  # fmt: skip
-        ours = retrieval_r1(unified) if metric is None else unified[metric]
-        theirs = retrieval_r1(scores[name]["test"]) if metric is None else scores[name]["test"][metric]
-        label = "retrieval R@1" if metric is None else metric.replace("_", " ")
+    for name, task in (("VQA only", "vqa"), ("caption only", "caption"), ("retrieval only", "retrieval")):
+        theirs = scores[name]["test"]
+        comparison = compare(unified, theirs, task)
         rows.append(ClaimRow(
-            claim=f"multi-task ≥ single-task ({single}): {label} (test)",
-            measured=f"{ours:.3f} vs {theirs:.3f}",
-            verdict=Verdict.PASS if ours >= theirs else Verdict.FAIL,
-            command=COMMAND, source="review §1.4: multi-task training 'less over-fitting to one task'",
+            claim=f"multi-task ≥ single-task ({task}): {COMPARED[task][1]} (test)",
+            measured=f"{task_figure(unified, task):.3f} vs {task_figure(theirs, task):.3f}: {comparison}",
+            verdict=Verdict.PASS if comparison.holds else Verdict.FAIL, command=COMMAND, detail=COMPARISON_DETAIL,
+            source="review §1.4: multi-task training 'less over-fitting to one task'",
         ))  # fmt: skip
     for name in ("fusion from layer 0", "no fusion"):
         if name in scores:
             other = scores[name]["test"]
+            comparison = compare(unified, other, "vqa")
             rows.append(ClaimRow(
                 claim=f"hierarchical attention (fusion from layer 2 of 4) ≥ {name}: VQA accuracy (test)",
-                measured=f"{vqa_row_value(unified)} vs {vqa_row_value(other)}",
-                verdict=Verdict.PASS if unified["vqa_accuracy"] >= other["vqa_accuracy"] else Verdict.FAIL,
-                command=COMMAND + " --full", source="review §1.4; anchors/multimodal.md §2 (the fusion-depth knob)",
+                measured=f"{vqa_row_value(unified)} vs {vqa_row_value(other)}: {comparison}",
+                verdict=Verdict.PASS if comparison.holds else Verdict.FAIL,
+                command=COMMAND + " --full", detail=COMPARISON_DETAIL,
+                source="review §1.4; anchors/multimodal.md §2 (the fusion-depth knob)",
             ))  # fmt: skip
     for split in ("zero-shot", "few-shot"):
         held = scores["unified"][split]
