@@ -64,3 +64,14 @@ def test_paired_difference_rejects_unpaired_items():
         paired_difference([1.0, 0.0], [1.0])
     with pytest.raises(ConfigError, match="equally long"):
         paired_difference([1.0, 0.0], [1.0, 1.0], clusters=[0])
+
+
+def test_paired_difference_over_unequal_clusters_is_the_cluster_robust_ratio():
+    # Clusters of 1, 2 and 3 items: sums 1, 1, -1 over 6 items; mean 1/6. Residuals s_g - mean·n_g: 5/6, 2/3, -3/2.
+    a = [1, 1, 0, 0, 0, 0]
+    b = [0, 0, 0, 1, 0, 0]
+    mean, low, high = paired_difference(a, b, clusters=[0, 1, 1, 2, 2, 2])
+    se = math.sqrt(3 / 2 * ((5 / 6) ** 2 + (2 / 3) ** 2 + (3 / 2) ** 2)) / 6
+    assert mean == pytest.approx(1 / 6)
+    assert high - mean == pytest.approx(mean - low) == pytest.approx(4.302652729911275 * se)  # t(0.975, df=2)
+    assert math.isnan(paired_difference([1, 0], [0, 0], clusters=[7, 7])[1])  # one cluster: no interval

@@ -46,14 +46,21 @@ def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
     assert main(["multimodal", "eval", "--model", str(trained), "--scenes", "4", "--output", str(metrics_path)]) == 0
     assert "VQA accuracy" in capsys.readouterr().out
     assert 0 <= json.loads(metrics_path.read_text())["retrieval_text_to_image_r5"] <= 1
-    # A model compared with itself: every difference is exactly 0, and "A ≥ B" holds.
+    assert len(json.loads(metrics_path.read_text())["fingerprint"]) == 16
+    # A model compared with itself: every difference is exactly 0, which bounds nothing, so "A ≥ B" is not shown.
     assert main(["multimodal", "compare", str(metrics_path), str(metrics_path)]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert [line.split(":")[0].strip() for line in lines] == [
         "VQA accuracy", "caption token F1", "retrieval Recall@1, mean of both directions"]  # fmt: skip
-    assert all("difference +0" in line and line.endswith("A ≥ B holds") for line in lines)
+    assert all("difference +0" in line and line.endswith("A ≥ B not shown") for line in lines)
     assert main(["multimodal", "compare", str(metrics_path), str(tmp_path / "missing.json")]) == 2
-    assert "not a metrics file of `frontier multimodal eval --output`" in capsys.readouterr().err
+    assert "cannot read" in capsys.readouterr().err
+    other = json.loads(metrics_path.read_text())
+    other["fingerprint"] = "another pool"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert main(["multimodal", "compare", str(metrics_path), str(tmp_path / "other.json")]) == 2
+    captured = capsys.readouterr()
+    assert "different scenes or questions" in captured.err and not captured.out  # nothing printed before the check
     images = tmp_path / "images"
     images.mkdir()
     for i in range(3):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from frontier.reproduce.experiments.multimodal import SEPARATE, claim_rows, plot
 from frontier.reproduce.registry import Mode, RunContext, Verdict
 
@@ -14,10 +16,16 @@ def items(share: float, count: int) -> list[int]:
     return [1] * right + [0] * (count - right)
 
 
+def caption_f1(mean: float) -> list[float]:
+    """100 per-scene token F1 values around `mean` (their mean exactly), spread differently for each mean."""
+    noise = np.random.default_rng(round(1000 * mean)).normal(0.0, 0.01, 100)
+    return (mean + noise - noise.mean()).tolist()
+
+
 def scores(vqa: float, f1: float, r1: float) -> dict:
     """Metrics of 100 scenes with two questions each, as `evaluate()` reports them."""
     per_item = {"vqa_scene": [i // 2 for i in range(200)], "vqa_correct": items(vqa, 200),
-                "caption_token_f1": [f1] * 100, "retrieval_r1": items(r1, 100)}  # fmt: skip
+                "caption_token_f1": caption_f1(f1), "retrieval_r1": items(r1, 100)}  # fmt: skip
     split = {"split": "test", "scenes": 100, "vqa_accuracy": vqa, "vqa_correct": round(vqa * 200),
              "vqa_questions": 200, "caption_token_f1": f1,
              "caption_cider": 5 * f1, "caption_exact_match": f1 / 2, "retrieval_image_to_text_r1": r1,
@@ -39,7 +47,7 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     rows = claim_rows(trained, all_scores)
     assert [r.verdict for r in rows[:3]] == [Verdict.PASS, Verdict.FAIL, Verdict.PASS]  # VQA, captions, retrieval
     assert "difference +10.0 [" in rows[0].measured and "(better; paired over 200 questions)" in rows[0].measured
-    assert "difference -0.050 [-0.050, -0.050]" in rows[1].measured
+    assert "difference -0.050 [-0.05" in rows[1].measured and "(behind;" in rows[1].measured
     compute, memory = rows[3], rows[4]
     assert compute.verdict is Verdict.PASS and "0.67×" in compute.measured  # 300 vs 450 positions
     assert memory.verdict is Verdict.PASS and "500 vs 1350 MiB" in memory.measured

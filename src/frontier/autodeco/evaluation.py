@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from frontier import stats
 from frontier.autodeco.modeling import AutoDecoForCausalLM
 from frontier.autodeco.problems import Problem
 from frontier.console import progress_steps
@@ -21,6 +20,7 @@ from frontier.models.generation import chat_inputs
 from frontier.models.sampling import hard_top_p_mask, prefill, sample, static_params
 from frontier.reproduce.registry import Measurement
 from frontier.stats import mean_ci
+from frontier.stats import paired_difference as paired_interval
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class StrategyResult:
 
 def paired_difference(a: StrategyResult, b: StrategyResult) -> Measurement:
     """Pass@1(a) − Pass@1(b) in points, with a 95% interval over the per-problem differences."""
-    mean, low, high = stats.paired_difference(a.per_problem, b.per_problem)
+    mean, low, high = paired_interval(a.per_problem, b.per_problem)
     return Measurement(100 * mean, "points", 100 * low, 100 * high, n=len(a.per_problem))
 
 

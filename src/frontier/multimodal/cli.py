@@ -272,31 +272,32 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from frontier.multimodal.evaluation import COMPARED, compare, task_figure
+    from frontier.multimodal.evaluation import COMPARED, compare, figure_text
 
     metrics = []
     for path in (args.first, args.second):
         try:
             loaded = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(f"{path}: not a metrics file of `frontier multimodal eval --output` ({error})") from None
-        if not isinstance(loaded, dict) or not {"split", "scenes"} <= loaded.keys():
-            raise ConfigError(f"{path}: not a metrics file of `frontier multimodal eval --output` (no split, scenes)")
+        except (OSError, ValueError) as error:  # ValueError: not UTF-8 or not JSON
+            raise ConfigError(f"cannot read {path} as `frontier multimodal eval --output` metrics ({error})") from None
+        if not isinstance(loaded, dict) or not {"split", "scenes", "items"} <= loaded.keys():
+            raise ConfigError(f"{path}: not the metrics of this version's `frontier multimodal eval --output` "
+                              "(no split, scenes and per-item outcomes)")  # fmt: skip
         metrics.append(loaded)
     first, second = metrics
-    tasks = [
-        t for t in COMPARED if COMPARED[t][0] in first.get("items", {}) and COMPARED[t][0] in second.get("items", {})
-    ]
-    if not tasks:
-        raise ConfigError("the two files share no per-item outcomes: write both with this version's "
-                          "`frontier multimodal eval --output`")  # fmt: skip
+    in_both = [t for t in COMPARED if COMPARED[t][0] in first["items"] and COMPARED[t][0] in second["items"]]
+    if not in_both:
+        raise ConfigError("the two files share no task with per-item outcomes")
+    comparisons = {task: compare(first, second, task) for task in in_both}  # checks the pairing before printing
     print(f"A = {args.first}, B = {args.second}: {first['split']}, {first['scenes']} scenes; A − B with 95% intervals")
-    for task in tasks:
-        comparison = compare(first, second, task)
-        scale = COMPARED[task][2]
-        a, b = (f"{scale * task_figure(m, task):.1f}%" if scale == 100 else f"{task_figure(m, task):.3f}"
-                for m in (first, second))  # fmt: skip
-        print(f"  {COMPARED[task][1]}: {a} vs {b}, {comparison}; A ≥ B {'holds' if comparison.holds else 'not shown'}")
+    for task, comparison in comparisons.items():
+        verdict = "holds" if comparison.holds else "not shown"
+        print(f"  {COMPARED[task][1]}: {figure_text(first, task)} vs {figure_text(second, task)}, {comparison}; "
+              f"A ≥ B {verdict}")  # fmt: skip
+    in_either = [t for t in COMPARED if COMPARED[t][0] in first["items"] or COMPARED[t][0] in second["items"]]
+    skipped = [COMPARED[t][1] for t in in_either if t not in in_both]
+    if skipped:
+        print(f"  not compared (scored for one model only): {', '.join(skipped)}")
     return 0
 
 

@@ -12,6 +12,7 @@ item (`compare`): the paired interval of their difference, far narrower than two
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -27,7 +28,8 @@ from frontier.multimodal.scenes import QUESTION_TYPES, READING_TASKS, SceneGener
 from frontier.stats import paired_difference
 
 # "A ≥ B" between two models holds when A's mean is at least B's and the paired 95% interval of A − B rules out a
-# loss larger than this (1 point of accuracy or Recall@1, 0.01 of token F1): a non-inferiority test.
+# loss larger than this (1 point of accuracy or Recall@1, 0.01 of token F1): the point estimate's sign plus a
+# non-inferiority test.
 MARGIN = 0.01
 # task → (its per-item outcome in evaluate()'s "items", its name, the factor that prints it: 100 for percentages)
 COMPARED = {
@@ -97,6 +99,7 @@ def evaluate(
     vqa_hits: dict[str, list[bool]] = {t: [] for t in QUESTION_TYPES}
     vqa_items: list[tuple[int, bool]] = []  # (scene index, answered right) per question, in order
     captions, references, image_embeds, text_embeds = [], [], [], []
+    scenes_read = hashlib.sha256()  # what was asked and expected: two metrics pair item by item only if it matches
     caption_prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, "caption :")]
     batches = range(0, count, batch_size)
     with progress_steps(f"evaluating on {split} scenes", total=len(batches), enabled=progress) as advance:
@@ -106,6 +109,8 @@ def evaluate(
             examples = [generator.examples(s, split, i) for s, i in zip(scenes, indices, strict=True)]
             pixels = pixel_values([generator.render(s, split) for s in scenes], size).to(device)
             references += [ex[0].target for ex in examples]
+            for example in (q for ex in examples for q in ex):
+                scenes_read.update(f"{example.task}\x1f{example.prompt}\x1f{example.target}\x1e".encode())
             if "caption" in tasks:
                 generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
                 captions += [tokenizer.decode(ids) for ids in generated]
@@ -123,7 +128,7 @@ def evaluate(
                 text_embeds.append(model.encode_text(**texts))
             advance()
     # Per-item outcomes, in a fixed order: two models scored on the same split and count can be compared item by item.
-    metrics: dict = {"split": split, "scenes": count, "items": {}}
+    metrics: dict = {"split": split, "scenes": count, "fingerprint": scenes_read.hexdigest()[:16], "items": {}}
     if "vqa" in tasks:
         metrics["items"].update(vqa_scene=[i for i, _ in vqa_items], vqa_correct=[int(h) for _, h in vqa_items])
         all_hits = [hit for hits in vqa_hits.values() for hit in hits]
@@ -179,11 +184,15 @@ class Comparison:
 
     @property
     def holds(self) -> bool:
-        """Whether "A ≥ B": A's mean is at least B's and the interval rules out a loss beyond `MARGIN`."""
-        return self.mean >= 0 and self.low > -MARGIN
+        """Whether "A ≥ B": A's mean is at least B's and the interval rules out a loss beyond `MARGIN`. An interval
+        of zero width (every item's difference the same, e.g. all 0) does not count: with no spread it bounds
+        nothing, however few the items."""
+        return self.mean >= 0 and self.low > -MARGIN and self.high > self.low
 
     @property
     def reading(self) -> str:
+        if not self.high > self.low:
+            return "no spread among the items to bound a difference"
         if self.low > 0:
             return "better"
         if self.low > -MARGIN:
@@ -209,12 +218,20 @@ def compare(ours: dict, theirs: dict, task: str) -> Comparison:
                               "with this version of `frontier multimodal eval`")  # fmt: skip
     a, b = ours["items"][key], theirs["items"][key]
     clusters = ours["items"]["vqa_scene"] if task == "vqa" else None
-    if (ours["split"], ours["scenes"]) != (theirs["split"], theirs["scenes"]) or (
-        task == "vqa" and clusters != theirs["items"]["vqa_scene"]
-    ):
+    if (ours["split"], ours["scenes"], ours.get("fingerprint")) != (
+        theirs["split"],
+        theirs["scenes"],
+        theirs.get("fingerprint"),
+    ) or (task == "vqa" and clusters != theirs["items"]["vqa_scene"]):
         raise ConfigError("the two models were scored on different scenes or questions; evaluate both on the same "
-                          "split with the same --scenes")  # fmt: skip
+                          "split with the same --scenes and scene pool")  # fmt: skip
     return Comparison(task, *paired_difference(a, b, clusters), items=len(a))
+
+
+def figure_text(metrics: dict, task: str) -> str:
+    """`task_figure` as printed: a percentage for VQA and retrieval, three decimals for token F1."""
+    value = task_figure(metrics, task)
+    return f"{100 * value:.1f}%" if COMPARED[task][2] == 100 else f"{value:.3f}"
 
 
 def format_metrics(metrics: dict) -> str:

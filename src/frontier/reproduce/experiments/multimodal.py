@@ -29,7 +29,7 @@ from pathlib import Path
 
 from frontier.console import progress_steps
 from frontier.multimodal.cli import TRAIN_SUMMARY_NAME
-from frontier.multimodal.evaluation import COMPARED, MARGIN, compare, task_figure
+from frontier.multimodal.evaluation import COMPARED, MARGIN, compare, figure_text, task_figure
 from frontier.reproduce.plots import bar_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 from frontier.research.training import TRAIN_LOG_NAME, read_step_log
@@ -125,8 +125,8 @@ def value_text(metrics: dict, task: str) -> str:
 
 COMPARISON_DETAIL = (
     "paired: both models are scored on the same scenes and questions; 95% interval of the difference (VQA: "
-    f"cluster-robust over scenes); ≥ holds when the mean difference is ≥ 0 and the interval rules out a loss of "
-    f"more than {MARGIN:g} (non-inferiority)"
+    f"cluster-robust over scenes); ≥ holds when the mean difference is ≥ 0 and the interval, of non-zero width, "
+    f"rules out a loss of more than {MARGIN:g} (non-inferiority)"
 )
 
 
@@ -171,7 +171,7 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
         comparison = compare(unified, theirs, task)
         rows.append(ClaimRow(
             claim=f"multi-task ≥ single-task ({task}): {COMPARED[task][1]} (test)",
-            measured=f"{task_figure(unified, task):.3f} vs {task_figure(theirs, task):.3f}: {comparison}",
+            measured=f"{figure_text(unified, task)} vs {figure_text(theirs, task)}: {comparison}",
             verdict=Verdict.PASS if comparison.holds else Verdict.FAIL, command=COMMAND, detail=COMPARISON_DETAIL,
             source="review §1.4: multi-task training 'less over-fitting to one task'",
         ))  # fmt: skip
