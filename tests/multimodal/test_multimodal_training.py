@@ -54,6 +54,13 @@ def test_training_lowers_both_losses_and_saves_a_loadable_model(setup, tmp_path)
         round(acc * n) for acc, n in zip(metrics["vqa_accuracy_by_type"].values(),
                                          metrics["vqa_questions_by_type"].values(), strict=True))  # fmt: skip
     assert len(items["vqa_scene"]) == metrics["vqa_questions"] and set(items["vqa_scene"]) == set(range(24))
+    # The fingerprint names what was asked, not what was scored: a single-task evaluation pairs with this one.
+    retrieval_only = evaluate(loaded, tokenizer, generator, "test", 24, tasks=("retrieval",))
+    assert (
+        retrieval_only["fingerprint"]
+        == metrics["fingerprint"]
+        != evaluate(loaded, tokenizer, generator, "test", 12)["fingerprint"]
+    )
     assert sum(items["caption_token_f1"]) / 24 == pytest.approx(metrics["caption_token_f1"])
     mean_r1 = (metrics["retrieval_image_to_text_r1"] + metrics["retrieval_text_to_image_r1"]) / 2
     assert sum(items["retrieval_r1"]) / 24 == pytest.approx(mean_r1)
@@ -142,8 +149,9 @@ def test_text_metrics():
     assert hits_at(similarity, torch.eye(3, dtype=torch.bool), 2).all()
 
 
-def vqa_metrics(scenes: list[int], correct: list[int]) -> dict:
-    return {"split": "test", "scenes": len(set(scenes)), "items": {"vqa_scene": scenes, "vqa_correct": correct}}
+def vqa_metrics(scenes: list[int], correct: list[int], fingerprint: str = "pool") -> dict:
+    items = {"vqa_scene": scenes, "vqa_correct": correct}
+    return {"split": "test", "scenes": len(set(scenes)), "fingerprint": fingerprint, "items": items}
 
 
 def test_a_tie_passes_only_once_the_paired_interval_rules_out_a_loss():
@@ -157,17 +165,24 @@ def test_a_tie_passes_only_once_the_paired_interval_rules_out_a_loss():
     assert few.mean == many.mean == 0
     assert not few.holds and "interval too wide to rule out a loss" in str(few)
     assert many.holds and "no loss beyond the margin" in str(many) and "paired over 5000 questions" in str(many)
-    # Every item differing alike (or none at all) leaves an interval of zero width: it bounds nothing.
-    same = compare(vqa_metrics(list(range(3)), [1] * 3), vqa_metrics(list(range(3)), [1] * 3), "vqa")
-    assert not same.holds and "no spread among the items" in str(same)
+    # No item differs: the t-interval has no width, and the rule of three (±3/n scenes) bounds it instead.
+    few_agree = compare(vqa_metrics(list(range(3)), [1] * 3), vqa_metrics(list(range(3)), [1] * 3), "vqa")
+    assert not few_agree.holds and str(few_agree).startswith("difference +0.0 [-100.0, +100.0] (interval too wide")
+    many_agree = compare(vqa_metrics(list(range(400)), [1] * 400), vqa_metrics(list(range(400)), [1] * 400), "vqa")
+    assert many_agree.holds and str(many_agree).startswith("difference +0.0 [-0.8, +0.8] (no loss beyond the margin")
+    lone = compare(vqa_metrics([0, 0], [1, 0]), vqa_metrics([0, 0], [0, 0]), "vqa")
+    assert not lone.holds and "too few items for an interval" in str(lone)
 
 
 def test_comparing_models_scored_on_different_items_is_an_error():
     with pytest.raises(ConfigError, match="different scenes or questions"):
         compare(vqa_metrics([0, 0, 1], [1, 0, 1]), vqa_metrics([0, 1, 1], [1, 0, 1]), "vqa")
-    other_pool = {**vqa_metrics([0, 1], [1, 0]), "fingerprint": "0123"}
     with pytest.raises(ConfigError, match="different scenes or questions"):
-        compare(vqa_metrics([0, 1], [1, 0]), other_pool, "vqa")
+        compare(vqa_metrics([0, 1], [1, 0]), vqa_metrics([0, 1], [1, 0], fingerprint="another pool"), "vqa")
+    written_before = vqa_metrics([0, 1], [1, 0])
+    del written_before["fingerprint"]
+    with pytest.raises(ConfigError, match="written before"):
+        compare(vqa_metrics([0, 1], [1, 0]), written_before, "vqa")
     with pytest.raises(ConfigError, match="no per-item caption outcomes"):
         compare(vqa_metrics([0], [1]), vqa_metrics([0], [1]), "caption")
     with pytest.raises(ConfigError, match="unknown task 'draw'"):

@@ -26,8 +26,8 @@ def scores(vqa: float, f1: float, r1: float) -> dict:
     """Metrics of 100 scenes with two questions each, as `evaluate()` reports them."""
     per_item = {"vqa_scene": [i // 2 for i in range(200)], "vqa_correct": items(vqa, 200),
                 "caption_token_f1": caption_f1(f1), "retrieval_r1": items(r1, 100)}  # fmt: skip
-    split = {"split": "test", "scenes": 100, "vqa_accuracy": vqa, "vqa_correct": round(vqa * 200),
-             "vqa_questions": 200, "caption_token_f1": f1,
+    split = {"split": "test", "scenes": 100, "fingerprint": "pool", "vqa_accuracy": vqa,
+             "vqa_correct": round(vqa * 200), "vqa_questions": 200, "caption_token_f1": f1,
              "caption_cider": 5 * f1, "caption_exact_match": f1 / 2, "retrieval_image_to_text_r1": r1,
              "retrieval_text_to_image_r1": r1, "retrieval_image_to_text_r5": min(1, 2 * r1),
              "items": per_item}  # fmt: skip

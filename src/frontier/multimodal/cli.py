@@ -280,7 +280,11 @@ def run_compare(args: argparse.Namespace) -> int:
             loaded = json.loads(path.read_text())
         except (OSError, ValueError) as error:  # ValueError: not UTF-8 or not JSON
             raise ConfigError(f"cannot read {path} as `frontier multimodal eval --output` metrics ({error})") from None
-        if not isinstance(loaded, dict) or not {"split", "scenes", "items"} <= loaded.keys():
+        if (
+            not isinstance(loaded, dict)
+            or not {"split", "scenes"} <= loaded.keys()
+            or not isinstance(loaded.get("items"), dict)
+        ):
             raise ConfigError(f"{path}: not the metrics of this version's `frontier multimodal eval --output` "
                               "(no split, scenes and per-item outcomes)")  # fmt: skip
         metrics.append(loaded)
@@ -288,12 +292,19 @@ def run_compare(args: argparse.Namespace) -> int:
     in_both = [t for t in COMPARED if COMPARED[t][0] in first["items"] and COMPARED[t][0] in second["items"]]
     if not in_both:
         raise ConfigError("the two files share no task with per-item outcomes")
-    comparisons = {task: compare(first, second, task) for task in in_both}  # checks the pairing before printing
-    print(f"A = {args.first}, B = {args.second}: {first['split']}, {first['scenes']} scenes; A − B with 95% intervals")
-    for task, comparison in comparisons.items():
+    lines = []  # everything is checked before anything is printed
+    for task in in_both:
+        comparison = compare(first, second, task)
+        try:
+            figures = f"{figure_text(first, task)} vs {figure_text(second, task)}"
+        except KeyError as missing:
+            raise ConfigError(
+                f"a metrics file lacks {missing}: write both with `frontier multimodal eval --output`"
+            ) from None
         verdict = "holds" if comparison.holds else "not shown"
-        print(f"  {COMPARED[task][1]}: {figure_text(first, task)} vs {figure_text(second, task)}, {comparison}; "
-              f"A ≥ B {verdict}")  # fmt: skip
+        lines.append(f"  {COMPARED[task][1]}: {figures}, {comparison}; A ≥ B {verdict}")
+    print(f"A = {args.first}, B = {args.second}: {first['split']}, {first['scenes']} scenes; A − B with 95% intervals")
+    print("\n".join(lines))
     in_either = [t for t in COMPARED if COMPARED[t][0] in first["items"] or COMPARED[t][0] in second["items"]]
     skipped = [COMPARED[t][1] for t in in_either if t not in in_both]
     if skipped:

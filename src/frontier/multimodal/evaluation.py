@@ -109,8 +109,10 @@ def evaluate(
             examples = [generator.examples(s, split, i) for s, i in zip(scenes, indices, strict=True)]
             pixels = pixel_values([generator.render(s, split) for s in scenes], size).to(device)
             references += [ex[0].target for ex in examples]
-            for example in (q for ex in examples for q in ex):
-                scenes_read.update(f"{example.task}\x1f{example.prompt}\x1f{example.target}\x1e".encode())
+            for scene, example_set in zip(scenes, examples, strict=True):
+                scenes_read.update(repr(scene).encode())  # objects, images, places, tints
+                for ex in example_set:
+                    scenes_read.update(f"{ex.task}\x1f{ex.prompt}\x1f{ex.target}\x1e".encode())
             if "caption" in tasks:
                 generated = model.generate(pixels, [caption_prompt] * len(scenes), max_new_tokens)
                 captions += [tokenizer.decode(ids) for ids in generated]
@@ -184,15 +186,13 @@ class Comparison:
 
     @property
     def holds(self) -> bool:
-        """Whether "A ≥ B": A's mean is at least B's and the interval rules out a loss beyond `MARGIN`. An interval
-        of zero width (every item's difference the same, e.g. all 0) does not count: with no spread it bounds
-        nothing, however few the items."""
-        return self.mean >= 0 and self.low > -MARGIN and self.high > self.low
+        """Whether "A ≥ B": A's mean is at least B's and the interval rules out a loss beyond `MARGIN`."""
+        return self.mean >= 0 and self.low > -MARGIN
 
     @property
     def reading(self) -> str:
-        if not self.high > self.low:
-            return "no spread among the items to bound a difference"
+        if math.isnan(self.low):
+            return "too few items for an interval"
         if self.low > 0:
             return "better"
         if self.low > -MARGIN:
@@ -216,16 +216,27 @@ def compare(ours: dict, theirs: dict, task: str) -> Comparison:
         if key not in metrics.get("items", {}):
             raise ConfigError(f"the {name} metrics hold no per-item {task} outcomes: evaluate that model on {task} "
                               "with this version of `frontier multimodal eval`")  # fmt: skip
+    for name, metrics in (("first", ours), ("second", theirs)):
+        if "fingerprint" not in metrics:
+            raise ConfigError(f"the {name} metrics were written before `frontier multimodal eval` recorded which "
+                              "scenes it asked about: evaluate that model again")  # fmt: skip
     a, b = ours["items"][key], theirs["items"][key]
     clusters = ours["items"]["vqa_scene"] if task == "vqa" else None
-    if (ours["split"], ours["scenes"], ours.get("fingerprint")) != (
+    same_items = (ours["split"], ours["scenes"], ours["fingerprint"]) == (
         theirs["split"],
         theirs["scenes"],
-        theirs.get("fingerprint"),
-    ) or (task == "vqa" and clusters != theirs["items"]["vqa_scene"]):
-        raise ConfigError("the two models were scored on different scenes or questions; evaluate both on the same "
-                          "split with the same --scenes and scene pool")  # fmt: skip
-    return Comparison(task, *paired_difference(a, b, clusters), items=len(a))
+        theirs["fingerprint"],
+    )
+    if not same_items or (task == "vqa" and clusters != theirs["items"]["vqa_scene"]):
+        raise ConfigError("the two models were scored on different scenes or questions: evaluate both on the same "
+                          "split with the same --scenes, each trained with the same scene pool (--seed)")  # fmt: skip
+    mean, low, high = paired_difference(a, b, clusters)
+    units = len(set(clusters)) if clusters is not None else len(a)
+    if units > 1 and not high - low > 1e-9:
+        # Every item differs alike (e.g. none differ): the t-interval has no width. Zero disagreements among n
+        # independent units bound the rate of disagreeing at 3/n (95%, the rule of three), so widen it by that.
+        low, high = mean - 3 / units, mean + 3 / units
+    return Comparison(task, mean, low, high, items=len(a))
 
 
 def figure_text(metrics: dict, task: str) -> str:
