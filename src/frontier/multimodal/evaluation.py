@@ -216,7 +216,6 @@ def compare(ours: dict, theirs: dict, task: str) -> Comparison:
         if key not in metrics.get("items", {}):
             raise ConfigError(f"the {name} metrics hold no per-item {task} outcomes: evaluate that model on {task} "
                               "with this version of `frontier multimodal eval`")  # fmt: skip
-    for name, metrics in (("first", ours), ("second", theirs)):
         if "fingerprint" not in metrics:
             raise ConfigError(f"the {name} metrics were written before `frontier multimodal eval` recorded which "
                               "scenes it asked about: evaluate that model again")  # fmt: skip

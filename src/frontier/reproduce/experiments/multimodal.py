@@ -125,8 +125,8 @@ def value_text(metrics: dict, task: str) -> str:
 
 COMPARISON_DETAIL = (
     "paired: both models are scored on the same scenes and questions; 95% interval of the difference (VQA: "
-    f"cluster-robust over scenes); ≥ holds when the mean difference is ≥ 0 and the interval, of non-zero width, "
-    f"rules out a loss of more than {MARGIN:g} (non-inferiority)"
+    f"cluster-robust over scenes; ±3/n over n scenes where no item tells the models apart); ≥ holds when the mean "
+    f"difference is ≥ 0 and the interval rules out a loss of more than {MARGIN:g} (non-inferiority)"
 )
 
 
