@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -72,6 +73,25 @@ def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
                  "--top-k", "2"]) == 0  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and all(line.split()[1].startswith(str(images)) for line in lines)
+
+
+def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_pool, tmp_path):
+    args = ["multimodal", "train", "--output", str(tmp_path / "run"), "--steps", "4", "--batch-size", "4",
+            "--hidden-size", "32", "--layers", "2", "--fusion-layer", "1", "--image-size", "32",
+            "--checkpoint-every", "2", "--warmup-steps", "1"]  # fmt: skip
+    assert main(args) == 0
+    log_path = tmp_path / "run" / "train_log.jsonl"
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all(r["peak_rss_mib"] > 50 for r in records)
+    # Interrupted after the checkpoint at step 2, in a process whose peak was far above this one's.
+    for folder in ("checkpoint-4", "final"):
+        shutil.rmtree(tmp_path / "run" / folder)
+    earlier = [{**r, "peak_rss_mib": 1e6, "seconds": 100.0} for r in records[:2]]
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in earlier + records[2:]))
+    assert main(args) == 0
+    summary = json.loads((tmp_path / "run" / "train-summary.json").read_text())
+    assert summary["steps"] == 4 and summary["peak_rss_mib"] == 1e6
+    assert 200 < summary["train_seconds"] < 300  # two earlier steps of 100 s and two steps of this process
 
 
 def test_bad_input_gets_one_line_errors(trained, tmp_path, capsys):

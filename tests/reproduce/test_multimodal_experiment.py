@@ -59,3 +59,34 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
     figures = plot(ctx, trained, all_scores)
     assert all((tmp_path / f).is_file() for f in figures) and len(figures) == 4
+
+
+def test_a_resumed_run_reuses_the_stored_scores(tmp_path: Path, monkeypatch):
+    """Training resumes inside `frontier multimodal train`; scoring is skipped where a model's scores are stored."""
+    import frontier.multimodal.cli as multimodal_cli
+    import frontier.multimodal.evaluation as evaluation
+    import frontier.reproduce.experiments.multimodal as experiment
+
+    commands, evaluated = [], []
+
+    def train(folder: Path, args, tasks, scale):
+        commands.append(args)
+        return {**training(1000, 300, 30.0, 500), "final_lm_loss": 1.0, "final_retrieval_loss": 1.0}
+
+    def evaluate(model, tokenizer, generator, split, count, tasks):
+        evaluated.append((model, split))
+        return scores(0.8, 0.9, 0.5)[split]
+
+    monkeypatch.setattr(experiment, "train_in_a_process_of_its_own", train)
+    monkeypatch.setattr(multimodal_cli, "load_trained", lambda folder: (folder.parent.name, None))
+    monkeypatch.setattr(multimodal_cli, "load_scene_generator", lambda folder: None)
+    monkeypatch.setattr(evaluation, "evaluate", evaluate)
+    ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
+    scale = {"steps": 10, "batch": 2, "hidden": 16, "scenes": 100, "seed": 0}
+    first = experiment.run_multimodal(ctx, scale, experiment.VARIANTS)
+    assert len(evaluated) == 3 * len(experiment.VARIANTS) and evaluated[0] == ("unified", "test")
+    second = experiment.run_multimodal(ctx, scale, experiment.VARIANTS)
+    assert len(evaluated) == 3 * len(experiment.VARIANTS)  # nothing scored again
+    assert second.metrics["scores"] == first.metrics["scores"] and len(commands) == 2 * len(experiment.VARIANTS)
+    experiment.run_multimodal(ctx, {**scale, "scenes": 50}, experiment.VARIANTS)  # another scene count: scored anew
+    assert len(evaluated) == 6 * len(experiment.VARIANTS)

@@ -228,7 +228,11 @@ def run_train(args: argparse.Namespace) -> int:
         "steps": len(log),
         "train_seconds": sum(r["seconds"] for r in log),
         "positions": sum(r["positions"] for r in log),
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # this process, all of it
+        # The largest of the processes that ran its steps (a resumed run has several), this one included.
+        "peak_rss_mib": max(
+            [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
+            + [r["peak_rss_mib"] for r in log if "peak_rss_mib" in r]
+        ),
     }
     atomic_write_json(args.output / TRAIN_SUMMARY_NAME, summary)
     processes = PartialState().num_processes

@@ -12,6 +12,7 @@ per-step log and the final save are the shared `TrainingRun`'s.
 from __future__ import annotations
 
 import random
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,8 @@ def train_unified(
                 "positions": positions,
                 "grad_norm": float(grad_norm),
                 "seconds": time.perf_counter() - began,
+                # This process's peak so far: a run resumed in another process keeps the earlier peaks in its log.
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             })  # fmt: skip
             run.end_step(step + 1)
             advance()

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from frontier.console import progress_steps
+from frontier.io import atomic_write_json
 from frontier.multimodal.cli import TRAIN_SUMMARY_NAME
 from frontier.multimodal.evaluation import COMPARED, MARGIN, compare, figure_text, task_figure
 from frontier.reproduce.plots import bar_chart
@@ -59,14 +60,18 @@ ABLATIONS = {
     "Kimi Linear layers": (("--layers", "4", "--fusion-layer", "2", "--backend", "kimi_linear"), ALL_TASKS),
 }
 SEPARATE = ("caption only", "VQA only", "retrieval only")
+# A `--resume`d run continues each model from its last checkpoint (a finished one takes no step) and reuses the
+# scores already stored beside it, so an interruption costs at most this many steps of one model.
+CHECKPOINT_EVERY = 500
 
 
 def train_in_a_process_of_its_own(folder: Path, args: tuple[str, ...], tasks: str, scale: dict) -> dict:
-    """Run `frontier multimodal train` as a child process; its train-summary.json (parameters, seconds, positions,
-    peak memory) and the last step's losses."""
+    """Run `frontier multimodal train` as a child process (it resumes from the folder's last checkpoint); its
+    train-summary.json (parameters, seconds, positions, peak memory) and the last step's losses."""
     command = [sys.executable, "-m", "frontier", "multimodal", "train", "--output", str(folder), "--tasks", tasks,
                "--steps", str(scale["steps"]), "--batch-size", str(scale["batch"]), "--hidden-size",
-               str(scale["hidden"]), "--checkpoint-every", str(scale["steps"]), "--seed", str(scale["seed"]),
+               str(scale["hidden"]), "--checkpoint-every", str(min(CHECKPOINT_EVERY, scale["steps"])), "--seed",
+               str(scale["seed"]),
                *args]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode:
@@ -100,8 +105,13 @@ def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentRe
             model, tokenizer = load_trained(ctx.out_dir / info["folder"] / "final")
             generator = generator or load_scene_generator(ctx.out_dir / info["folder"] / "final")
             tasks = info["tasks"].split(",")
-            scores[name] = {split: evaluate(model, tokenizer, generator, split, scale["scenes"], tasks=tasks)
-                            for split in SPLITS}  # fmt: skip
+            scores[name] = {}
+            for split in SPLITS:
+                stored = ctx.out_dir / info["folder"] / f"scores-{split}-{scale['scenes']}.json"
+                if not stored.is_file():
+                    metrics = evaluate(model, tokenizer, generator, split, scale["scenes"], tasks=tasks)
+                    atomic_write_json(stored, metrics)
+                scores[name][split] = json.loads(stored.read_text())
             advance()
     return ExperimentResult(
         rows=claim_rows(trained, scores),
