@@ -61,6 +61,27 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     assert all((tmp_path / f).is_file() for f in figures) and len(figures) == 4
 
 
+def test_the_depth_matched_model_is_compared_within_late_fusions_parameters():
+    from frontier.reproduce.experiments.multimodal import DEPTH_MATCHED
+
+    all_scores = {
+        "unified": scores(0.7, 0.85, 0.4),
+        "late fusion": scores(0.8, 0.9, 0.5),
+        DEPTH_MATCHED: scores(0.85, 0.95, 0.6),
+        **{name: scores(0.75, 0.85, 0.6) for name in SEPARATE},
+    }
+    trained = {"unified": training(1000, 300, 30.0, 500), "late fusion": training(1000, 300, 28.0, 480),
+               DEPTH_MATCHED: training(990, 300, 20.0, 470),
+               **{name: training(1000, 150, 15.0, 450) for name in SEPARATE}}  # fmt: skip
+    rows = claim_rows(trained, all_scores)
+    assert [r.verdict for r in rows[:6]] == [Verdict.FAIL] * 3 + [Verdict.PASS] * 3
+    assert rows[3].claim.startswith("unified at late fusion's depth ≥ late fusion")
+    assert "990 vs 1,000 parameters" in rows[3].measured
+    trained[DEPTH_MATCHED]["parameters"] = 1001  # one parameter over late fusion's budget: no comparison holds
+    over = claim_rows(trained, all_scores)[3:6]
+    assert all(r.verdict is Verdict.FAIL and "(MORE than late fusion)" in r.measured for r in over)
+
+
 def test_a_resumed_run_reuses_the_stored_scores(tmp_path: Path, monkeypatch):
     """Training resumes inside `frontier multimodal train`; scoring is skipped where a model's scores are stored."""
     import frontier.multimodal.cli as multimodal_cli

@@ -7,6 +7,8 @@ the few-shot split (objects shown in only a few training scenes):
 
     unified        4 shared layers, fusion from layer 2, caption + VQA + retrieval in every step
     late fusion    two 2-layer towers (per-modality weights), fused in the last layer: the same parameter count
+    unified at late fusion's depth
+                   2 shared layers, fusion from layer 1, 1.25× as wide: no more parameters than late fusion
     separate       three copies of the unified architecture, each trained on one task for the same steps
     ablations      (--full) fusion from layer 0 (all cross-modal), 1, 3 and 4 (none); Kimi Linear layers
 
@@ -60,6 +62,19 @@ ABLATIONS = {
     "Kimi Linear layers": (("--layers", "4", "--fusion-layer", "2", "--backend", "kimi_linear"), ALL_TASKS),
 }
 SEPARATE = ("caption only", "VQA only", "retrieval only")
+# At the --full length the 4-layer unified model trailed late fusion's two 2-layer towers on VQA, while a 2-layer
+# unified model with fewer parameters beat the 4-layer one and separate weights in its first layer did not (README):
+# depth, more than shared weights, made the gap. So the comparison also runs at late fusion's depth, as wide as its
+# parameter budget allows (at 1.25× the width, 2 shared layers stay within two towers' parameters).
+DEPTH_MATCHED = "unified at late fusion's depth"
+
+
+def depth_matched(hidden: int) -> tuple[tuple[str, ...], str]:
+    """The depth-matched variant's `frontier multimodal train` arguments (its --hidden-size comes after the scale's,
+    so it wins) and tasks."""
+    return ("--layers", "2", "--fusion-layer", "1", "--hidden-size", str(5 * hidden // 4)), ALL_TASKS
+
+
 # A `--resume`d run continues each model from its last checkpoint (a finished one takes no step) and reuses the
 # scores already stored beside it, so an interruption costs at most this many steps of one model.
 CHECKPOINT_EVERY = 500
@@ -142,17 +157,22 @@ COMPARISON_DETAIL = (
 
 def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
     unified, late = scores["unified"]["test"], scores["late fusion"]["test"]
-    same_params = trained["unified"]["parameters"] == trained["late fusion"]["parameters"]
-    params = f"{trained['unified']['parameters']:,} parameters each" + ("" if same_params else " (NOT equal)")
     rows = []
-    for task in COMPARED:
-        comparison = compare(unified, late, task)
-        rows.append(ClaimRow(
-            claim=f"unified ≥ late fusion at equal parameters: {COMPARED[task][1]} (test split)",
-            measured=f"{value_text(unified, task)} vs {value_text(late, task)}: {comparison}; {params}",
-            verdict=Verdict.PASS if comparison.holds else Verdict.FAIL,
-            command=COMMAND, source=SOURCE, detail=COMPARISON_DETAIL,
-        ))  # fmt: skip
+    for name, label in (("unified", "unified"), (DEPTH_MATCHED, "unified at late fusion's depth")):
+        if name not in scores:
+            continue
+        ours, budget = trained[name]["parameters"], trained["late fusion"]["parameters"]
+        params = f"{ours:,} vs {budget:,} parameters" + ("" if ours <= budget else " (MORE than late fusion)")
+        for task in COMPARED:
+            comparison = compare(scores[name]["test"], late, task)
+            rows.append(ClaimRow(
+                claim=f"{label} ≥ late fusion at equal parameters (at most late fusion's): {COMPARED[task][1]} "
+                "(test split)",
+                measured=f"{value_text(scores[name]['test'], task)} vs {value_text(late, task)}: {comparison}; "
+                f"{params}",
+                verdict=Verdict.PASS if comparison.holds and ours <= budget else Verdict.FAIL,
+                command=COMMAND, source=SOURCE, detail=COMPARISON_DETAIL,
+            ))  # fmt: skip
     separate = [trained[name] for name in SEPARATE]
     compute = (trained["unified"]["positions"], sum(r["positions"] for r in separate))
     seconds = (trained["unified"]["train_seconds"], sum(r["train_seconds"] for r in separate))
@@ -232,9 +252,9 @@ def plot(ctx: RunContext, trained: dict, scores: dict) -> list[str]:
 def multimodal_unified(ctx: RunContext) -> ExperimentResult:
     if ctx.quick:
         scale = {"steps": 300, "batch": 24, "hidden": 64, "scenes": 100, "seed": ctx.seed}
-        return run_multimodal(ctx, scale, VARIANTS)
+        return run_multimodal(ctx, scale, {**VARIANTS, DEPTH_MATCHED: depth_matched(scale["hidden"])})
     scale = {"steps": 3000, "batch": 32, "hidden": 128, "scenes": 500, "seed": ctx.seed}
-    return run_multimodal(ctx, scale, {**VARIANTS, **ABLATIONS})
+    return run_multimodal(ctx, scale, {**VARIANTS, DEPTH_MATCHED: depth_matched(scale["hidden"]), **ABLATIONS})
 
 
 DRAW = "multimodal-draw"
