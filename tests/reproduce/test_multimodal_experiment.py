@@ -82,21 +82,24 @@ def test_the_depth_matched_model_is_compared_within_late_fusions_parameters():
     assert all(r.verdict is Verdict.FAIL and "(MORE than late fusion)" in r.measured for r in over)
 
 
-def test_a_resumed_run_reuses_the_stored_scores(tmp_path: Path, monkeypatch):
-    """Training resumes inside `frontier multimodal train`; scoring is skipped where a model's scores are stored."""
+def test_a_resumed_run_reuses_the_stored_scores_of_unchanged_weights(tmp_path: Path, monkeypatch):
+    """Training resumes inside `frontier multimodal train`; scoring is skipped where a model's scores are stored for
+    the weights it has now."""
     import frontier.multimodal.cli as multimodal_cli
     import frontier.multimodal.evaluation as evaluation
     import frontier.reproduce.experiments.multimodal as experiment
 
-    commands, evaluated = [], []
+    evaluated = []
 
     def train(folder: Path, args, tasks, scale):
-        commands.append(args)
+        (folder / "final").mkdir(parents=True, exist_ok=True)
+        if not (folder / "final" / "model.safetensors").is_file():
+            (folder / "final" / "model.safetensors").write_bytes(b"weights")
         return {**training(1000, 300, 30.0, 500), "final_lm_loss": 1.0, "final_retrieval_loss": 1.0}
 
     def evaluate(model, tokenizer, generator, split, count, tasks):
         evaluated.append((model, split))
-        return scores(0.8, 0.9, 0.5)[split]
+        return {**scores(0.8, 0.9, 0.5)[split], "call": len(evaluated)}  # every call differs
 
     monkeypatch.setattr(experiment, "train_in_a_process_of_its_own", train)
     monkeypatch.setattr(multimodal_cli, "load_trained", lambda folder: (folder.parent.name, None))
@@ -104,10 +107,43 @@ def test_a_resumed_run_reuses_the_stored_scores(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(evaluation, "evaluate", evaluate)
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
     scale = {"steps": 10, "batch": 2, "hidden": 16, "scenes": 100, "seed": 0}
-    first = experiment.run_multimodal(ctx, scale, experiment.VARIANTS)
-    assert len(evaluated) == 3 * len(experiment.VARIANTS) and evaluated[0] == ("unified", "test")
-    second = experiment.run_multimodal(ctx, scale, experiment.VARIANTS)
-    assert len(evaluated) == 3 * len(experiment.VARIANTS)  # nothing scored again
-    assert second.metrics["scores"] == first.metrics["scores"] and len(commands) == 2 * len(experiment.VARIANTS)
-    experiment.run_multimodal(ctx, {**scale, "scenes": 50}, experiment.VARIANTS)  # another scene count: scored anew
-    assert len(evaluated) == 6 * len(experiment.VARIANTS)
+    variants = {**experiment.VARIANTS, experiment.DEPTH_MATCHED: experiment.depth_matched(16)}
+    first = experiment.run_multimodal(ctx, scale, variants)
+    assert len(evaluated) == 3 * len(variants) and evaluated[0] == ("unified", "test")
+    assert (tmp_path / "multimodal-runs" / "unified-at-late-fusion-s-depth" / "final").is_dir()  # a shell-safe name
+    second = experiment.run_multimodal(ctx, scale, variants)
+    assert len(evaluated) == 3 * len(variants) and second.metrics["scores"] == first.metrics["scores"]
+    (tmp_path / "multimodal-runs" / "late-fusion" / "final" / "model.safetensors").write_bytes(b"trained further")
+    third = experiment.run_multimodal(ctx, scale, variants)
+    assert evaluated[3 * len(variants) :] == [("late-fusion", split) for split in ("test", "zero-shot", "few-shot")]
+    assert third.metrics["scores"]["unified"] == first.metrics["scores"]["unified"]
+    experiment.run_multimodal(ctx, {**scale, "scenes": 50}, variants)  # another scene count: scored anew
+    assert len(evaluated) == 6 * len(variants) + 3
+
+
+def test_a_child_run_keeps_only_its_newest_checkpoint(tmp_path: Path, monkeypatch):
+    import subprocess
+
+    import frontier.reproduce.experiments.multimodal as experiment
+
+    commands = []
+
+    def run(command, **kwargs):
+        commands.append(command)
+        folder = Path(command[command.index("--output") + 1])
+        for step in (500, 1000, 1500):
+            (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / "train-summary.json").write_text('{"steps": 1500}')
+        (folder / "train_log.jsonl").write_text('{"step": 1500, "lm_loss": 0.5, "retrieval_loss": 0.1}\n')
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(experiment.subprocess, "run", run)
+    args, tasks = experiment.depth_matched(128)
+    scale = {"steps": 1500, "batch": 2, "hidden": 128, "scenes": 10, "seed": 0}
+    summary = experiment.train_in_a_process_of_its_own(tmp_path / "run", args, tasks, scale)
+    assert summary["final_lm_loss"] == 0.5
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-1500"]
+    command = commands[0]
+    assert command[command.index("--checkpoint-every") + 1] == "500"
+    widths = [command[i + 1] for i, arg in enumerate(command) if arg == "--hidden-size"]
+    assert widths == ["128", "160"]  # the variant's width comes last, and argparse keeps the last

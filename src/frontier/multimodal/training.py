@@ -12,7 +12,6 @@ per-step log and the final save are the shared `TrainingRun`'s.
 from __future__ import annotations
 
 import random
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +132,8 @@ def train_unified(
 ) -> UnifiedMultimodalForConditionalGeneration:
     """Train (or resume) in `output_dir`; saves `output_dir/final` with the tokenizer (and the codebook, for the
     draw task) and returns the model."""
+    import resource  # POSIX only: imported here so that the module itself imports everywhere
+
     torch.manual_seed(config.seed)
     # A run on some of the tasks leaves other heads (the retrieval projections, the code head) without gradients.
     run = TrainingRun(model, config, output_dir, find_unused_parameters=True)
