@@ -67,8 +67,9 @@ ABLATIONS = {
 SEPARATE = ("caption only", "VQA only", "retrieval only")
 # At the --full length the 4-layer unified model trailed late fusion's two 2-layer towers on VQA, while a 2-layer
 # unified model with fewer parameters beat the 4-layer one and separate weights in its first layer did not (README,
-# one or two seeds): that points to depth more than to shared weights. So the comparison also runs at late fusion's depth, as wide as its
-# parameter budget allows (at 1.25× the width, 2 shared layers stay within two towers' parameters).
+# one or two seeds): that points to depth more than to shared weights. So the comparison also runs at late fusion's
+# depth, as wide as its parameter budget allows (at 1.25× the width, 2 shared layers stay within two towers'
+# parameters; the claim rows check that they do).
 DEPTH_MATCHED = "unified at late fusion's depth"
 
 
