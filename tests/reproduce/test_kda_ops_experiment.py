@@ -5,12 +5,21 @@ import sys
 import pytest
 
 from frontier.reproduce import Mode, RunContext, Verdict
-from frontier.reproduce.experiments.kda_ops import FLA, HF, OURS, SDPA, measure_op_throughput
+from frontier.reproduce.experiments.kda_ops import (
+    COMPILED,
+    FLA,
+    HF,
+    OURS,
+    SDPA,
+    measure_op_throughput,
+)
 
 
 def test_tiny_run_reports_rows_timings_and_a_figure(tmp_path):
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
-    result = measure_op_throughput(ctx, lengths=[64, 128, 192], repeats=1, slow_max_length=64, claim_length=128)
+    result = measure_op_throughput(
+        ctx, lengths=[64, 128, 192], repeats=1, slow_max_length=64, claim_length=128, compiled=False
+    )
 
     assert len(result.rows) == 8
     assert all(isinstance(row.verdict, Verdict) and row.verdict is not Verdict.ERROR for row in result.rows)
@@ -26,9 +35,20 @@ def test_tiny_run_reports_rows_timings_and_a_figure(tmp_path):
     assert "triton" not in sys.modules
 
 
+def test_without_a_cpp_compiler_the_compiled_rows_say_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
+    result = measure_op_throughput(ctx, lengths=[64], repeats=1, slow_max_length=64, claim_length=64)
+
+    compiled_rows = [row for row in result.rows if row.claim.startswith(COMPILED)]
+    assert len(compiled_rows) == 3 and len(result.rows) == 11
+    assert all(row.verdict is Verdict.NOT_COMPARABLE and "no C++ compiler" in row.measured for row in compiled_rows)
+    assert COMPILED not in result.metrics["timings_ms"]["forward"]
+
+
 @pytest.mark.slow
 def test_quick_run_measures_all_four_ops_at_4096(reproduce_quick):
     experiment = reproduce_quick("kda-op-throughput")
     assert all(row["verdict"] != Verdict.ERROR.value for row in experiment["rows"])
     for timings in experiment["metrics"]["timings_ms"].values():
-        assert all("4096" in timings[op] for op in (OURS, FLA, HF, SDPA))
+        assert all("4096" in timings[op] for op in (OURS, COMPILED, FLA, HF, SDPA))

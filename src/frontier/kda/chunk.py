@@ -105,50 +105,99 @@ def chunk_kda(
 
     Shapes: q, k [B, T, H, K]; v [B, T, HV, V]; g [B, T, HV, K] (≤ 0); beta [B, T, HV]; state [B, HV, K, V].
     """
-    B, T, H, HV, K, V = check_kda_inputs(q, k, v, g, beta, initial_state)
+    return run_chunk_stages(
+        intra_chunk, chunk_output, q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size
+    )
+
+
+def run_chunk_stages(
+    intra_chunk_stage,
+    output_stage,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None,
+    initial_state: torch.Tensor | None,
+    output_final_state: bool,
+    chunk_size: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate, then run the three stages: `intra_chunk_stage` (every chunk at once), the sequential state pass,
+    `output_stage` (every chunk at once). The two parallel stages are arguments so `frontier.kda.compiled` can
+    hand in compiled versions of the same functions."""
+    B, T, _, HV, K, V = check_kda_inputs(q, k, v, g, beta, initial_state)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     scale = K**-0.5 if scale is None else scale
-    dtype = v.dtype
-    compute = torch.float64 if dtype == torch.float64 else torch.float32
-    group = HV // H
+    compute = torch.float64 if v.dtype == torch.float64 else torch.float32
     # A sequence shorter than one chunk needs only a chunk of its own length (rounded up to the 16-token blocks of
     # `decayed_scores`); the result is the same, the padding work is not.
     C = min(chunk_size, max(SUB_BLOCKS[0], math.ceil(T / SUB_BLOCKS[0]) * SUB_BLOCKS[0]))
     N = max(1, math.ceil(T / C))
+    inputs = [x.to(compute) for x in (q, k, v, g, beta)]
+    q_decayed, Aqk, U, W, transition, injection = intra_chunk_stage(*inputs, scale, N, C)
+    S = q_decayed.new_zeros(B, HV, K, V) if initial_state is None else initial_state.to(compute)
+    S0, S = inter_chunk(transition, injection, S)
+    o = output_stage(q_decayed, Aqk, U, W, S0, T)
+    return o.to(v.dtype), (S if output_final_state else None)
 
-    q = _to_chunks(q.to(compute).repeat_interleave(group, dim=2) * scale, N, C)  # [B, HV, N, C, K]
-    k = _to_chunks(k.to(compute).repeat_interleave(group, dim=2), N, C)  # [B, HV, N, C, K]
-    v = _to_chunks(v.to(compute), N, C)  # [B, HV, N, C, V]
-    gc = _to_chunks(g.to(compute), N, C).cumsum(-2)  # [B, HV, N, C, K], ≤ 0 and non-increasing
-    beta = _to_chunks(beta.to(compute), N, C)  # [B, HV, N, C]
+
+def intra_chunk(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, scale: float, N: int, C: int
+) -> tuple[torch.Tensor, ...]:
+    """Everything that needs no state, for all chunks and heads at once: the decayed queries, the causal scores Aqk,
+    the UT transform's U and W, and each chunk's state map S_next = transition · S + injection.
+
+    The map follows from S_next = Diag(e^gc_C) S + (K ⊙ e^(gc_C − gc))ᵀ (U − W S): transition = Diag(e^gc_C) −
+    (K ⊙ e^(gc_C − gc))ᵀ W and injection = (K ⊙ e^(gc_C − gc))ᵀ U, so the sequential pass is one matmul per chunk.
+    Shapes: q_decayed [B, HV, N, C, K], Aqk [.., C, C], U [.., C, V], W [.., C, K], transition [.., K, K],
+    injection [.., K, V].
+    """
+    group = v.shape[2] // q.shape[2]
+    V = v.shape[-1]
+    q = _to_chunks(q.repeat_interleave(group, dim=2) * scale, N, C)  # [B, HV, N, C, K]
+    k = _to_chunks(k.repeat_interleave(group, dim=2), N, C)  # [B, HV, N, C, K]
+    v = _to_chunks(v, N, C)  # [B, HV, N, C, V]
+    gc = _to_chunks(g, N, C).cumsum(-2)  # [B, HV, N, C, K], ≤ 0 and non-increasing
+    beta = _to_chunks(beta, N, C)  # [B, HV, N, C]
 
     # UT transform for all chunks at once: solve (I + Diag(β) StrictTril(A)) [U | W] = Diag(β) [V | K ⊙ e^gc].
-    k_decayed = k * gc.exp()
     Aqk, Akk = decayed_scores((q, k), k, gc)  # [B, HV, N, C, C], lower-triangular with the diagonal
-    A = beta[..., None] * Akk.tril(-1)  # the UT system uses only the strictly lower part
-    system = A + torch.eye(C, dtype=compute, device=q.device)
-    rhs = beta[..., None] * torch.cat([v, k_decayed], dim=-1)
-    UW = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-    U, W = UW[..., :V], UW[..., V:]
+    system = beta[..., None] * Akk.tril(-1) + torch.eye(C, dtype=q.dtype, device=q.device)
+    rhs = beta[..., None] * torch.cat([v, k * gc.exp()], dim=-1)
+    # One flat batch: LAPACK's batched triangular solve is markedly faster over [B·HV·N] than over [B, HV, N].
+    UW = torch.linalg.solve_triangular(system.flatten(0, 2), rhs.flatten(0, 2), upper=False, unitriangular=True)
+    U, W = UW.view(rhs.shape).split([V, rhs.shape[-1] - V], dim=-1)
 
     gc_last = gc[..., -1:, :]  # [B, HV, N, 1, K]
-    k_to_end = k * (gc_last - gc).exp()  # each key decayed to the end of its chunk
-    decay_chunk = gc_last.squeeze(-2).exp()[..., None]  # [B, HV, N, K, 1]
+    k_to_end_T = (k * (gc_last - gc).exp()).transpose(-1, -2)  # each key decayed to the end of its chunk
+    transition = torch.diag_embed(gc_last.squeeze(-2).exp()) - k_to_end_T @ W  # [B, HV, N, K, K]
+    injection = k_to_end_T @ U  # [B, HV, N, K, V]
+    return q * gc.exp(), Aqk, U, W, transition, injection
 
-    # The only sequential part: hand the state from chunk to chunk. Unbinding once (rather than indexing per chunk)
-    # keeps the backward linear in N: each indexing op would allocate a full-size zero gradient.
-    S = q.new_zeros(B, HV, K, V) if initial_state is None else initial_state.to(compute)
-    start_states, deltas = [], []
-    per_chunk = zip(U.unbind(2), W.unbind(2), k_to_end.transpose(-1, -2).unbind(2), decay_chunk.unbind(2), strict=True)
-    for U_n, W_n, k_to_end_T_n, decay_n in per_chunk:
+
+def inter_chunk(
+    transition: torch.Tensor, injection: torch.Tensor, S: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The only sequential part: hand the state S [B, HV, K, V] from chunk to chunk. Returns every chunk's start
+    state [B, HV, N, K, V] and the final state.
+
+    Unbinding once (rather than indexing per chunk) keeps the backward linear in N: each indexing op would allocate
+    a full-size zero gradient.
+    """
+    start_states = []
+    for transition_n, injection_n in zip(transition.unbind(2), injection.unbind(2), strict=True):
         start_states.append(S)
-        delta = U_n - W_n @ S  # [B, HV, C, V]
-        deltas.append(delta)
-        S = decay_n * S + k_to_end_T_n @ delta
-    S0 = torch.stack(start_states, dim=2)  # [B, HV, N, K, V]
-    delta = torch.stack(deltas, dim=2)  # [B, HV, N, C, V]
+        S = torch.baddbmm(injection_n.flatten(0, 1), transition_n.flatten(0, 1), S.flatten(0, 1)).view(S.shape)
+    return torch.stack(start_states, dim=2), S
 
-    o = (q * gc.exp()) @ S0 + Aqk @ delta  # [B, HV, N, C, V]
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, HV, V)[:, :T]
-    return o.to(dtype), (S if output_final_state else None)
+
+def chunk_output(
+    q_decayed: torch.Tensor, Aqk: torch.Tensor, U: torch.Tensor, W: torch.Tensor, S0: torch.Tensor, T: int
+) -> torch.Tensor:
+    """O = (Q ⊙ e^gc) S0 + Tril(Aqk) δ with the pseudo-values δ = U − W S0, for every chunk, back in fla's layout
+    [B, T, HV, V]."""
+    B, HV, N, C, V = U.shape
+    o = q_decayed @ S0 + Aqk @ (U - W @ S0)  # [B, HV, N, C, V]
+    return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, HV, V)[:, :T]

@@ -1,5 +1,6 @@
-"""Kimi Delta Attention op throughput on CPU: our `chunk_kda` against fla's naive chunk reference, transformers'
-torch fallback and causal softmax attention (SDPA), forward and forward+backward, over sequence length.
+"""Kimi Delta Attention op throughput on CPU: our `chunk_kda` (eager, and with its chunk-parallel stages compiled by
+torch.compile) against fla's naive chunk reference, transformers' torch fallback and causal softmax attention (SDPA),
+forward and forward+backward, over sequence length.
 
 Targets (issue 3): at T = 4096 `chunk_kda` is ≥ 20× faster than fla's `naive_chunk_kda`, forward and
 forward+backward, and its forward beats SDPA's. The issue's figures on a 2-core CPU (B=1, H=4, K=V=64, fp32,
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 from frontier.kda.chunk import chunk_kda
+from frontier.kda.compiled import compiled_chunk_kda, cpp_compiler
 from frontier.kda.dispatch import load_fla_naive
 from frontier.reproduce.plots import line_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
@@ -42,7 +44,8 @@ FULL_LENGTHS = [512, 1024, 2048, 4096, 8192, 16384]
 QUICK_SLOW_MAX_LENGTH, FULL_SLOW_MAX_LENGTH = 2048, 4096
 AGREEMENT_TOLERANCE = 1e-4  # max |Δo| between the three KDA implementations; in fp32 they are ~1e-7
 
-OURS, FLA, HF, SDPA = "chunk_kda", "fla_naive_chunk_kda", "transformers_torch_kda", "sdpa_causal"
+OURS, COMPILED = "chunk_kda", "compiled_chunk_kda"
+FLA, HF, SDPA = "fla_naive_chunk_kda", "transformers_torch_kda", "sdpa_causal"
 PASSES = {"forward": "forward", "forward_backward": "forward+backward"}
 
 
@@ -83,12 +86,22 @@ def _make_inputs(length: int) -> _Inputs:
     return _Inputs(*leaves, *heads, grad_out=torch.randn(shape))
 
 
-def _ops() -> list[_Op]:
+def _ops(compiled: bool) -> list[_Op]:
     from transformers.models.kimi_linear.modeling_kimi_linear import chunk_kimi_delta_attention
 
     fla_naive = load_fla_naive().naive_chunk_kda
+    ours = [_Op(OURS, "frontier chunk_kda", lambda x: chunk_kda(x.q, x.k, x.v, x.g, x.beta)[0], slow=False)]
+    if compiled:
+        ours.append(
+            _Op(
+                COMPILED,
+                "frontier compiled_chunk_kda",
+                lambda x: compiled_chunk_kda(x.q, x.k, x.v, x.g, x.beta)[0],
+                slow=False,
+            )
+        )
     return [
-        _Op(OURS, "frontier chunk_kda", lambda x: chunk_kda(x.q, x.k, x.v, x.g, x.beta)[0], slow=False),
+        *ours,
         _Op(FLA, "fla naive_chunk_kda", lambda x: fla_naive(x.q, x.k, x.v, x.g, x.beta)[0], slow=True),
         _Op(
             HF,
@@ -168,10 +181,13 @@ def measure_op_throughput(
     repeats: int,
     slow_max_length: int,
     claim_length: int = CLAIM_LENGTH,
+    compiled: bool = True,
 ) -> ExperimentResult:
-    """Time the four ops at each length in `lengths` and judge the issue's targets at `claim_length`.
+    """Time the ops at each length in `lengths` and judge the issue's targets at `claim_length`.
 
     fla's naive chunk and transformers' fallback run only up to `slow_max_length`, and at `claim_length` always.
+    `compiled` adds `compiled_chunk_kda`, whose first call at each length and grad mode compiles (kept apart as
+    `first_call_ms`); without a C++ compiler its rows say so instead of a verdict.
     """
     if any(length % CHUNK for length in lengths):
         raise ConfigError(f"lengths must be multiples of {CHUNK} (fla's naive_chunk_kda does not pad), got {lengths}")
@@ -181,7 +197,8 @@ def measure_op_throughput(
         raise ConfigError(f"repeats must be at least 1, got {repeats}")
     lengths = sorted(lengths)
     torch.manual_seed(ctx.seed)
-    ops = _ops()
+    compiler_missing = compiled and cpp_compiler() is None
+    ops = _ops(compiled and not compiler_missing)
 
     disagreement = _max_disagreement(ops, _make_inputs(lengths[0]))
     _check_torch_fallback()  # transformers' function has run once: its implementation is settled
@@ -192,6 +209,7 @@ def measure_op_throughput(
         for length in lengths
     }
     samples = {p: {op.key: {t: [] for t in lengths if op in active[t]} for op in ops} for p in PASSES}
+    first_call = {p: {op.key: {} for op in ops} for p in PASSES}  # the warm-up pass: compiles, first touches
     load_average = []  # after each pass: shows whether another process competed for the cores
     # Pass 0 is the warm-up (a first call at a new length touches fresh memory and can be many times slower). Every
     # pass runs every op at every length, so a burst of load from another process spoils one pass of all lengths
@@ -205,6 +223,9 @@ def measure_op_throughput(
                     if pass_index:
                         samples["forward"][op.key][length].append(forward * 1e3)
                         samples["forward_backward"][op.key][length].append(forward_backward * 1e3)
+                    else:
+                        first_call["forward"][op.key][str(length)] = forward * 1e3
+                        first_call["forward_backward"][op.key][str(length)] = forward_backward * 1e3
             load_average.append(os.getloadavg()[0])
             step()
     ms = {
@@ -216,16 +237,31 @@ def measure_op_throughput(
     fwd, fwdbwd = ms["forward"], ms["forward_backward"]
     labels = {op.key: op.label for op in ops}
     L = claim_length
-    achieved = kda_forward_flops(L) / (fwd[OURS][L] / 1e3) / 1e9
+    ours_keys = [op.key for op in ops if op.key in (OURS, COMPILED)]
+    achieved = {key: kda_forward_flops(L) / (fwd[key][L] / 1e3) / 1e9 for key in ours_keys}
     crossover = _crossover(lengths, fwd[OURS], fwd[SDPA])
     n = f"medians of {repeats}"
 
-    def speedup_row(claim: str, other: str, pass_: str, target: float, source: str) -> ClaimRow:
-        ours_ms, other_ms = ms[pass_][OURS][L], ms[pass_][other][L]
+    def speedup_row(claim: str, other: str, pass_: str, target: float, source: str, ours: str = OURS) -> ClaimRow:
+        if ours == COMPILED and compiler_missing:
+            return ClaimRow(
+                claim=claim,
+                measured="not measured: no C++ compiler for torch.compile (install g++ or set $CXX)",
+                verdict=Verdict.NOT_COMPARABLE,
+                command=COMMAND,
+                source=source,
+            )
+        ours_ms, other_ms = ms[pass_][ours][L], ms[pass_][other][L]
         ratio = other_ms / ours_ms
+        compile_note = ""
+        if ours == COMPILED:
+            compile_note = f"; its first call, compiling, took {first_call[pass_][COMPILED][str(L)] / 1e3:.1f} s"
         return ClaimRow(
             claim=claim,
-            measured=f"chunk_kda {ours_ms:.1f} ms vs {labels[other]} {other_ms:.1f} ms ({n}) — {ratio:.2f}× faster",
+            measured=(
+                f"{ours} {ours_ms:.1f} ms vs {labels[other]} {other_ms:.1f} ms ({n}) — {ratio:.2f}× faster"
+                + compile_note
+            ),
             verdict=Verdict.PASS if ratio >= target else Verdict.FAIL,
             command=COMMAND,
             source=source,
@@ -234,32 +270,39 @@ def measure_op_throughput(
     issue_fla = "issue 3 target; the issue measured fla naive_chunk_kda at 309 ms forward / 4.6 s forward+backward"
     issue_hf = "issue 3 target; transformers' torch code verified: neither triton nor fla.ops was imported"
     by_length = ", ".join(f"{t}: {fwd[SDPA][t] / fwd[OURS][t]:.2f}×" for t in lengths)
-    rows = [
-        speedup_row(
-            f"chunk_kda at T={L} is ≥ {SPEEDUP_TARGET:g}× faster than fla's naive chunk reference (forward)",
-            FLA,
-            "forward",
-            SPEEDUP_TARGET,
-            f"{issue_fla} at T=4096 on a 2-core CPU",
-        ),
-        speedup_row(
-            f"chunk_kda at T={L} is ≥ {SPEEDUP_TARGET:g}× faster than fla's naive chunk reference (forward+backward)",
-            FLA,
-            "forward_backward",
-            SPEEDUP_TARGET,
-            f"{issue_fla} at T=4096 on a 2-core CPU",
-        ),
-        ClaimRow(
-            claim=f"chunk_kda forward at T={L} is faster than SDPA causal forward",
+
+    def sdpa_row(ours: str) -> ClaimRow:
+        claim = f"{ours} forward at T={L} is faster than SDPA causal forward"
+        source = "issue 3 target; the issue measured SDPA at 63 ms forward / 217 ms forward+backward at T=4096"
+        if ours == COMPILED and compiler_missing:
+            return speedup_row(claim, SDPA, "forward", 1.0, source, ours)  # the "not measured" row
+        return ClaimRow(
+            claim=claim,
             measured=(
-                f"chunk_kda {fwd[OURS][L]:.1f} ms vs SDPA {fwd[SDPA][L]:.1f} ms forward ({n}) — "
-                f"{fwd[SDPA][L] / fwd[OURS][L]:.2f}×; forward+backward {fwdbwd[OURS][L]:.1f} vs "
+                f"{ours} {fwd[ours][L]:.1f} ms vs SDPA {fwd[SDPA][L]:.1f} ms forward ({n}) — "
+                f"{fwd[SDPA][L] / fwd[ours][L]:.2f}×; forward+backward {fwdbwd[ours][L]:.1f} vs "
                 f"{fwdbwd[SDPA][L]:.1f} ms"
             ),
-            verdict=Verdict.PASS if fwd[OURS][L] < fwd[SDPA][L] else Verdict.FAIL,
+            verdict=Verdict.PASS if fwd[ours][L] < fwd[SDPA][L] else Verdict.FAIL,
             command=COMMAND,
-            source="issue 3 target; the issue measured SDPA at 63 ms forward / 217 ms forward+backward at T=4096",
-        ),
+            source=source,
+        )
+
+    rows = []
+    for ours in [OURS, COMPILED] if compiled else [OURS]:
+        rows += [
+            speedup_row(
+                f"{ours} at T={L} is ≥ {SPEEDUP_TARGET:g}× faster than fla's naive chunk reference ({pass_label})",
+                FLA,
+                pass_,
+                SPEEDUP_TARGET,
+                f"{issue_fla} at T=4096 on a 2-core CPU",
+                ours,
+            )
+            for pass_, pass_label in PASSES.items()
+        ]
+        rows.append(sdpa_row(ours))
+    rows += [
         speedup_row(
             f"chunk_kda at T={L} is faster than transformers' torch fallback chunk_kimi_delta_attention (forward)",
             HF,
@@ -288,11 +331,11 @@ def measure_op_throughput(
             ),
         ),
         ClaimRow(
-            claim=f"Achieved throughput of chunk_kda forward at T={L}",
-            measured=(
-                f"{achieved:.1f} GFLOP/s = {100 * achieved / peak:.1f}% of the measured {peak:.1f} GFLOP/s "
-                f"fp32 matmul peak ({torch.get_num_threads()} threads)"
-            ),
+            claim=f"Achieved throughput of our KDA forward at T={L}",
+            measured="; ".join(
+                f"{key} {gflops:.1f} GFLOP/s = {100 * gflops / peak:.1f}%" for key, gflops in achieved.items()
+            )
+            + f" of the measured {peak:.1f} GFLOP/s fp32 matmul peak ({torch.get_num_threads()} threads)",
             verdict=Verdict.NOT_COMPARABLE,
             command=COMMAND,
             source=(
@@ -301,7 +344,7 @@ def measure_op_throughput(
             ),
         ),
         ClaimRow(
-            claim="chunk_kda, fla's naive_chunk_kda and transformers' fallback compute the same output",
+            claim="Our KDA ops, fla's naive_chunk_kda and transformers' fallback compute the same output",
             measured=f"max |Δo| = {disagreement:.2e} at T={lengths[0]}",
             verdict=Verdict.PASS if disagreement <= AGREEMENT_TOLERANCE else Verdict.FAIL,
             command=COMMAND,
@@ -331,7 +374,8 @@ def measure_op_throughput(
                 for p, by_op in samples.items()
             },
             "matmul_peak_gflops": peak,
-            "chunk_kda_forward_gflops": achieved,
+            "forward_gflops": achieved,
+            "first_call_ms": first_call,
             "crossover_length_vs_sdpa": crossover,
             "max_abs_disagreement": disagreement,
             "load_average_1min": load_average,
@@ -347,6 +391,7 @@ def measure_op_throughput(
             "repeats": repeats,
             "slow_max_length": slow_max_length,
             "claim_length": claim_length,
+            "compiled": compiled,
             "threads": torch.get_num_threads(),
         },
         seed=ctx.seed,
