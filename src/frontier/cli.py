@@ -202,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--list", action="store_true", help="list registered experiments and exit")
     reproduce.add_argument("--seed", type=int, default=0)
     reproduce.add_argument("--reports-dir", type=Path, default=Path("reports"), help="default: ./reports")
-    reproduce.add_argument("--resume", action="store_true", help="continue the newest interrupted run")
+    reproduce.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the newest interrupted run of the same mode, seed and --only list",
+    )
     reproduce.set_defaults(handler=run_reproduce, mode="quick")
     return parser
 

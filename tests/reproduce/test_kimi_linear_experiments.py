@@ -32,12 +32,27 @@ def test_synthetic_experiment_runs_every_task_and_mixer(tmp_path):
     assert (tmp_path / result.figures[0]).stat().st_size > 1000
 
 
+def test_synthetic_experiment_resumes_from_its_trained_models(tmp_path, monkeypatch):
+    first = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
+    assert len(list((tmp_path / "kimi-linear-synthetic-units").glob("*.json"))) == 9
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a stored model was trained again")
+
+    monkeypatch.setattr(kimi_linear_quality, "_train_synthetic", no_training)
+    again = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
+    assert again.metrics == first.metrics
+    with pytest.raises(AssertionError, match="trained again"):  # another length is another model
+        kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=3, batch=4, eval_size=8, hidden=32)
+
+
 def test_lm_experiment_matches_parameter_counts(tmp_path):
     result = kimi_linear_quality.run_lm(_ctx(tmp_path), steps=2, batch=2, seq=32, hidden=32, seeds=[0])
     params = [r["params"] for r in result.metrics.values()]
     assert max(params) / min(params) < 1.02
     assert all(len(r["val_loss"]) == 1 and r["val_loss"][0] > 0 for r in result.metrics.values())
     assert len(result.rows) == 2
+    assert len(list((tmp_path / "kimi-linear-lm-units").glob("*-seed-0.json"))) == 3  # kept for --resume
 
 
 def test_pydoc_corpus_is_real_text():

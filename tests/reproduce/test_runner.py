@@ -14,6 +14,7 @@ from frontier.reproduce import (
     Measurement,
     Mode,
     Registry,
+    RunContext,
     Verdict,
     run_experiments,
 )
@@ -111,6 +112,31 @@ def test_resume_ignores_partial_runs_of_another_mode(tmp_path):
     calls.clear()
     run_experiments(_registry(calls).select(None), Mode.FULL, tmp_path, resume=True, progress=False)
     assert calls == ["alpha", "beta"]
+
+
+def test_resume_ignores_partial_runs_of_other_experiments(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(_registry(calls, interrupt_on="beta").select(None), Mode.QUICK, tmp_path, progress=False)
+    calls.clear()
+    run_experiments(_registry(calls).select(["beta"]), Mode.QUICK, tmp_path, resume=True, progress=False)
+    assert calls == ["beta"]
+    assert len(list(tmp_path.glob(".partial-*"))) == 1  # the interrupted alpha+beta run is left to resume
+
+
+def test_a_resumable_unit_is_reused_only_with_its_config(tmp_path):
+    ctx = RunContext(mode=Mode.FULL, seed=0, out_dir=tmp_path, progress=False)
+    calls: list[int] = []
+
+    def compute() -> dict:
+        calls.append(1)
+        return {"loss": 0.5 * len(calls)}
+
+    assert ctx.resumable("exp", "Model A / seed 0", {"steps": 10}, compute) == {"loss": 0.5}
+    assert ctx.resumable("exp", "Model A / seed 0", {"steps": 10}, compute) == {"loss": 0.5}
+    assert (tmp_path / "exp-units" / "model-a-seed-0.json").is_file()
+    assert ctx.resumable("exp", "Model A / seed 0", {"steps": 20}, compute) == {"loss": 1.0}
+    assert len(calls) == 2
 
 
 def test_unknown_experiment_suggests_close_names():

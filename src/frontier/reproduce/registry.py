@@ -8,6 +8,8 @@ renders only these records, so a stored `results.json` re-renders identically.
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from frontier.errors import ConfigError, ExperimentNotFoundError
+from frontier.io import atomic_write_json
 
 
 class Verdict(StrEnum):
@@ -104,6 +107,20 @@ class RunContext:
         path = self.out_dir / "figures" / f"{experiment}-{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    def resumable(self, experiment: str, unit: str, config: dict, compute: Callable[[], dict]) -> dict:
+        """`compute()` for one unit of an experiment's work (one trained model, say), kept in the report folder: a
+        `--resume`d run reuses a unit stored with the same `config` (JSON values), so an interrupted long experiment
+        loses only the unit it was in."""
+        slug = re.sub(r"[^a-z0-9]+", "-", unit.lower()).strip("-")
+        path = self.out_dir / f"{experiment}-units" / f"{slug}.json"
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("config") == config:
+                return stored["result"]
+        result = compute()
+        atomic_write_json(path, {"config": config, "result": result})
+        return result
 
 
 ExperimentFn = Callable[[RunContext], ExperimentResult]

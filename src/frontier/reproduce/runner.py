@@ -3,7 +3,8 @@
 A run writes into `reports/.partial-<timestamp>/`, saving each finished experiment as `experiments/<name>.json`.
 When every experiment is done it renders `results.json`, `report.md` and `index.html`, renames the folder to
 `reports/<timestamp>/` and points `reports/latest` at it. An interrupted run keeps its partial folder;
-`--resume` picks it up and skips the experiments it already finished.
+`--resume` picks it up (the newest partial run of the same mode, seed and experiments) and skips the experiments it
+already finished; long experiments also keep finished units of work (`RunContext.resumable`).
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ class RunOutcome:
         return [r for r in self.results if any(row.verdict is Verdict.ERROR for row in r.rows)]
 
 
-def _find_resumable(reports_dir: Path, mode: Mode, seed: int) -> Path | None:
-    """The newest unfinished run with the same mode and seed, if any."""
+def _find_resumable(reports_dir: Path, mode: Mode, seed: int, names: list[str]) -> Path | None:
+    """The newest unfinished run with the same mode, seed and experiments, if any: resuming `--only a` must not
+    finish (and so close) a run of `--only b` that is still under way."""
     candidates = sorted(reports_dir.glob(f"{PARTIAL_PREFIX}*"), reverse=True)
     for folder in candidates:
         try:
             run = json.loads((folder / "run.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if run.get("mode") == mode.value and run.get("seed") == seed:
+        if run.get("mode") == mode.value and run.get("seed") == seed and run.get("experiments") == names:
             return folder
     return None
 
@@ -83,12 +85,16 @@ def run_experiments(
 ) -> RunOutcome:
     """Run `specs` in order and write the report; `on_result(result)` is called as each one finishes."""
     reports_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = _find_resumable(reports_dir, mode, seed) if resume else None
+    names = [spec.name for spec in specs]
+    work_dir = _find_resumable(reports_dir, mode, seed, names) if resume else None
     if work_dir is None:
         started = _unique_stamp(reports_dir)
         work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
         work_dir.mkdir()
-        run = {"started": started, "mode": mode.value, "seed": seed, "environment": collect_environment()}
+        run = {
+            "started": started, "mode": mode.value, "seed": seed, "experiments": names,
+            "environment": collect_environment(),
+        }  # fmt: skip
         atomic_write_json(work_dir / "run.json", run)
     else:
         run = json.loads((work_dir / "run.json").read_text())

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -106,29 +107,47 @@ def synthetic_tasks(full: bool) -> list[SyntheticTask]:
     ]
 
 
-def run_synthetic(ctx: RunContext, steps: int, batch: int, eval_size: int, hidden: int) -> ExperimentResult:
+def _train_synthetic(
+    ctx: RunContext,
+    task: SyntheticTask,
+    mixer: str,
+    steps: int,
+    batch: int,
+    hidden: int,
+    eval_batch: tuple[torch.Tensor, torch.Tensor],
+) -> dict:
+    """Train one 2-layer model on `task` and score it on `eval_batch`."""
     from frontier.models.kimi_linear import KimiLinearForCausalLM
 
+    spec = MIXERS[mixer]
+    torch.manual_seed(ctx.seed)
+    config = small_config(tasks.vocab_size(task.num_symbols), [spec["layer"]] * 2, hidden, 2 * hidden,
+                          linear_decay_per_channel=spec["linear_decay_per_channel"])  # fmt: skip
+    model = KimiLinearForCausalLM(config)
+    t0 = time.perf_counter()
+    losses = train(
+        model, lambda g: task.batch_fn(batch, g), steps, lr=1e-3, seed=ctx.seed, label=f"{task.name} / {mixer}",
+        progress=ctx.progress,
+    )  # fmt: skip
+    correct, total = answer_accuracy(model, *eval_batch)
+    return {
+        "correct": correct, "total": total, "seconds": time.perf_counter() - t0,
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]), "losses": losses,
+    }  # fmt: skip
+
+
+def run_synthetic(ctx: RunContext, steps: int, batch: int, eval_size: int, hidden: int) -> ExperimentResult:
     results: dict[str, dict[str, dict]] = {}
     for task in synthetic_tasks(full=not ctx.quick):
-        vocab = tasks.vocab_size(task.num_symbols)
-        eval_ids, eval_labels = task.batch_fn(eval_size, torch.Generator().manual_seed(10_000 + ctx.seed))
+        eval_batch = task.batch_fn(eval_size, torch.Generator().manual_seed(10_000 + ctx.seed))
         results[task.name] = {}
-        for mixer, spec in MIXERS.items():
-            torch.manual_seed(ctx.seed)
-            config = small_config(vocab, [spec["layer"]] * 2, hidden, 2 * hidden,
-                                  linear_decay_per_channel=spec["linear_decay_per_channel"])  # fmt: skip
-            model = KimiLinearForCausalLM(config)
-            t0 = time.perf_counter()
-            losses = train(
-                model, lambda g, fn=task.batch_fn: fn(batch, g), steps, lr=1e-3, seed=ctx.seed,
-                label=f"{task.name} / {mixer}", progress=ctx.progress,
+        for mixer in MIXERS:
+            unit = {"task": task.name, "mixer": mixer, "steps": steps, "batch": batch, "eval_size": eval_size,
+                    "hidden": hidden, "seed": ctx.seed}  # fmt: skip
+            results[task.name][mixer] = ctx.resumable(
+                SYNTHETIC, f"{task.name}-{mixer}", unit,
+                functools.partial(_train_synthetic, ctx, task, mixer, steps, batch, hidden, eval_batch),
             )  # fmt: skip
-            correct, total = answer_accuracy(model, eval_ids, eval_labels)
-            results[task.name][mixer] = {
-                "correct": correct, "total": total, "seconds": time.perf_counter() - t0,
-                "final_loss": sum(losses[-20:]) / len(losses[-20:]), "losses": losses,
-            }  # fmt: skip
 
     rows = []
     for task_name, by_mixer in results.items():
@@ -215,19 +234,29 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
             if name.startswith("hybrid")
             else matched_intermediate(layer_types, target, hidden, vocab, **extra)
         )
-        losses, val = [], []
-        for seed in seeds:
+
+        def train_one(seed: int, layer_types=layer_types, extra=extra, width=width, name=name) -> dict:
             torch.manual_seed(seed)
             model = KimiLinearForCausalLM(small_config(vocab, layer_types, hidden, width, **extra))
             t0 = time.perf_counter()
             losses = train(model, batch_fn, steps, lr=2e-3, seed=seed, label=f"{name} (seed {seed})",
                            progress=ctx.progress)  # fmt: skip
             with torch.no_grad():
-                val.append(model(val_ids, labels=val_ids, use_cache=False).loss.item())
-            seconds = time.perf_counter() - t0
+                val = model(val_ids, labels=val_ids, use_cache=False).loss.item()
+            return {"params": count_parameters(model), "val_loss": val, "seconds": time.perf_counter() - t0,
+                    "losses": losses}  # fmt: skip
+
+        runs = [
+            ctx.resumable(
+                LM, f"{name}-seed-{seed}",
+                {"variant": name, "steps": steps, "batch": batch, "seq": seq, "hidden": hidden, "seed": seed},
+                functools.partial(train_one, seed),
+            )
+            for seed in seeds
+        ]  # fmt: skip
         results[name] = {
-            "params": count_parameters(model), "ffn_width": width, "val_loss": val, "seconds_per_run": seconds,
-            "losses": losses,
+            "params": runs[-1]["params"], "ffn_width": width, "val_loss": [r["val_loss"] for r in runs],
+            "seconds_per_run": runs[-1]["seconds"], "losses": runs[-1]["losses"],
         }  # fmt: skip
 
     summary = {name: mean_ci(r["val_loss"]) for name, r in results.items()}
