@@ -383,6 +383,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     from frontier.console import make_progress, stderr_console
     from frontier.reproduce import Mode, Verdict, load_experiments, run_experiments
     from frontier.reproduce.report import VERDICT_MARK
+    from frontier.reproduce.runner import find_resumable
 
     registry = load_experiments()
     if args.list:
@@ -392,6 +393,13 @@ def run_reproduce(args: argparse.Namespace) -> int:
         return 0
     only = [name.strip() for item in args.only or [] for name in item.split(",") if name.strip()]
     specs = registry.select(only)
+    names = [spec.name for spec in specs]
+    if args.resume and find_resumable(args.reports_dir, Mode(args.mode), args.seed, names) is None:
+        print(
+            "frontier reproduce: --resume found no interrupted run of this mode, seed and experiment list; "
+            "starting a new one",
+            file=sys.stderr,
+        )
 
     try:
         with make_progress() as progress:

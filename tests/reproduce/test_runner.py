@@ -123,6 +123,11 @@ def test_resume_ignores_partial_runs_of_other_experiments(tmp_path):
     assert calls == ["beta"]
     assert len(list(tmp_path.glob(".partial-*"))) == 1  # the interrupted alpha+beta run is left to resume
 
+    calls.clear()
+    run_experiments(_registry(calls).select(["beta", "alpha"]), Mode.QUICK, tmp_path, resume=True, progress=False)
+    assert calls == ["beta"]  # the same experiments in another order: alpha was already done
+    assert not list(tmp_path.glob(".partial-*"))
+
 
 def test_a_resumable_unit_is_reused_only_with_its_config(tmp_path):
     ctx = RunContext(mode=Mode.FULL, seed=0, out_dir=tmp_path, progress=False)

@@ -1,12 +1,11 @@
 """`chunk_kda` with its two chunk-parallel stages compiled by `torch.compile` (Inductor: fused C++ loops on CPU).
 
 The compiled stages are the very functions `chunk_kda` runs (`intra_chunk`, `chunk_output`); the sequential state
-pass between them stays eager, so the compiled graphs do not grow with the number of chunks and, with dynamic
-shapes, one compile serves every sequence length. Compiling fuses the many elementwise decays that dominate the
-eager op on a CPU. The first call per input shape, dtype and grad mode compiles (seconds to a minute; Inductor
-caches the result on disk): it suits fixed-length training and benchmarks; for inputs of ever-changing length use
-`chunk_kda`, as shape-specialised graphs beat dynamic-shape ones here and torch.compile stops recompiling (and runs
-eagerly, with a warning) after its cache limit of shapes.
+pass between them stays eager, so the compiled graphs do not grow with the number of chunks. Compiling fuses the many
+elementwise decays that dominate the eager op on a CPU. Graphs are specialised to each input shape, dtype and grad
+mode (dynamic-shape graphs ran slower than eager here): the first call of each compiles, seconds to a minute, and
+Inductor caches the result on disk. Past `RECOMPILE_LIMIT` graphs torch.compile runs the stages eagerly (it logs a
+warning), so this suits fixed-length training and benchmarks; for inputs of ever-changing length use `chunk_kda`.
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ import torch
 
 from frontier.errors import BackendUnavailableError
 from frontier.kda.chunk import chunk_output, intra_chunk, run_chunk_stages
+
+# torch.compile's default is 8 graphs per function; a benchmark over lengths and grad modes needs more.
+RECOMPILE_LIMIT = 64
 
 
 def cpp_compiler() -> str | None:
@@ -49,4 +51,6 @@ def compiled_chunk_kda(
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`chunk_kda` (same arguments, results and gradients) with its parallel stages compiled; see the module doc."""
-    return run_chunk_stages(*_compiled_stages(), q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+    stages = _compiled_stages()
+    with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        return run_chunk_stages(*stages, q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)

@@ -116,10 +116,10 @@ class RunContext:
         path = self.out_dir / f"{experiment}-units" / f"{slug}.json"
         if path.is_file():
             stored = json.loads(path.read_text())
-            if stored.get("config") == config:
+            if stored.get("unit") == unit and stored.get("config") == config:
                 return stored["result"]
         result = compute()
-        atomic_write_json(path, {"config": config, "result": result})
+        atomic_write_json(path, {"unit": unit, "config": config, "result": result})
         return result
 
 

@@ -40,7 +40,7 @@ class RunOutcome:
         return [r for r in self.results if any(row.verdict is Verdict.ERROR for row in r.rows)]
 
 
-def _find_resumable(reports_dir: Path, mode: Mode, seed: int, names: list[str]) -> Path | None:
+def find_resumable(reports_dir: Path, mode: Mode, seed: int, names: list[str]) -> Path | None:
     """The newest unfinished run with the same mode, seed and experiments, if any: resuming `--only a` must not
     finish (and so close) a run of `--only b` that is still under way."""
     candidates = sorted(reports_dir.glob(f"{PARTIAL_PREFIX}*"), reverse=True)
@@ -49,7 +49,8 @@ def _find_resumable(reports_dir: Path, mode: Mode, seed: int, names: list[str]) 
             run = json.loads((folder / "run.json").read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if run.get("mode") == mode.value and run.get("seed") == seed and run.get("experiments") == names:
+        same_experiments = sorted(run.get("experiments", [])) == sorted(names)
+        if run.get("mode") == mode.value and run.get("seed") == seed and same_experiments:
             return folder
     return None
 
@@ -86,7 +87,7 @@ def run_experiments(
     """Run `specs` in order and write the report; `on_result(result)` is called as each one finishes."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     names = [spec.name for spec in specs]
-    work_dir = _find_resumable(reports_dir, mode, seed, names) if resume else None
+    work_dir = find_resumable(reports_dir, mode, seed, names) if resume else None
     if work_dir is None:
         started = _unique_stamp(reports_dir)
         work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
