@@ -64,3 +64,34 @@ def test_bad_head_counts_are_refused():
 def test_gdn_variant_shares_one_decay_per_head():
     layer = _layer(decay_per_channel=False)
     assert layer.f_b_proj.out_features == 2 and layer.dt_bias.shape == (2,)
+
+
+def test_compiled_chunk_setting_reaches_the_op_from_the_model_config(monkeypatch):
+    """`linear_compiled_chunk` routes every KDA layer through `compiled_chunk_kda` (replaced here by a spy, so no
+    compile runs; the compiled op itself is tested against the reference in tests/kda/test_compiled.py)."""
+    from frontier.kda import dispatch
+    from frontier.models.kimi_linear import KimiLinearConfig, KimiLinearForCausalLM
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return dispatch.torch_chunk.chunk_kda(*args, **kwargs)
+
+    monkeypatch.setattr(dispatch, "compiled_chunk_kda", spy)
+    config = KimiLinearConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8,
+        linear_num_heads=2, linear_head_dim=8, mlp_layer_types=["dense"] * 2, pad_token_id=0, bos_token_id=None,
+        eos_token_id=None, layer_types=["linear_attention", "full_attention"], linear_compiled_chunk=True,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = KimiLinearForCausalLM(config).eval()
+    ids = torch.randint(0, 64, (1, 12))
+    with torch.no_grad():
+        compiled_logits = model(ids, use_cache=False).logits
+        assert len(calls) == 1
+        model.config.linear_compiled_chunk = False
+        model.model.layers[0].self_attn.compiled_chunk = False
+        assert_close("logits", model(ids, use_cache=False).logits, compiled_logits, atol=0)
+    assert len(calls) == 1

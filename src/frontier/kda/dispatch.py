@@ -16,6 +16,7 @@ from frontier.errors import BackendUnavailableError
 from frontier.kda import chunk as torch_chunk
 from frontier.kda import recurrent as torch_recurrent
 from frontier.kda.checks import check_kda_inputs
+from frontier.kda.compiled import compiled_chunk_kda
 
 
 def load_fla_naive() -> ModuleType:
@@ -55,10 +56,13 @@ def chunk_kda(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    *,
+    compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunkwise-parallel KDA; see `frontier.kda.chunk.chunk_kda` for the algorithm and shapes.
 
-    fla's Triton kernel works on 64-token chunks, so other chunk sizes always run the PyTorch path.
+    fla's Triton kernel works on 64-token chunks, so other chunk sizes always run the PyTorch path. `compiled` (not
+    in fla's signature) runs that path's parallel stages under torch.compile: `frontier.kda.compiled_chunk_kda`.
     """
     kernel = fla_kernel("chunk_kda", q) if chunk_size == 64 else None
     if kernel is not None:
@@ -69,7 +73,8 @@ def chunk_kda(
             q=q, k=k, v=v, g=g, beta=beta, scale=scale, initial_state=initial_state,
             output_final_state=output_final_state,
         )  # fmt: skip
-    return torch_chunk.chunk_kda(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
+    op = compiled_chunk_kda if compiled else torch_chunk.chunk_kda
+    return op(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size)
 
 
 def fused_recurrent_kda(

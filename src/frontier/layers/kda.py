@@ -64,6 +64,8 @@ class KimiDeltaAttention(nn.Module):
         norm_eps: epsilon of the output RMSNorm.
         gate_lower_bound: None for the softplus gate (released checkpoints), or e.g. −5.0 for the bounded gate.
         chunk_size: chunk length used by `chunk_kda`.
+        compiled_chunk: run `chunk_kda`'s PyTorch path with its parallel stages under torch.compile
+            (`frontier.kda.compiled_chunk_kda`): faster fixed-length training on a CPU; needs a C++ compiler.
         decay_per_channel: True for KDA's channel-wise forget gate; False gives Gated DeltaNet (one decay per head,
             shared by its K channels), the paper's GDN baseline through the same code path.
     """
@@ -79,6 +81,7 @@ class KimiDeltaAttention(nn.Module):
         gate_lower_bound: float | None = None,
         chunk_size: int = 64,
         decay_per_channel: bool = True,
+        compiled_chunk: bool = False,
     ) -> None:
         super().__init__()
         num_v_heads = num_v_heads or num_heads
@@ -87,7 +90,7 @@ class KimiDeltaAttention(nn.Module):
         if conv_size < 1:
             raise ConfigError(f"conv_size must be >= 1, got {conv_size}")
         self.num_heads, self.num_v_heads, self.head_dim = num_heads, num_v_heads, head_dim
-        self.conv_size, self.chunk_size = conv_size, chunk_size
+        self.conv_size, self.chunk_size, self.compiled_chunk = conv_size, chunk_size, compiled_chunk
         self.key_dim, self.value_dim = num_heads * head_dim, num_v_heads * head_dim
         self.q_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
         self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)
@@ -163,7 +166,7 @@ class KimiDeltaAttention(nn.Module):
         else:
             o, final = chunk_kda(
                 q, k, v, g, beta, initial_state=previous, output_final_state=state is not None,
-                chunk_size=self.chunk_size,
+                chunk_size=self.chunk_size, compiled=self.compiled_chunk,
             )  # fmt: skip
             if state is not None:
                 state.recurrent = final.detach()

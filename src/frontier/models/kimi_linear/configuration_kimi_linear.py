@@ -4,8 +4,9 @@ Keys and defaults are those of transformers' `KimiLinearConfig` (the released Ki
 `config.json` written by either library loads in the other; the checkpoint's own `linear_attn_config` and
 `first_k_dense_replace` keys are understood too. frontier adds optional keys whose defaults reproduce the released
 model:
-`linear_num_v_heads` (grouped value heads), `linear_gate_lower_bound` (fla's safe gate), `linear_chunk_size`, and
-`linear_decay_per_channel` (False gives the GDN baseline: one decay per head).
+`linear_num_v_heads` (grouped value heads), `linear_gate_lower_bound` (fla's safe gate), `linear_chunk_size`,
+`linear_decay_per_channel` (False gives the GDN baseline: one decay per head) and `linear_compiled_chunk` (KDA's
+chunk-parallel stages under torch.compile on the PyTorch path; a speed setting, the results are the same).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class KimiLinearConfig(PreTrainedConfig):
     linear_gate_lower_bound: float | None = None  # frontier: e.g. -5.0 for the bounded sigmoid gate
     linear_chunk_size: int = 64  # frontier: chunk length of chunk_kda
     linear_decay_per_channel: bool = True  # frontier: False turns KDA into Gated DeltaNet (the paper's GDN baseline)
+    linear_compiled_chunk: bool = False  # frontier: compiled_chunk_kda on the PyTorch path (needs a C++ compiler)
 
     def __post_init__(self, **kwargs):
         if self.num_key_value_heads is None:

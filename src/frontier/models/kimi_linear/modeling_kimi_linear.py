@@ -76,6 +76,7 @@ class KimiLinearDecoderLayer(nn.Module):
                 gate_lower_bound=config.linear_gate_lower_bound,
                 chunk_size=config.linear_chunk_size,
                 decay_per_channel=config.linear_decay_per_channel,
+                compiled_chunk=config.linear_compiled_chunk,
             )
         else:
             self.self_attn = MultiHeadLatentAttention(

@@ -46,6 +46,15 @@ def small_config(vocab: int, layer_types: list[str], hidden: int, intermediate: 
     )  # fmt: skip
 
 
+def compiled_chunk(ctx: RunContext) -> bool:
+    """Whether KDA layers train through `compiled_chunk_kda`: at `--full` length, where its one-off compile per model
+    (about a minute) pays for itself (synthetic-task steps ran 1.4× faster here), and only with a C++ compiler.
+    A speed setting: the models compute the same function either way."""
+    from frontier.kda.compiled import cpp_compiler
+
+    return not ctx.quick and cpp_compiler() is not None
+
+
 def train(
     model, batch_fn: BatchFn, steps: int, lr: float, seed: int, label: str = "", progress: bool = False
 ) -> list[float]:
@@ -122,7 +131,8 @@ def _train_synthetic(
     spec = MIXERS[mixer]
     torch.manual_seed(ctx.seed)
     config = small_config(tasks.vocab_size(task.num_symbols), [spec["layer"]] * 2, hidden, 2 * hidden,
-                          linear_decay_per_channel=spec["linear_decay_per_channel"])  # fmt: skip
+                          linear_decay_per_channel=spec["linear_decay_per_channel"],
+                          linear_compiled_chunk=compiled_chunk(ctx))  # fmt: skip
     model = KimiLinearForCausalLM(config)
     t0 = time.perf_counter()
     losses = train(
@@ -176,7 +186,8 @@ def run_synthetic(ctx: RunContext, steps: int, batch: int, eval_size: int, hidde
     metrics = {
         t: {m: {k: v for k, v in r.items() if k != "losses"} for m, r in rm.items()} for t, rm in results.items()
     }
-    config = {"steps": steps, "batch": batch, "eval_size": eval_size, "hidden": hidden, "layers": 2, "lr": 1e-3}
+    config = {"steps": steps, "batch": batch, "eval_size": eval_size, "hidden": hidden, "layers": 2, "lr": 1e-3,
+              "compiled_chunk": compiled_chunk(ctx)}  # fmt: skip
     return ExperimentResult(rows=rows, metrics=metrics, figures=[figure], config=config, seed=ctx.seed)
 
 
@@ -237,7 +248,8 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
 
         def train_one(seed: int, layer_types=layer_types, extra=extra, width=width, name=name) -> dict:
             torch.manual_seed(seed)
-            model = KimiLinearForCausalLM(small_config(vocab, layer_types, hidden, width, **extra))
+            config = small_config(vocab, layer_types, hidden, width, linear_compiled_chunk=compiled_chunk(ctx), **extra)
+            model = KimiLinearForCausalLM(config)
             t0 = time.perf_counter()
             losses = train(model, batch_fn, steps, lr=2e-3, seed=seed, label=f"{name} (seed {seed})",
                            progress=ctx.progress)  # fmt: skip
@@ -287,7 +299,8 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
     ]
     figure = _plot_curves(ctx, LM, {name: r["losses"] for name, r in results.items()})
     metrics = {name: {k: v for k, v in r.items() if k != "losses"} for name, r in results.items()}
-    config = {"steps": steps, "batch": batch, "seq": seq, "hidden": hidden, "seeds": seeds, "corpus_bytes": len(data)}
+    config = {"steps": steps, "batch": batch, "seq": seq, "hidden": hidden, "seeds": seeds, "corpus_bytes": len(data),
+              "compiled_chunk": compiled_chunk(ctx)}  # fmt: skip
     return ExperimentResult(rows=rows, metrics=metrics, figures=[figure], config=config, seed=ctx.seed)
 
 
