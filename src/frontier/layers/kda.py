@@ -64,10 +64,11 @@ class KimiDeltaAttention(nn.Module):
         norm_eps: epsilon of the output RMSNorm.
         gate_lower_bound: None for the softplus gate (released checkpoints), or e.g. −5.0 for the bounded gate.
         chunk_size: chunk length used by `chunk_kda`.
-        compiled_chunk: run `chunk_kda`'s PyTorch path with its parallel stages under torch.compile
-            (`frontier.kda.compiled_chunk_kda`): faster fixed-length training on a CPU; needs a C++ compiler.
         decay_per_channel: True for KDA's channel-wise forget gate; False gives Gated DeltaNet (one decay per head,
             shared by its K channels), the paper's GDN baseline through the same code path.
+        compiled_chunk: while gradients are on, run `chunk_kda`'s PyTorch path with its parallel stages under
+            torch.compile (`frontier.kda.compiled_chunk_kda`): faster fixed-length training on a CPU; needs a C++
+            compiler. Inference stays eager, as prompt lengths vary and each new shape would compile.
     """
 
     def __init__(
@@ -166,7 +167,7 @@ class KimiDeltaAttention(nn.Module):
         else:
             o, final = chunk_kda(
                 q, k, v, g, beta, initial_state=previous, output_final_state=state is not None,
-                chunk_size=self.chunk_size, compiled=self.compiled_chunk,
+                chunk_size=self.chunk_size, compiled=self.compiled_chunk and torch.is_grad_enabled(),
             )  # fmt: skip
             if state is not None:
                 state.recurrent = final.detach()

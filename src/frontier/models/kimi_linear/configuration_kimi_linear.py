@@ -6,7 +6,8 @@ Keys and defaults are those of transformers' `KimiLinearConfig` (the released Ki
 model:
 `linear_num_v_heads` (grouped value heads), `linear_gate_lower_bound` (fla's safe gate), `linear_chunk_size`,
 `linear_decay_per_channel` (False gives the GDN baseline: one decay per head) and `linear_compiled_chunk` (KDA's
-chunk-parallel stages under torch.compile on the PyTorch path; a speed setting, the results are the same).
+chunk-parallel stages under torch.compile while training on the PyTorch path; a speed setting: the function is the
+same, the arithmetic equal up to float rounding).
 """
 
 from __future__ import annotations

@@ -48,8 +48,8 @@ def small_config(vocab: int, layer_types: list[str], hidden: int, intermediate: 
 
 def compiled_chunk(ctx: RunContext) -> bool:
     """Whether KDA layers train through `compiled_chunk_kda`: at `--full` length, where its one-off compile per model
-    (about a minute) pays for itself (synthetic-task steps ran 1.4× faster here), and only with a C++ compiler.
-    A speed setting: the models compute the same function either way."""
+    pays for itself, and only with a C++ compiler. A speed setting: the models compute the same function either way,
+    equal up to float rounding; each trained model records which kernel it used (a resumed run may mix them)."""
     from frontier.kda.compiled import cpp_compiler
 
     return not ctx.quick and cpp_compiler() is not None
@@ -142,6 +142,7 @@ def _train_synthetic(
     correct, total = answer_accuracy(model, *eval_batch)
     return {
         "correct": correct, "total": total, "seconds": time.perf_counter() - t0,
+        "compiled_chunk": config.linear_compiled_chunk,
         "final_loss": sum(losses[-20:]) / len(losses[-20:]), "losses": losses,
     }  # fmt: skip
 
@@ -186,8 +187,9 @@ def run_synthetic(ctx: RunContext, steps: int, batch: int, eval_size: int, hidde
     metrics = {
         t: {m: {k: v for k, v in r.items() if k != "losses"} for m, r in rm.items()} for t, rm in results.items()
     }
+    kernels = {r.get("compiled_chunk", False) for rm in results.values() for r in rm.values()}
     config = {"steps": steps, "batch": batch, "eval_size": eval_size, "hidden": hidden, "layers": 2, "lr": 1e-3,
-              "compiled_chunk": compiled_chunk(ctx)}  # fmt: skip
+              "kda_kernels": sorted("compiled" if c else "eager" for c in kernels)}  # fmt: skip
     return ExperimentResult(rows=rows, metrics=metrics, figures=[figure], config=config, seed=ctx.seed)
 
 
@@ -256,7 +258,7 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
             with torch.no_grad():
                 val = model(val_ids, labels=val_ids, use_cache=False).loss.item()
             return {"params": count_parameters(model), "val_loss": val, "seconds": time.perf_counter() - t0,
-                    "losses": losses}  # fmt: skip
+                    "losses": losses, "compiled_chunk": config.linear_compiled_chunk}  # fmt: skip
 
         runs = [
             ctx.resumable(
@@ -269,6 +271,7 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
         results[name] = {
             "params": runs[-1]["params"], "ffn_width": width, "val_loss": [r["val_loss"] for r in runs],
             "seconds_per_run": runs[-1]["seconds"], "losses": runs[-1]["losses"],
+            "kda_kernels": sorted({"compiled" if r.get("compiled_chunk") else "eager" for r in runs}),
         }  # fmt: skip
 
     summary = {name: mean_ci(r["val_loss"]) for name, r in results.items()}
@@ -300,7 +303,7 @@ def run_lm(ctx: RunContext, steps: int, batch: int, seq: int, hidden: int, seeds
     figure = _plot_curves(ctx, LM, {name: r["losses"] for name, r in results.items()})
     metrics = {name: {k: v for k, v in r.items() if k != "losses"} for name, r in results.items()}
     config = {"steps": steps, "batch": batch, "seq": seq, "hidden": hidden, "seeds": seeds, "corpus_bytes": len(data),
-              "compiled_chunk": compiled_chunk(ctx)}  # fmt: skip
+              "kda_kernels": sorted({k for r in results.values() for k in r["kda_kernels"]})}  # fmt: skip
     return ExperimentResult(rows=rows, metrics=metrics, figures=[figure], config=config, seed=ctx.seed)
 
 
