@@ -115,11 +115,14 @@ def test_runs_under_frontier_sampling_autodeco_and_the_server_engine(tiny_config
 
 def test_save_load_round_trip(tmp_path, tiny_config_kwargs):
     torch.manual_seed(0)
-    config = KimiLinearConfig(**tiny_config_kwargs, linear_num_v_heads=8, linear_gate_lower_bound=-5.0)
+    config = KimiLinearConfig(
+        **tiny_config_kwargs, linear_num_v_heads=8, linear_gate_lower_bound=-5.0, linear_compiled_chunk=True
+    )
     model = KimiLinearForCausalLM(config).eval()
     model.save_pretrained(tmp_path)
     loaded = KimiLinearForCausalLM.from_pretrained(tmp_path).eval()
     assert loaded.config.linear_num_v_heads == 8 and loaded.config.linear_gate_lower_bound == -5.0
+    assert loaded.model.layers[0].self_attn.compiled_chunk  # inference below stays eager: no compile
     ids = torch.randint(3, 128, (1, 20))
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
