@@ -23,27 +23,49 @@ def test_decode_experiment_at_short_context(tmp_path):
 
 
 def test_synthetic_experiment_runs_every_task_and_mixer(tmp_path):
-    result = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
+    result = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32, seeds=[0])
     assert [row.claim.split(":")[0] for row in result.rows] == ["MQAR", "MQAR", "palindrome", "palindrome",
                                                                  "stack", "stack"]  # fmt: skip
     for task in ("MQAR", "palindrome", "stack"):
         assert set(result.metrics[task]) == {"KDA", "GDN", "softmax"}
-        assert all(0 <= r["correct"] <= r["total"] and r["total"] > 0 for r in result.metrics[task].values())
+        for by_mixer in result.metrics[task].values():
+            (run,) = by_mixer["runs"]
+            assert 0 <= run["correct"] <= run["total"] and run["total"] > 0
+            assert by_mixer["mean_accuracy"] == run["correct"] / run["total"]
+    assert "Wilson" in result.rows[0].source
     assert (tmp_path / result.figures[0]).stat().st_size > 1000
 
 
+def test_synthetic_experiment_judges_the_mean_over_seeds(tmp_path, monkeypatch):
+    # KDA: one seed stuck on a plateau, one solved (mean 55%); GDN 50% twice; softmax mean 60%. Verdicts follow means.
+    accuracy = {("KDA", 0): 0.1, ("KDA", 1): 1.0, ("GDN", 0): 0.5, ("GDN", 1): 0.5, ("softmax", 0): 0.3,
+                ("softmax", 1): 0.9}  # fmt: skip
+
+    def fake_training(ctx, task, mixer, seed, *args):
+        return {"correct": round(100 * accuracy[mixer, seed]), "total": 100, "seconds": 0.0, "final_loss": 1.0,
+                "compiled_chunk": False, "losses": [2.0, 1.0]}  # fmt: skip
+
+    monkeypatch.setattr(kimi_linear_quality, "_train_synthetic", fake_training)
+    result = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32, seeds=[0, 1])
+    assert [row.verdict for row in result.rows[:2]] == [Verdict.PASS, Verdict.FAIL]
+    assert "KDA mean 55.0% (seeds: 10.0%, 100.0%)" in result.rows[0].measured
+    assert result.metrics["MQAR"]["KDA"]["mean_accuracy"] == pytest.approx(0.55)
+    assert [r["seed"] for r in result.metrics["MQAR"]["GDN"]["runs"]] == [0, 1]
+    assert len(list((tmp_path / "kimi-linear-synthetic-units").glob("*-seed-1.json"))) == 9
+
+
 def test_synthetic_experiment_resumes_from_its_trained_models(tmp_path, monkeypatch):
-    first = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
-    assert len(list((tmp_path / "kimi-linear-synthetic-units").glob("*.json"))) == 9
+    first = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32, seeds=[0])
+    assert len(list((tmp_path / "kimi-linear-synthetic-units").glob("*-seed-0.json"))) == 9
 
     def no_training(*args, **kwargs):
         raise AssertionError("a stored model was trained again")
 
     monkeypatch.setattr(kimi_linear_quality, "_train_synthetic", no_training)
-    again = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32)
+    again = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32, seeds=[0])
     assert again.metrics == first.metrics
     with pytest.raises(AssertionError, match="trained again"):  # another length is another model
-        kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=3, batch=4, eval_size=8, hidden=32)
+        kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=3, batch=4, eval_size=8, hidden=32, seeds=[0])
 
 
 def test_lm_experiment_matches_parameter_counts(tmp_path):
