@@ -24,8 +24,7 @@ def test_decode_experiment_at_short_context(tmp_path):
 
 def test_synthetic_experiment_runs_every_task_and_mixer(tmp_path):
     result = kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=2, batch=4, eval_size=8, hidden=32, seeds=[0])
-    assert [row.claim.split(":")[0] for row in result.rows] == ["MQAR", "MQAR", "palindrome", "palindrome",
-                                                                 "stack", "stack"]  # fmt: skip
+    assert [row.claim.split(":")[0] for row in result.rows] == ["MQAR"] * 3 + ["palindrome"] * 3 + ["stack"] * 2
     for task in ("MQAR", "palindrome", "stack"):
         assert set(result.metrics[task]) == {"KDA", "GDN", "softmax"}
         for by_mixer in result.metrics[task].values():
@@ -66,6 +65,26 @@ def test_synthetic_experiment_resumes_from_its_trained_models(tmp_path, monkeypa
     assert again.metrics == first.metrics
     with pytest.raises(AssertionError, match="trained again"):  # another length is another model
         kimi_linear_quality.run_synthetic(_ctx(tmp_path), steps=3, batch=4, eval_size=8, hidden=32, seeds=[0])
+
+
+def test_steps_to_converge_finds_where_the_smoothed_loss_falls_to_a_tenth():
+    assert kimi_linear_quality.steps_to_converge([5.0] * 40 + [0.1] * 60) == 42  # window of 2 steps
+    assert kimi_linear_quality.steps_to_converge([5.0] * 40 + [0.6] * 60) is None  # above 10% of the start
+
+
+def test_convergence_row_compares_median_steps_and_counts_stuck_runs_as_slowest():
+    solved_at = {10: [5.0] * 10 + [0.1] * 90, 30: [5.0] * 30 + [0.1] * 70, None: [5.0] * 100}
+
+    def runs(*steps):
+        return [{"losses": solved_at[s]} for s in steps]
+
+    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(10, None, 10), "GDN": runs(30, 30, 10)}, 100, "3")
+    assert row.verdict is Verdict.PASS, row.measured  # median 12 vs 32
+    assert "KDA 12 (seeds: 12, never, 12); GDN 32" in row.measured
+    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(None, None, 10), "GDN": runs(30, 30, 10)}, 100, "")
+    assert row.verdict is Verdict.FAIL
+    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(None), "GDN": runs(None)}, 100, "one seed")
+    assert row.verdict is Verdict.NOT_COMPARABLE and row.measured.endswith("KDA never; GDN never")
 
 
 def test_lm_experiment_matches_parameter_counts(tmp_path):
