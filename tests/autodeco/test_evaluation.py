@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -83,3 +84,56 @@ def test_expert_search_reuses_known_results(autodeco):
     best, table = expert_search(model, tokenizer, PROBLEMS[:2], [1.0, 0.5], [0.5], known={known.strategy.name: known},
                                 samples=1, max_new_tokens=4, progress=False)  # fmt: skip
     assert table["T=1,p=1"] is known and best is known
+
+
+class Interrupted(Exception):
+    """Stands in for a Ctrl-C or a killed process in the middle of an evaluation."""
+
+
+def test_an_interrupted_evaluation_resumes_after_its_last_finished_batch(autodeco, tmp_path, monkeypatch):
+    from frontier.autodeco import evaluation
+
+    model, tokenizer = autodeco
+    strategies = [Strategy("static", 0.7, 0.9), Strategy("autodeco", 1.0, 1.0, autodeco=True)]
+    kwargs = dict(samples=2, max_new_tokens=6, batch_size=2, seed=3, progress=False)  # one problem per batch
+    expected = evaluate_strategies(model, tokenizer, PROBLEMS, strategies, **kwargs)
+
+    real_sample, calls, fail_after = evaluation.sample, [], [2 * len(strategies)]  # interrupt in the third batch
+
+    def counted_sample(*args, **kw):
+        calls.append(1)
+        if fail_after and len(calls) > fail_after[0]:
+            raise Interrupted
+        return real_sample(*args, **kw)
+
+    monkeypatch.setattr(evaluation, "sample", counted_sample)
+    with pytest.raises(Interrupted):
+        evaluate_strategies(model, tokenizer, PROBLEMS, strategies, checkpoint_dir=tmp_path, **kwargs)
+    (stored,) = tmp_path.glob("decoding-*.json")
+    assert json.loads(stored.read_text())["batches_done"] == 2
+
+    calls.clear()
+    fail_after.clear()
+    resumed = evaluate_strategies(model, tokenizer, PROBLEMS, strategies, checkpoint_dir=tmp_path, **kwargs)
+    assert len(calls) == len(strategies)  # only the third batch was decoded again
+    for name, result in expected.items():
+        assert resumed[name].per_problem == result.per_problem
+        assert resumed[name].temperatures == pytest.approx(result.temperatures)
+        assert resumed[name].strategy == result.strategy
+
+    calls.clear()
+    evaluate_strategies(model, tokenizer, PROBLEMS, strategies, checkpoint_dir=tmp_path, **kwargs)
+    assert not calls  # finished: read back whole
+    evaluate_strategies(model, tokenizer, PROBLEMS, strategies, checkpoint_dir=tmp_path, **(kwargs | {"seed": 4}))
+    assert len(list(tmp_path.glob("decoding-*.json"))) == 2  # other settings: another evaluation
+
+
+def test_the_evaluation_fingerprint_follows_the_heads_weights(autodeco):
+    from frontier.autodeco.evaluation import _fingerprint
+
+    model, _ = autodeco
+    torch.manual_seed(1)
+    other_heads = AutoDecoForCausalLM(model.base_model)
+    strategies = [Strategy("autodeco", 1.0, 1.0, autodeco=True)]
+    assert _fingerprint(model, PROBLEMS, strategies, {}) == _fingerprint(model, PROBLEMS, strategies, {})
+    assert _fingerprint(model, PROBLEMS, strategies, {}) != _fingerprint(other_heads, PROBLEMS, strategies, {})

@@ -3,12 +3,16 @@
 Pass@1 is the share of correct answers among N samples per problem, averaged over problems, with a 95% interval
 over problems; two strategies are compared by the interval of their per-problem differences (paired, so the
 problems' difficulty cancels out). Every strategy of a batch of problems continues from one shared prefill.
+Long evaluations keep their progress in a checkpoint folder after every batch of problems and resume from it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -16,6 +20,7 @@ from frontier.autodeco.modeling import AutoDecoForCausalLM
 from frontier.autodeco.problems import Problem
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
+from frontier.io import atomic_write_json
 from frontier.models.generation import chat_inputs
 from frontier.models.sampling import hard_top_p_mask, prefill, sample, static_params
 from frontier.reproduce.registry import Measurement
@@ -75,15 +80,31 @@ def evaluate_strategies(
     batch_size: int = 128,
     seed: int = 0,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, StrategyResult]:
-    """Pass@1 of each strategy on the problems (greedy strategies draw one sample, the others `samples`)."""
+    """Pass@1 of each strategy on the problems (greedy strategies draw one sample, the others `samples`).
+
+    With `checkpoint_dir`, the results so far are written there after every batch of problems, under a name that
+    fingerprints everything that shapes them (problems, strategies, settings, the heads' weights); a later call with
+    the same inputs continues after the last finished batch and returns what an uninterrupted call would have.
+    """
     if samples < 1 or not problems or not strategies:
         raise ConfigError("need at least one problem, one strategy and samples >= 1")
     results = {s.name: StrategyResult(s) for s in strategies}
     per_batch = max(1, batch_size // samples)
     batches = [problems[i : i + per_batch] for i in range(0, len(problems), per_batch)]
-    with progress_steps("evaluating decoding strategies", len(batches) * len(strategies), progress) as advance:
-        for number, batch in enumerate(batches):
+    settings = {"samples": samples, "max_new_tokens": max_new_tokens, "batch_size": batch_size, "seed": seed}
+    checkpoint = None
+    finished = 0
+    if checkpoint_dir is not None:
+        checkpoint = Path(checkpoint_dir) / f"decoding-{_fingerprint(model, problems, strategies, settings)}.json"
+        if checkpoint.is_file():
+            stored = json.loads(checkpoint.read_text())
+            finished = stored["batches_done"]
+            results = {s.name: StrategyResult(s, **stored["results"][s.name]) for s in strategies}
+    todo = len(batches) - finished
+    with progress_steps("evaluating decoding strategies", todo * len(strategies), progress) as advance:
+        for number, batch in enumerate(batches[finished:], start=finished):
             inputs = chat_inputs(tokenizer, [p.prompt for p in batch])
             start = prefill(model.base_model, inputs["input_ids"], inputs["attention_mask"])
             for index, strategy in enumerate(strategies):
@@ -104,7 +125,23 @@ def evaluate_strategies(
                 result.temperatures += out.temperatures[generated].tolist()
                 result.top_ps += out.top_ps[generated].tolist()
                 advance()
+            if checkpoint is not None:
+                kept = {name: {k: v for k, v in asdict(r).items() if k != "strategy"} for name, r in results.items()}
+                atomic_write_json(checkpoint, {"batches_done": number + 1, "settings": settings, "results": kept})
     return results
+
+
+def _fingerprint(model: AutoDecoForCausalLM, problems: list[Problem], strategies: list[Strategy], settings) -> str:
+    """A short digest of an evaluation's inputs; the base model is identified by its name and size, the heads (the
+    part that gets retrained) by their weights."""
+    digest = hashlib.sha256()
+    base = model.base_model
+    identity = [getattr(base.config, "_name_or_path", ""), sum(p.numel() for p in base.parameters())]
+    digest.update(json.dumps([identity, [asdict(p) for p in problems], [asdict(s) for s in strategies], settings],
+                             sort_keys=True).encode())  # fmt: skip
+    for tensor in model.head_parameters():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def static_name(temperature: float, top_p: float) -> str:

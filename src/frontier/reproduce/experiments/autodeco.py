@@ -149,7 +149,9 @@ def pass_at_1(ctx: RunContext) -> ExperimentResult:
     scale = _scale(ctx)
     model, tokenizer, info, _, held_out = trained_heads(ctx)
     problems = bigbench_problems(ctx, scale.eval_per_task)
-    kwargs = dict(samples=scale.eval_samples, max_new_tokens=EVAL_TOKENS, seed=ctx.seed, progress=ctx.progress)
+    # Checkpointed after every batch of problems: a `--resume`d run picks up where an interrupted one stopped.
+    kwargs = dict(samples=scale.eval_samples, max_new_tokens=EVAL_TOKENS, seed=ctx.seed, progress=ctx.progress,
+                  checkpoint_dir=ctx.out_dir / "autodeco-pass-at-1-units")  # fmt: skip
     default_name = static_name(1.0, 1.0)
     main = evaluate_strategies(
         model, tokenizer, problems,
@@ -382,8 +384,9 @@ def loss_ablation(ctx: RunContext) -> ExperimentResult:
         train_heads(model, train_features, config, folder, progress=ctx.progress)
         nll = decoding_nll(model, held_out_features, [autodeco])["AutoDeco"]
         pass_rates[name] = evaluate_strategies(model, tokenizer, problems, [autodeco], samples=scale.eval_samples,
-                                               max_new_tokens=EVAL_TOKENS, seed=ctx.seed,
-                                               progress=ctx.progress)["AutoDeco"]  # fmt: skip
+                                               max_new_tokens=EVAL_TOKENS, seed=ctx.seed, progress=ctx.progress,
+                                               checkpoint_dir=ctx.out_dir / "autodeco-loss-ablation-units",
+                                               )["AutoDeco"]  # fmt: skip
         results[name] = {"pass_at_1": pass_rates[name].pass_at_1.__dict__, "nll": nll["nll"],
                          "in_nucleus": nll["in_nucleus"], "mean_temperature": pass_rates[name].mean_temperature,
                          "mean_top_p": pass_rates[name].mean_top_p}  # fmt: skip
