@@ -118,7 +118,8 @@ def test_an_interrupted_evaluation_resumes_after_its_last_finished_batch(autodec
     assert len(calls) == len(strategies)  # only the third batch was decoded again
     for name, result in expected.items():
         assert resumed[name].per_problem == result.per_problem
-        assert resumed[name].temperatures == pytest.approx(result.temperatures)
+        assert resumed[name].temperatures == pytest.approx(result.temperatures)  # depend on every sampled token
+        assert resumed[name].top_ps == pytest.approx(result.top_ps)
         assert resumed[name].strategy == result.strategy
 
     calls.clear()
@@ -128,12 +129,27 @@ def test_an_interrupted_evaluation_resumes_after_its_last_finished_batch(autodec
     assert len(list(tmp_path.glob("decoding-*.json"))) == 2  # other settings: another evaluation
 
 
-def test_the_evaluation_fingerprint_follows_the_heads_weights(autodeco):
+def test_the_evaluation_fingerprint_follows_the_heads_and_the_prompts(autodeco):
     from frontier.autodeco.evaluation import _fingerprint
 
-    model, _ = autodeco
+    model, tokenizer = autodeco
     torch.manual_seed(1)
     other_heads = AutoDecoForCausalLM(model.base_model)
     strategies = [Strategy("autodeco", 1.0, 1.0, autodeco=True)]
-    assert _fingerprint(model, PROBLEMS, strategies, {}) == _fingerprint(model, PROBLEMS, strategies, {})
-    assert _fingerprint(model, PROBLEMS, strategies, {}) != _fingerprint(other_heads, PROBLEMS, strategies, {})
+
+    def fingerprint(m, problems=PROBLEMS):
+        return _fingerprint(m, tokenizer, problems, strategies, {})
+
+    assert fingerprint(model) == fingerprint(model)
+    assert fingerprint(model) != fingerprint(other_heads)
+    assert fingerprint(model) != fingerprint(model, [Problem("What is 2 + 2?", "4", "arithmetic", "date")])
+    embedding = model.base_model.get_input_embeddings().weight
+    saved = embedding.detach().clone()
+    with torch.no_grad():
+        embedding[0, 0] += 1.0  # a retrained base at the same path
+    try:
+        retrained = fingerprint(model)
+    finally:
+        with torch.no_grad():
+            embedding.copy_(saved)
+    assert retrained != fingerprint(model)

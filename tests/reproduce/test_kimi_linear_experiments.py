@@ -75,16 +75,20 @@ def test_steps_to_converge_finds_where_the_smoothed_loss_falls_to_a_tenth():
 def test_convergence_row_compares_median_steps_and_counts_stuck_runs_as_slowest():
     solved_at = {10: [5.0] * 10 + [0.1] * 90, 30: [5.0] * 30 + [0.1] * 70, None: [5.0] * 100}
 
-    def runs(*steps):
-        return [{"losses": solved_at[s]} for s in steps]
+    def row(kda, gdn):
+        by_mixer = {"KDA": [{"losses": solved_at[s]} for s in kda], "GDN": [{"losses": solved_at[s]} for s in gdn]}
+        return kimi_linear_quality._convergence_row("MQAR", by_mixer, 100)
 
-    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(10, None, 10), "GDN": runs(30, 30, 10)}, 100, "3")
-    assert row.verdict is Verdict.PASS, row.measured  # median 12 vs 32
-    assert "KDA 12 (seeds: 12, never, 12); GDN 32" in row.measured
-    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(None, None, 10), "GDN": runs(30, 30, 10)}, 100, "")
-    assert row.verdict is Verdict.FAIL
-    row = kimi_linear_quality._convergence_row("MQAR", {"KDA": runs(None), "GDN": runs(None)}, 100, "one seed")
-    assert row.verdict is Verdict.NOT_COMPARABLE and row.measured.endswith("KDA never; GDN never")
+    faster = row([10, None, 10], [30, 30, 10])
+    assert faster.verdict is Verdict.PASS, faster.measured  # median 12 vs 32
+    assert "KDA 12 (seeds: 12, never, 12); GDN 32" in faster.measured
+    assert faster.source.endswith("median over 3 seeds")
+    assert row([None, None, 10], [30, 30, 10]).verdict is Verdict.FAIL  # KDA's median run never converged
+    assert row([10, 10, 30], [10, 10, 30]).verdict is Verdict.FAIL  # a tie is not "fewer steps"
+    assert row([10, None, None], [None, None, None]).verdict is Verdict.NOT_COMPARABLE  # both medians: never
+    stuck = row([None], [None])
+    assert stuck.verdict is Verdict.NOT_COMPARABLE and stuck.measured.endswith("KDA never; GDN never")
+    assert stuck.source.endswith("one seed")
 
 
 def test_lm_experiment_matches_parameter_counts(tmp_path):

@@ -20,7 +20,7 @@ from frontier.autodeco.modeling import AutoDecoForCausalLM
 from frontier.autodeco.problems import Problem
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
-from frontier.io import atomic_write_json
+from frontier.io import atomic_write_text
 from frontier.models.generation import chat_inputs
 from frontier.models.sampling import hard_top_p_mask, prefill, sample, static_params
 from frontier.reproduce.registry import Measurement
@@ -85,8 +85,8 @@ def evaluate_strategies(
     """Pass@1 of each strategy on the problems (greedy strategies draw one sample, the others `samples`).
 
     With `checkpoint_dir`, the results so far are written there after every batch of problems, under a name that
-    fingerprints everything that shapes them (problems, strategies, settings, the heads' weights); a later call with
-    the same inputs continues after the last finished batch and returns what an uninterrupted call would have.
+    fingerprints everything that shapes them (see `_fingerprint`); a later call with the same inputs continues after
+    the last finished batch and returns what an uninterrupted call would have.
     """
     if samples < 1 or not problems or not strategies:
         raise ConfigError("need at least one problem, one strategy and samples >= 1")
@@ -97,7 +97,9 @@ def evaluate_strategies(
     checkpoint = None
     finished = 0
     if checkpoint_dir is not None:
-        checkpoint = Path(checkpoint_dir) / f"decoding-{_fingerprint(model, problems, strategies, settings)}.json"
+        checkpoint = (
+            Path(checkpoint_dir) / f"decoding-{_fingerprint(model, tokenizer, problems, strategies, settings)}.json"
+        )
         if checkpoint.is_file():
             stored = json.loads(checkpoint.read_text())
             finished = stored["batches_done"]
@@ -127,18 +129,33 @@ def evaluate_strategies(
                 advance()
             if checkpoint is not None:
                 kept = {name: {k: v for k, v in asdict(r).items() if k != "strategy"} for name, r in results.items()}
-                atomic_write_json(checkpoint, {"batches_done": number + 1, "settings": settings, "results": kept})
+                state = {"batches_done": number + 1, "settings": settings, "results": kept}
+                atomic_write_text(checkpoint, json.dumps(state))  # one line: every token's T and p add up
     return results
 
 
-def _fingerprint(model: AutoDecoForCausalLM, problems: list[Problem], strategies: list[Strategy], settings) -> str:
-    """A short digest of an evaluation's inputs; the base model is identified by its name and size, the heads (the
-    part that gets retrained) by their weights."""
-    digest = hashlib.sha256()
+CHECKPOINT_FORMAT = 1  # bump when what a checkpoint holds, or how results are computed, changes
+
+
+def _fingerprint(
+    model: AutoDecoForCausalLM, tokenizer, problems: list[Problem], strategies: list[Strategy], settings: dict
+) -> str:
+    """A short digest of everything that shapes an evaluation's results: the base (its config, and each weight's
+    shape, dtype and sums, which any retraining or dtype change moves, not where it was loaded from), the heads'
+    exact weights, the chat template, the prompts as the model sees them, the strategies and the settings."""
     base = model.base_model
-    identity = [getattr(base.config, "_name_or_path", ""), sum(p.numel() for p in base.parameters())]
-    digest.update(json.dumps([identity, [asdict(p) for p in problems], [asdict(s) for s in strategies], settings],
-                             sort_keys=True).encode())  # fmt: skip
+    config = {k: v for k, v in base.config.to_dict().items() if k != "_name_or_path"}
+    weights = [
+        [name, str(p.dtype), list(p.shape), p.detach().double().sum().item(), p.detach().double().abs().sum().item()]
+        for name, p in base.named_parameters()
+    ]
+    inputs = {
+        "format": CHECKPOINT_FORMAT, "base_config": config, "base_weights": weights,
+        "chat_template": getattr(tokenizer, "chat_template", None), "eos": tokenizer.eos_token_id,
+        "problems": [[p.prompt, p.answer, p.family, p.kind] for p in problems],
+        "strategies": [asdict(s) for s in strategies], "settings": settings,
+    }  # fmt: skip
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode())
     for tensor in model.head_parameters():
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
