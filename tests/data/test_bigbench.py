@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from frontier.data import bigbench
-from frontier.errors import ConfigError
+from frontier.errors import ConfigError, FrontierError
 
 
 @pytest.fixture
@@ -47,3 +47,67 @@ def test_unknown_task_and_missing_sdist_are_named(fake_sdist, monkeypatch, tmp_p
     monkeypatch.setenv(bigbench.SDIST_ENV, str(tmp_path / "missing.tar.gz"))
     with pytest.raises(ConfigError, match="no such file"):
         bigbench.load_task("navigate", progress=False)
+
+
+ARITHMETIC_SCRIPT = """
+import json, os, random
+random.seed(42)
+for name, (x, y) in {"1_digit_addition": (1, 2), "2_digit_addition": (10, random.randint(10, 99))}.items():
+    os.mkdir(name)
+    with open(os.path.join(name, "task.json"), "w") as f:
+        json.dump({"examples": [{"input": f"What is {x} plus {y}?", "target": str(x + y)}]}, f)
+"""
+COUNTING_SCRIPT = """
+import json, random
+items = list({f"item{random.randint(0, 10**6)}" for _ in range(5)})  # set order: needs PYTHONHASHSEED
+print(json.dumps({"examples": [{"input": " ".join(items), "target": ["five", "5"]}]}))
+"""
+
+
+@pytest.fixture
+def fake_generator_sdist(tmp_path, monkeypatch):
+    """A miniature bigbench-0.0.1.tar.gz holding stand-ins for the two generator scripts."""
+    scripts = {"arithmetic": ARITHMETIC_SCRIPT, "object_counting": COUNTING_SCRIPT}
+    path = tmp_path / bigbench.GENERATOR_SDIST_NAME
+    with tarfile.open(path, "w:gz") as archive:
+        for family, script in scripts.items():
+            data = script.encode()
+            info = tarfile.TarInfo(bigbench.GENERATORS[family][0])
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    return path
+
+
+def test_generated_tasks_come_from_the_scripts_and_are_cached(fake_generator_sdist):
+    examples = bigbench.load_generated_task("arithmetic/1_digit_addition", progress=False)
+    assert examples == [bigbench.BigBenchExample("What is 1 plus 2?", ("3",))]
+    fake_generator_sdist.unlink()  # every subtask the script wrote is cached now
+    assert bigbench.load_generated_task("arithmetic/2_digit_addition", progress=False)[0].input.startswith("What is 10")
+
+
+def test_unseeded_generators_run_seeded_so_every_machine_draws_the_same_task(fake_generator_sdist, monkeypatch):
+    first = bigbench.load_generated_task("object_counting", progress=False)
+    assert first[0].targets == ("five", "5")
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(fake_generator_sdist.parent / "another-cache"))
+    monkeypatch.setenv("PYTHONHASHSEED", "random")
+    assert bigbench.load_generated_task("object_counting", progress=False) == first
+
+
+def test_generated_task_errors_name_the_fix(fake_generator_sdist, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="no generator script for 'navigate'"):
+        bigbench.load_generated_task("navigate", progress=False)
+    with pytest.raises(ConfigError, match="writes no task 'arithmetic/9_digit_addition'; it writes arithmetic/1_digit"):
+        bigbench.load_generated_task("arithmetic/9_digit_addition", progress=False)
+    broken = tmp_path / "broken" / bigbench.GENERATOR_SDIST_NAME
+    broken.parent.mkdir()
+    with tarfile.open(broken, "w:gz") as archive:
+        data = b"raise SystemExit('no inflect here')"
+        info = tarfile.TarInfo(bigbench.GENERATORS["object_counting"][0])
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(broken))
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache-2"))
+    with pytest.raises(FrontierError, match="no inflect here"):
+        bigbench.load_generated_task("object_counting", progress=False)

@@ -1,7 +1,13 @@
-"""BIG-bench tasks read straight from the `bigbench==1.0.0` source distribution on PyPI (evaluation only).
+"""BIG-bench tasks from source distributions on PyPI (evaluation only), two ways:
 
-The package itself is never installed (its dependencies are heavy): `pip download` fetches the 358 MB sdist once
-into the frontier cache, and each requested task's task.json is extracted from it, atomically, on first use.
+- `load_task`: the published task.json files, read straight from the `bigbench==1.0.0` sdist (358 MB, fetched once
+  into the frontier cache; PyPI no longer serves it as of 2026-12, so point $FRONTIER_BIGBENCH_SDIST at a copy).
+- `load_generated_task`: the tasks that BIG-bench builds with a generator script (arithmetic, object_counting), made
+  by running BIG-bench's own script from the `bigbench==0.0.1` sdist (358 KB, still on PyPI). The arithmetic script
+  seeds itself (42), so it rewrites the published examples; the object-counting script does not, and we run it seeded
+  (`random.seed(0)`, PYTHONHASHSEED=0): a fixed draw from the same distribution as the published file.
+
+The package itself is never installed (its dependencies are heavy); task files land atomically in the cache.
 BIG-bench files carry a canary asking that they never be used for training; frontier only evaluates on them.
 """
 
@@ -25,6 +31,16 @@ TASKS_PREFIX = f"bigbench-{VERSION}/bigbench/benchmark_tasks/"
 # Point at an already downloaded sdist (air-gapped machines, tests) instead of running `pip download`.
 SDIST_ENV = "FRONTIER_BIGBENCH_SDIST"
 
+GENERATOR_VERSION = "0.0.1"
+GENERATOR_SDIST_NAME = f"bigbench-{GENERATOR_VERSION}.tar.gz"
+GENERATOR_SDIST_ENV = "FRONTIER_BIGBENCH_GENERATOR_SDIST"
+# Task family → its generator script inside the 0.0.1 sdist, and the seed we add where the script sets none.
+GENERATORS = {
+    "arithmetic": (f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/arithmetic/generate_examples.py", None),
+    "object_counting": (f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/object_counting/generate_task.py", 0),
+}
+GENERATOR_TIMEOUT_S = 300
+
 
 @dataclass(frozen=True)
 class BigBenchExample:
@@ -34,10 +50,10 @@ class BigBenchExample:
     targets: tuple[str, ...]
 
 
-def bigbench_cache_dir() -> Path:
+def bigbench_cache_dir(version: str = VERSION) -> Path:
     from frontier.models.loading import cache_root
 
-    return cache_root() / f"bigbench-{VERSION}"
+    return cache_root() / f"bigbench-{version}"
 
 
 def _task_file(name: str) -> Path:
@@ -45,28 +61,33 @@ def _task_file(name: str) -> Path:
 
 
 def sdist_path(progress: bool = True) -> Path:
-    """The sdist: $FRONTIER_BIGBENCH_SDIST, else the cached copy, else downloaded with pip into the cache."""
-    if os.environ.get(SDIST_ENV):
-        path = Path(os.environ[SDIST_ENV])
+    """The 1.0.0 sdist: $FRONTIER_BIGBENCH_SDIST, else the cached copy, else downloaded with pip into the cache."""
+    return _sdist(VERSION, SDIST_ENV, "358 MB", progress)
+
+
+def _sdist(version: str, env: str, size: str, progress: bool) -> Path:
+    name = f"bigbench-{version}.tar.gz"
+    if os.environ.get(env):
+        path = Path(os.environ[env])
         if not path.is_file():
-            raise ConfigError(f"{SDIST_ENV}={path}: no such file; unset it or point it at {SDIST_NAME}")
+            raise ConfigError(f"{env}={path}: no such file; unset it or point it at {name}")
         return path
-    cached = bigbench_cache_dir() / SDIST_NAME
+    cached = bigbench_cache_dir(version) / name
     if cached.is_file():
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
-        command = [sys.executable, "-m", "pip", "download", f"bigbench=={VERSION}", "--no-deps",
+        command = [sys.executable, "-m", "pip", "download", f"bigbench=={version}", "--no-deps",
                    "--no-binary", ":all:", "--dest", tmp, "--quiet"]  # fmt: skip
         if progress:
-            print(f"downloading the BIG-bench sdist (358 MB, once) into {cached.parent}", file=sys.stderr)
+            print(f"downloading the BIG-bench {version} sdist ({size}, once) into {cached.parent}", file=sys.stderr)
         result = subprocess.run(command, capture_output=True, text=True)
-        downloaded = Path(tmp) / SDIST_NAME
+        downloaded = Path(tmp) / name
         if result.returncode != 0 or not downloaded.is_file():
             raise FrontierError(
-                f"could not download {SDIST_NAME} with pip ({result.stderr.strip().splitlines()[-1:]}); "
-                f"download it yourself (`pip download bigbench=={VERSION} --no-deps --no-binary :all:`) "
-                f"and set {SDIST_ENV} to the file"
+                f"could not download {name} with pip ({result.stderr.strip().splitlines()[-1:]}); "
+                f"download it yourself (`pip download bigbench=={version} --no-deps --no-binary :all:`) "
+                f"and set {env} to the file"
             )
         os.replace(downloaded, cached)  # same folder, so the rename is atomic
     return cached
@@ -92,9 +113,60 @@ def ensure_tasks(names: list[str], progress: bool = True) -> None:
 
 
 def load_task(name: str, progress: bool = True) -> list[BigBenchExample]:
-    """The examples of one task, in the file's order."""
+    """The examples of one published task, in the file's order."""
     ensure_tasks([name], progress)
-    data = json.loads(_task_file(name).read_text())
+    return _parse_examples(json.loads(_task_file(name).read_text()))
+
+
+def load_generated_task(name: str, progress: bool = True) -> list[BigBenchExample]:
+    """The examples of one task as BIG-bench's own generator script writes it (see the module docstring)."""
+    path = _generated_task_file(name)
+    if not path.is_file():
+        _run_generator(name, progress)
+    return _parse_examples(json.loads(path.read_text()))
+
+
+def _generated_task_file(name: str) -> Path:
+    return bigbench_cache_dir(GENERATOR_VERSION) / "generated" / name.replace("/", "__") / "task.json"
+
+
+def _run_generator(name: str, progress: bool) -> None:
+    """Run the generator script of `name`'s family in a scratch folder and cache every task it writes."""
+    family = name.split("/")[0]
+    if family not in GENERATORS:
+        raise ConfigError(
+            f"BIG-bench has no generator script for {name!r}; generated tasks are {sorted(GENERATORS)} "
+            "(e.g. 'arithmetic/2_digit_addition'); read other tasks with load_task"
+        )
+    script_member, seed = GENERATORS[family]
+    sdist = _sdist(GENERATOR_VERSION, GENERATOR_SDIST_ENV, "358 KB", progress)
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(sdist, "r:gz") as archive:
+        try:
+            script_text = archive.extractfile(script_member).read()
+        except KeyError:
+            raise ConfigError(f"{sdist} has no {script_member}: not the bigbench {GENERATOR_VERSION} sdist") from None
+        script = Path(tmp) / "generate.py"
+        script.write_bytes(script_text)
+        # The object-counting script prints its task.json; the arithmetic one writes <subtask>/task.json files.
+        prelude = "" if seed is None else f"import random; random.seed({seed}); "
+        command = [sys.executable, "-c", f"{prelude}import runpy; runpy.run_path('generate.py', run_name='__main__')"]
+        result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=GENERATOR_TIMEOUT_S,
+                                env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+        if result.returncode != 0:
+            raise FrontierError(f"BIG-bench's {script_member} failed: {result.stderr.strip()[-500:]}")
+        written = {f"{family}/{p.parent.name}": p for p in Path(tmp).glob("*/task.json")}
+        if result.stdout.strip():
+            written[family] = Path(tmp) / "printed.json"
+            written[family].write_text(result.stdout)
+        for task, path in written.items():
+            atomic_write_bytes(_generated_task_file(task), path.read_bytes())
+    if name not in written:
+        raise ConfigError(
+            f"BIG-bench's {family} generator writes no task {name!r}; it writes {', '.join(sorted(written))}"
+        )
+
+
+def _parse_examples(data: dict) -> list[BigBenchExample]:
     examples = []
     for item in data["examples"]:
         if "target" in item:

@@ -117,13 +117,15 @@ def trained_heads(ctx: RunContext):
 
 
 def bigbench_problems(ctx: RunContext, per_task: int):
-    """`per_task` examples of each evaluation task (a seeded random subset), as numeric-answer problems."""
+    """`per_task` examples of each evaluation task (a seeded random subset), as numeric-answer problems. The tasks
+    come from BIG-bench's own generator scripts (`frontier.data.bigbench.load_generated_task`): the published
+    task files' sdist is no longer on PyPI."""
     from frontier.autodeco.problems import Problem, last_number
-    from frontier.data.bigbench import load_task
+    from frontier.data.bigbench import load_generated_task
 
     problems = []
     for task in EVAL_TASKS:
-        examples = load_task(task, progress=ctx.progress)
+        examples = load_generated_task(task, progress=ctx.progress)
         chosen = random.Random(f"{task}-{ctx.seed}").sample(examples, min(per_task, len(examples)))
         for example in chosen:
             answer = next(last_number(t) for t in example.targets if last_number(t) is not None)
