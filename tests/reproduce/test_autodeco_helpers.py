@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 
 from frontier.data import bigbench
@@ -12,23 +11,35 @@ from frontier.reproduce.experiments import autodeco
 
 
 def test_bigbench_tasks_become_numeric_problems(tmp_path, monkeypatch):
-    path = tmp_path / bigbench.SDIST_NAME
+    # Stand-ins for BIG-bench's two generator scripts: arithmetic writes <subtask>/task.json, counting prints its task.
+    subtasks = [task.split("/")[1] for task in autodeco.EVAL_TASKS if task.startswith("arithmetic/")]
+    arithmetic = f"""
+import json, os
+for name in {subtasks!r}:
+    os.mkdir(name)
+    examples = [{{"input": f"{{name}} question {{i}}?", "target": "-12"}} for i in range(5)]
+    with open(os.path.join(name, "task.json"), "w") as f:
+        json.dump({{"examples": examples}}, f)
+"""
+    counting = """
+import json
+print(json.dumps({"examples": [{"input": f"counting question {i}?", "target": ["three", "3"]} for i in range(5)]}))
+"""
+    path = tmp_path / bigbench.GENERATOR_SDIST_NAME
     with tarfile.open(path, "w:gz") as archive:
-        for task in autodeco.EVAL_TASKS:
-            target = ["three", "3"] if task == "object_counting" else "-12"
-            examples = [{"input": f"{task} question {i}?", "target": target} for i in range(5)]
-            data = json.dumps({"examples": examples}).encode()
-            info = tarfile.TarInfo(f"{bigbench.TASKS_PREFIX}{task}/task.json")
+        for family, script in (("arithmetic", arithmetic), ("object_counting", counting)):
+            data = script.encode()
+            info = tarfile.TarInfo(bigbench.GENERATORS[family][0])
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
-    monkeypatch.setenv(bigbench.SDIST_ENV, str(path))
+    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
     monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
     problems = autodeco.bigbench_problems(ctx, per_task=3)
     assert len(problems) == 3 * len(autodeco.EVAL_TASKS)
     assert problems == autodeco.bigbench_problems(ctx, per_task=3)  # the subset is seeded
-    counting = [p for p in problems if p.family == "object_counting"]
-    assert all(p.answer == "3" and p.is_correct("There are three.") for p in counting)
+    counting_problems = [p for p in problems if p.family == "object_counting"]
+    assert all(p.answer == "3" and p.is_correct("There are three.") for p in counting_problems)
     assert all(p.answer == "-12" for p in problems if p.family != "object_counting")
 
 
