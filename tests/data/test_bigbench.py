@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import tarfile
@@ -72,11 +73,22 @@ def fake_generator_sdist(tmp_path, monkeypatch):
     with tarfile.open(path, "w:gz") as archive:
         for family, script in scripts.items():
             data = script.encode()
-            info = tarfile.TarInfo(bigbench.GENERATORS[family][0])
+            info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
     monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bigbench, "GENERATED_SHA256", {})  # the stand-ins write other tasks than the real scripts
+    return path
+
+
+def _sdist_with(path, family, script: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        data = script.encode()
+        info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
     return path
 
 
@@ -87,7 +99,7 @@ def test_generated_tasks_come_from_the_scripts_and_are_cached(fake_generator_sdi
     assert bigbench.load_generated_task("arithmetic/2_digit_addition", progress=False)[0].input.startswith("What is 10")
 
 
-def test_unseeded_generators_run_seeded_so_every_machine_draws_the_same_task(fake_generator_sdist, monkeypatch):
+def test_unseeded_generators_run_seeded_so_every_process_draws_the_same_task(fake_generator_sdist, monkeypatch):
     first = bigbench.load_generated_task("object_counting", progress=False)
     assert first[0].targets == ("five", "5")
     monkeypatch.setenv("FRONTIER_CACHE_DIR", str(fake_generator_sdist.parent / "another-cache"))
@@ -100,14 +112,48 @@ def test_generated_task_errors_name_the_fix(fake_generator_sdist, tmp_path, monk
         bigbench.load_generated_task("navigate", progress=False)
     with pytest.raises(ConfigError, match="writes no task 'arithmetic/9_digit_addition'; it writes arithmetic/1_digit"):
         bigbench.load_generated_task("arithmetic/9_digit_addition", progress=False)
-    broken = tmp_path / "broken" / bigbench.GENERATOR_SDIST_NAME
-    broken.parent.mkdir()
-    with tarfile.open(broken, "w:gz") as archive:
-        data = b"raise SystemExit('no inflect here')"
-        info = tarfile.TarInfo(bigbench.GENERATORS["object_counting"][0])
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(broken))
-    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache-2"))
-    with pytest.raises(FrontierError, match="no inflect here"):
+
+    def fails_with(script: str, family: str = "object_counting"):
+        case = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
+        sdist = _sdist_with(case / bigbench.GENERATOR_SDIST_NAME, family, script)
+        monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(sdist))
+        monkeypatch.setenv("FRONTIER_CACHE_DIR", str(sdist.parent / "cache"))
+        with pytest.raises(FrontierError) as error:
+            bigbench.load_generated_task("object_counting" if family == "object_counting" else "arithmetic/x", False)
+        assert not (sdist.parent / "cache" / "bigbench-0.0.1" / "generated").exists()  # nothing half-cached
+        return str(error.value)
+
+    assert "pip install inflect==5.3.0" in fails_with("raise ModuleNotFoundError(\"No module named 'inflect'\")")
+    assert "wrote no task JSON for 'object_counting'" in fails_with("print('hello')")
+    monkeypatch.setattr(bigbench, "GENERATOR_TIMEOUT_S", 1)
+    assert "ran past 1 s" in fails_with("import time; time.sleep(30)")
+    monkeypatch.setattr(bigbench, "GENERATED_SHA256", {"object_counting": "0" * 64})
+    assert "wrote a different 'object_counting' (1 examples)" in fails_with(COUNTING_SCRIPT)
+    not_a_tarball = tmp_path / "junk" / bigbench.GENERATOR_SDIST_NAME
+    not_a_tarball.parent.mkdir()
+    not_a_tarball.write_text("not gzip")
+    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(not_a_tarball))
+    with pytest.raises(ConfigError, match=f"not the bigbench 0.0.1 sdist.*{bigbench.GENERATOR_SDIST_ENV}"):
         bigbench.load_generated_task("object_counting", progress=False)
+
+
+def test_a_cached_generator_sdist_must_match_pypis_digest(tmp_path, monkeypatch):
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(bigbench.GENERATOR_SDIST_ENV, raising=False)
+    _sdist_with(bigbench.bigbench_cache_dir("0.0.1") / bigbench.GENERATOR_SDIST_NAME, "object_counting", "print(1)")
+    with pytest.raises(FrontierError, match="does not match PyPI's sha256"):
+        bigbench.load_generated_task("object_counting", progress=False)
+
+
+def test_the_real_generator_scripts_write_the_tasks_frontier_evaluates_on(tmp_path, monkeypatch):
+    """Runs BIG-bench's own scripts when a previous run cached their sdist (tests never download)."""
+    from frontier.models.loading import cache_root
+
+    real = cache_root() / "bigbench-0.0.1" / bigbench.GENERATOR_SDIST_NAME
+    if not real.is_file() or importlib.util.find_spec("inflect") is None:
+        pytest.skip(f"needs {real} (run `frontier reproduce --only autodeco-pass-at-1` once) and inflect")
+    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(real))
+    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path))
+    for task in bigbench.GENERATED_SHA256:  # each is checked against its recorded digest as it is written
+        bigbench.load_generated_task(task, progress=False)
+    assert bigbench.load_generated_task("arithmetic/2_digit_addition", False)[0].input == "What is 80 plus 29?"

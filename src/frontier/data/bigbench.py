@@ -13,6 +13,7 @@ BIG-bench files carry a canary asking that they never be used for training; fron
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -34,10 +35,32 @@ SDIST_ENV = "FRONTIER_BIGBENCH_SDIST"
 GENERATOR_VERSION = "0.0.1"
 GENERATOR_SDIST_NAME = f"bigbench-{GENERATOR_VERSION}.tar.gz"
 GENERATOR_SDIST_ENV = "FRONTIER_BIGBENCH_GENERATOR_SDIST"
-# Task family → its generator script inside the 0.0.1 sdist, and the seed we add where the script sets none.
+# PyPI's digest of that file: a downloaded or cached copy must match before any script in it runs.
+GENERATOR_SDIST_SHA256 = "b9e26039040dff2815f2fa5dc20ca0c8dc02052cecded82ad7eb17dbd9e8f182"
+
+
+@dataclass(frozen=True)
+class Generator:
+    script: str  # path inside the 0.0.1 sdist
+    seed: int | None  # seeded by us where the script seeds nothing
+    prints_task: bool  # True: the task JSON on stdout; False: <subtask>/task.json files in its working folder
+
+
 GENERATORS = {
-    "arithmetic": (f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/arithmetic/generate_examples.py", None),
-    "object_counting": (f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/object_counting/generate_task.py", 0),
+    "arithmetic": Generator(
+        f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/arithmetic/generate_examples.py", None, False
+    ),
+    "object_counting": Generator(
+        f"bigbench-{GENERATOR_VERSION}/bigbench/benchmark_tasks/object_counting/generate_task.py", 0, True
+    ),
+}
+# What the scripts write on Python >= 3.11 (string hashing) with inflect 5.3.0, for the tasks frontier evaluates on:
+# checked after generating, so a different draw is an error rather than a silently different test set.
+GENERATED_SHA256 = {
+    "arithmetic/1_digit_multiplication": "5777b0ad40b392d6d442d40384d3ef010f54c4836af2d8047b5d2b12630511e7",
+    "arithmetic/2_digit_addition": "1dd3e6fd6bc325a0010b21cef74bd94321b991003715e7299eb0cbd29f1d5582",
+    "arithmetic/2_digit_subtraction": "7437e2ef68b0725da20a4321c32251c828a7dc062c627da9e63409c1fb2653db",
+    "object_counting": "7f2748b3e0e6d321f40bfbe19338b6bb5b8f4f04539b05e6ad227932e4b83cff",
 }
 GENERATOR_TIMEOUT_S = 300
 
@@ -62,10 +85,16 @@ def _task_file(name: str) -> Path:
 
 def sdist_path(progress: bool = True) -> Path:
     """The 1.0.0 sdist: $FRONTIER_BIGBENCH_SDIST, else the cached copy, else downloaded with pip into the cache."""
-    return _sdist(VERSION, SDIST_ENV, "358 MB", progress)
+    hint = (
+        f"PyPI stopped serving it in 2026-12: set {SDIST_ENV} to a copy you have, or use load_generated_task for "
+        f"the tasks BIG-bench generates ({', '.join(sorted(GENERATORS))})"
+    )
+    return _sdist(VERSION, SDIST_ENV, "358 MB", progress, hint)
 
 
-def _sdist(version: str, env: str, size: str, progress: bool) -> Path:
+def _sdist(version: str, env: str, size: str, progress: bool, hint: str, sha256: str | None = None) -> Path:
+    """$env if set (used as is), else the cached copy, else `pip download` into the cache; a cached or downloaded
+    copy must match `sha256` when one is given."""
     name = f"bigbench-{version}.tar.gz"
     if os.environ.get(env):
         path = Path(os.environ[env])
@@ -74,6 +103,7 @@ def _sdist(version: str, env: str, size: str, progress: bool) -> Path:
         return path
     cached = bigbench_cache_dir(version) / name
     if cached.is_file():
+        _check_digest(cached, sha256)
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
@@ -85,12 +115,16 @@ def _sdist(version: str, env: str, size: str, progress: bool) -> Path:
         downloaded = Path(tmp) / name
         if result.returncode != 0 or not downloaded.is_file():
             raise FrontierError(
-                f"could not download {name} with pip ({result.stderr.strip().splitlines()[-1:]}); "
-                f"download it yourself (`pip download bigbench=={version} --no-deps --no-binary :all:`) "
-                f"and set {env} to the file"
+                f"could not download {name} with pip ({result.stderr.strip().splitlines()[-1:]}); {hint}"
             )
+        _check_digest(downloaded, sha256)
         os.replace(downloaded, cached)  # same folder, so the rename is atomic
     return cached
+
+
+def _check_digest(path: Path, sha256: str | None) -> None:
+    if sha256 is not None and hashlib.sha256(path.read_bytes()).hexdigest() != sha256:
+        raise FrontierError(f"{path} does not match PyPI's sha256 {sha256}; delete it and run again to download it")
 
 
 def ensure_tasks(names: list[str], progress: bool = True) -> None:
@@ -138,32 +172,50 @@ def _run_generator(name: str, progress: bool) -> None:
             f"BIG-bench has no generator script for {name!r}; generated tasks are {sorted(GENERATORS)} "
             "(e.g. 'arithmetic/2_digit_addition'); read other tasks with load_task"
         )
-    script_member, seed = GENERATORS[family]
-    sdist = _sdist(GENERATOR_VERSION, GENERATOR_SDIST_ENV, "358 KB", progress)
-    with tempfile.TemporaryDirectory() as tmp, tarfile.open(sdist, "r:gz") as archive:
+    generator = GENERATORS[family]
+    hint = f"download it yourself (`pip download bigbench=={GENERATOR_VERSION} --no-deps --no-binary :all:`) and set "
+    sdist = _sdist(GENERATOR_VERSION, GENERATOR_SDIST_ENV, "358 KB", progress, hint + GENERATOR_SDIST_ENV,
+                   sha256=GENERATOR_SDIST_SHA256)  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
         try:
-            script_text = archive.extractfile(script_member).read()
-        except KeyError:
-            raise ConfigError(f"{sdist} has no {script_member}: not the bigbench {GENERATOR_VERSION} sdist") from None
-        script = Path(tmp) / "generate.py"
-        script.write_bytes(script_text)
-        # The object-counting script prints its task.json; the arithmetic one writes <subtask>/task.json files.
-        prelude = "" if seed is None else f"import random; random.seed({seed}); "
+            with tarfile.open(sdist, "r:gz") as archive:
+                script_text = archive.extractfile(generator.script).read()
+        except (tarfile.TarError, KeyError) as exc:
+            raise ConfigError(
+                f"{sdist}: not the bigbench {GENERATOR_VERSION} sdist (no readable {generator.script}: {exc}); "
+                f"check or unset {GENERATOR_SDIST_ENV}"
+            ) from None
+        (Path(tmp) / "generate.py").write_bytes(script_text)
+        prelude = "" if generator.seed is None else f"import random; random.seed({generator.seed}); "
         command = [sys.executable, "-c", f"{prelude}import runpy; runpy.run_path('generate.py', run_name='__main__')"]
-        result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, timeout=GENERATOR_TIMEOUT_S,
-                                env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+        try:
+            result = subprocess.run(command, cwd=tmp, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                    timeout=GENERATOR_TIMEOUT_S, env={**os.environ, "PYTHONHASHSEED": "0"})  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise FrontierError(f"BIG-bench's {generator.script} ran past {GENERATOR_TIMEOUT_S} s") from None
         if result.returncode != 0:
-            raise FrontierError(f"BIG-bench's {script_member} failed: {result.stderr.strip()[-500:]}")
-        written = {f"{family}/{p.parent.name}": p for p in Path(tmp).glob("*/task.json")}
-        if result.stdout.strip():
-            written[family] = Path(tmp) / "printed.json"
-            written[family].write_text(result.stdout)
-        for task, path in written.items():
-            atomic_write_bytes(_generated_task_file(task), path.read_bytes())
+            fix = " (install it: pip install inflect==5.3.0)" if "No module named 'inflect'" in result.stderr else ""
+            raise FrontierError(f"BIG-bench's {generator.script} failed{fix}: {result.stderr.strip()[-500:]}")
+        if generator.prints_task:
+            written = {family: result.stdout.encode()}
+        else:
+            written = {f"{family}/{path.parent.name}": path.read_bytes() for path in Path(tmp).glob("*/task.json")}
+    for task, data in written.items():  # check everything before caching anything
+        try:
+            examples = json.loads(data)["examples"]
+        except (ValueError, KeyError, TypeError):
+            raise FrontierError(f"BIG-bench's {generator.script} wrote no task JSON for {task!r}") from None
+        expected = GENERATED_SHA256.get(task)
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            raise FrontierError(
+                f"BIG-bench's {generator.script} wrote a different {task!r} ({len(examples)} examples) than the one "
+                "frontier evaluates on; it is reproduced by Python >= 3.11 with inflect==5.3.0"
+            )
+    for task, data in written.items():
+        atomic_write_bytes(_generated_task_file(task), data)
     if name not in written:
-        raise ConfigError(
-            f"BIG-bench's {family} generator writes no task {name!r}; it writes {', '.join(sorted(written))}"
-        )
+        made = ", ".join(sorted(written)) or "nothing"
+        raise ConfigError(f"BIG-bench's {family} generator writes no task {name!r}; it writes {made}")
 
 
 def _parse_examples(data: dict) -> list[BigBenchExample]:
