@@ -77,3 +77,31 @@ def char_tokenizer():
         tokenizer_object=backend, bos_token=SPECIALS[1], eos_token=SPECIALS[2], pad_token=SPECIALS[0],
         unk_token="<unk>", chat_template=CHATML,
     )  # fmt: skip
+
+
+@pytest.fixture
+def bigbench_generator_sdist(tmp_path, monkeypatch):
+    """make(scripts) writes a miniature bigbench-0.0.1.tar.gz whose generator scripts ({family: source}) are
+    stand-ins, and points frontier at it and at a scratch cache; the real scripts' recorded digests are cleared."""
+    import io
+    import tarfile
+
+    from frontier.data import bigbench
+
+    monkeypatch.setattr(bigbench, "GENERATED_SHA256", {})
+
+    def make(scripts: dict[str, str]) -> Path:
+        folder = tmp_path / f"generator-sdist-{len(list(tmp_path.glob('generator-sdist-*')))}"
+        folder.mkdir()
+        path = folder / bigbench.GENERATOR_SDIST_NAME
+        with tarfile.open(path, "w:gz") as archive:
+            for family, script in scripts.items():
+                data = script.encode()
+                info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
+        monkeypatch.setenv("FRONTIER_CACHE_DIR", str(folder / "cache"))
+        return path
+
+    return make

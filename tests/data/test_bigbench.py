@@ -66,30 +66,9 @@ print(json.dumps({"examples": [{"input": " ".join(items), "target": ["five", "5"
 
 
 @pytest.fixture
-def fake_generator_sdist(tmp_path, monkeypatch):
-    """A miniature bigbench-0.0.1.tar.gz holding stand-ins for the two generator scripts."""
-    scripts = {"arithmetic": ARITHMETIC_SCRIPT, "object_counting": COUNTING_SCRIPT}
-    path = tmp_path / bigbench.GENERATOR_SDIST_NAME
-    with tarfile.open(path, "w:gz") as archive:
-        for family, script in scripts.items():
-            data = script.encode()
-            info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
-    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(bigbench, "GENERATED_SHA256", {})  # the stand-ins write other tasks than the real scripts
-    return path
-
-
-def _sdist_with(path, family, script: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        data = script.encode()
-        info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return path
+def fake_generator_sdist(bigbench_generator_sdist):
+    """Stand-ins for the two generator scripts."""
+    return bigbench_generator_sdist({"arithmetic": ARITHMETIC_SCRIPT, "object_counting": COUNTING_SCRIPT})
 
 
 def test_generated_tasks_come_from_the_scripts_and_are_cached(fake_generator_sdist):
@@ -107,19 +86,16 @@ def test_unseeded_generators_run_seeded_so_every_process_draws_the_same_task(fak
     assert bigbench.load_generated_task("object_counting", progress=False) == first
 
 
-def test_generated_task_errors_name_the_fix(fake_generator_sdist, tmp_path, monkeypatch):
+def test_generated_task_errors_name_the_fix(fake_generator_sdist, bigbench_generator_sdist, tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="no generator script for 'navigate'"):
         bigbench.load_generated_task("navigate", progress=False)
     with pytest.raises(ConfigError, match="writes no task 'arithmetic/9_digit_addition'; it writes arithmetic/1_digit"):
         bigbench.load_generated_task("arithmetic/9_digit_addition", progress=False)
 
-    def fails_with(script: str, family: str = "object_counting"):
-        case = tmp_path / f"case-{len(list(tmp_path.iterdir()))}"
-        sdist = _sdist_with(case / bigbench.GENERATOR_SDIST_NAME, family, script)
-        monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(sdist))
-        monkeypatch.setenv("FRONTIER_CACHE_DIR", str(sdist.parent / "cache"))
+    def fails_with(script: str):
+        sdist = bigbench_generator_sdist({"object_counting": script})
         with pytest.raises(FrontierError) as error:
-            bigbench.load_generated_task("object_counting" if family == "object_counting" else "arithmetic/x", False)
+            bigbench.load_generated_task("object_counting", progress=False)
         assert not (sdist.parent / "cache" / "bigbench-0.0.1" / "generated").exists()  # nothing half-cached
         return str(error.value)
 
@@ -137,10 +113,12 @@ def test_generated_task_errors_name_the_fix(fake_generator_sdist, tmp_path, monk
         bigbench.load_generated_task("object_counting", progress=False)
 
 
-def test_a_cached_generator_sdist_must_match_pypis_digest(tmp_path, monkeypatch):
-    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv(bigbench.GENERATOR_SDIST_ENV, raising=False)
-    _sdist_with(bigbench.bigbench_cache_dir("0.0.1") / bigbench.GENERATOR_SDIST_NAME, "object_counting", "print(1)")
+def test_a_cached_generator_sdist_must_match_pypis_digest(bigbench_generator_sdist, monkeypatch):
+    sdist = bigbench_generator_sdist({"object_counting": "print(1)"})
+    monkeypatch.delenv(bigbench.GENERATOR_SDIST_ENV)  # as if pip had downloaded it into the cache
+    cached = bigbench.bigbench_cache_dir("0.0.1") / bigbench.GENERATOR_SDIST_NAME
+    cached.parent.mkdir(parents=True)
+    sdist.rename(cached)
     with pytest.raises(FrontierError, match="does not match PyPI's sha256"):
         bigbench.load_generated_task("object_counting", progress=False)
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
-
-from frontier.data import bigbench
 from frontier.reproduce import Mode, RunContext
 from frontier.reproduce.experiments import autodeco
 
 
-def test_bigbench_tasks_become_numeric_problems(tmp_path, monkeypatch):
+def test_bigbench_tasks_become_numeric_problems(tmp_path, bigbench_generator_sdist):
     # Stand-ins for BIG-bench's two generator scripts: arithmetic writes <subtask>/task.json, counting prints its task.
     subtasks = [task.split("/")[1] for task in autodeco.EVAL_TASKS if task.startswith("arithmetic/")]
     arithmetic = f"""
@@ -25,16 +21,7 @@ for name in {subtasks!r}:
 import json
 print(json.dumps({"examples": [{"input": f"counting question {i}?", "target": ["three", "3"]} for i in range(5)]}))
 """
-    path = tmp_path / bigbench.GENERATOR_SDIST_NAME
-    with tarfile.open(path, "w:gz") as archive:
-        for family, script in (("arithmetic", arithmetic), ("object_counting", counting)):
-            data = script.encode()
-            info = tarfile.TarInfo(bigbench.GENERATORS[family].script)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    monkeypatch.setenv(bigbench.GENERATOR_SDIST_ENV, str(path))
-    monkeypatch.setenv("FRONTIER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(bigbench, "GENERATED_SHA256", {})  # stand-in tasks, not the real scripts' output
+    bigbench_generator_sdist({"arithmetic": arithmetic, "object_counting": counting})
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
     problems = autodeco.bigbench_problems(ctx, per_task=3)
     assert len(problems) == 3 * len(autodeco.EVAL_TASKS)
