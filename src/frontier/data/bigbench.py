@@ -92,10 +92,16 @@ def sdist_path(progress: bool = True) -> Path:
     return _sdist(VERSION, SDIST_ENV, "358 MB", progress, hint)
 
 
-def _sdist(version: str, env: str, size: str, progress: bool, hint: str, sha256: str | None = None) -> Path:
+def _sdist(
+    version: str, env: str, size: str, progress: bool, hint: str | None = None, sha256: str | None = None
+) -> Path:
     """$env if set (used as is), else the cached copy, else `pip download` into the cache; a cached or downloaded
-    copy must match `sha256` when one is given."""
+    copy must match `sha256` when one is given. `hint` says what to do when the download fails."""
     name = f"bigbench-{version}.tar.gz"
+    hint = hint or (
+        f"download it yourself (`pip download bigbench=={version} --no-deps --no-binary :all:`) "
+        f"and set {env} to the file"
+    )
     if os.environ.get(env):
         path = Path(os.environ[env])
         if not path.is_file():
@@ -173,9 +179,7 @@ def _run_generator(name: str, progress: bool) -> None:
             "(e.g. 'arithmetic/2_digit_addition'); read other tasks with load_task"
         )
     generator = GENERATORS[family]
-    hint = f"download it yourself (`pip download bigbench=={GENERATOR_VERSION} --no-deps --no-binary :all:`) and set "
-    sdist = _sdist(GENERATOR_VERSION, GENERATOR_SDIST_ENV, "358 KB", progress, hint + GENERATOR_SDIST_ENV,
-                   sha256=GENERATOR_SDIST_SHA256)  # fmt: skip
+    sdist = _sdist(GENERATOR_VERSION, GENERATOR_SDIST_ENV, "358 KB", progress, sha256=GENERATOR_SDIST_SHA256)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with tarfile.open(sdist, "r:gz") as archive:
