@@ -90,3 +90,64 @@ def test_matches_fla_naive_recurrent_and_chunk(kda_inputs, fla_naive):
         assert_close(f"{op.__name__} state vs fla naive_recurrent", s_fla, s, atol=1e-4)
         assert_close(f"{op.__name__} o vs fla naive_chunk", o_fla_chunk, o, atol=1e-4)
         assert_close(f"{op.__name__} state vs fla naive_chunk", s_fla_chunk, s, atol=1e-4)
+
+
+@pytest.fixture
+def ut_transforms(monkeypatch):
+    """Records which UT transform each chunk_kda call takes."""
+    from frontier.kda import chunk as chunk_module
+
+    taken = []
+    for name in ("factored_ut_transform", "exact_ut_transform"):
+        original = getattr(chunk_module, name)
+
+        def spy(*args, _original=original, _name=name):
+            taken.append(_name)
+            return _original(*args)
+
+        monkeypatch.setattr(chunk_module, name, spy)
+    return taken
+
+
+@pytest.mark.parametrize(
+    ("per_token", "chunk_size", "expected"),
+    [(-3.9, 64, "factored_ut_transform"), (-4.1, 64, "exact_ut_transform"), (-0.5, 24, "exact_ut_transform")],
+)
+def test_each_ut_transform_matches_naive_recurrent(kda_inputs, ut_transforms, per_token, chunk_size, expected):
+    """Blocks that decay by at most 64 (−4 per token over 16) take the factored path, others the exact one; a channel
+    at the limit next to nearly flat ones exercises the factored path's widest factors. Gradients included."""
+    inputs = kda_inputs(2, 150, 2, 2, 16, 16, with_state=True)
+    inputs["g"] = inputs["g"] * 0.01
+    inputs["g"][..., 3] = per_token  # one channel decays at the limit; over 150 tokens that is e^(−585)
+    o_ref, s_ref, grads_ref = _run(naive_recurrent_kda, inputs)
+    o, s, grads = _run(chunk_kda, inputs, chunk_size=chunk_size)
+    assert ut_transforms == [expected]
+    assert_close("o", o_ref, o, atol=1e-4)
+    assert_close("final_state", s_ref, s, atol=1e-4)
+    for name in GRAD_NAMES:
+        assert_close(f"d{name}", grads_ref[name], grads[name], atol=1e-4)
+
+
+def test_exact_path_matches_on_moderate_gates(kda_inputs, monkeypatch, ut_transforms):
+    """The exact transform on the gates the factored one usually takes: both compute the same numbers."""
+    from frontier.kda import chunk as chunk_module
+
+    inputs = kda_inputs(2, 130, 2, 4, 32, 16, with_state=True)
+    factored = chunk_kda(**inputs, output_final_state=True)
+    monkeypatch.setattr(chunk_module, "FACTORED_MAX_SPAN", -1.0)
+    exact = chunk_kda(**inputs, output_final_state=True)
+    assert ut_transforms == ["factored_ut_transform", "exact_ut_transform"]
+    assert_close("o", exact[0], factored[0], atol=1e-5)
+    assert_close("final_state", exact[1], factored[1], atol=1e-5)
+
+
+def test_gradcheck_float64_factored(kda_inputs, ut_transforms):
+    inputs = kda_inputs(1, 34, 1, 2, 2, 2, with_state=True, dtype=torch.float64)  # two chunks of two blocks
+    names = list(inputs)
+    leaves = [inputs[n].clone().requires_grad_() for n in names]
+
+    def fn(*tensors):
+        return chunk_kda(**dict(zip(names, tensors, strict=True)), output_final_state=True, chunk_size=32)
+
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-5)
+    assert set(ut_transforms) == {"factored_ut_transform"}

@@ -12,8 +12,11 @@ between chunks is sequential:
     O     = (Q ⊙ e^gc) S0 + Tril(Aqk) δ,                        Aqk_ij = Σ_d q_i[d] k_j[d] e^(gc_i[d] − gc_j[d])
     S_next = Diag(e^gc_C) S0 + (K ⊙ e^(gc_C − gc))ᵀ δ
 
-Every exponent is a difference gc_i − gc_j with j ≤ i, hence ≤ 0: nothing overflows however strong the decay
-(`decayed_scores` shows how this stays mostly matmuls).
+Two ways to the same numbers. `exact_ut_transform` keeps every exponent a difference gc_i − gc_j with j ≤ i, hence
+≤ 0, so nothing overflows however strong the decay (`decayed_scores` shows how this stays mostly matmuls), then solves
+the C×C system. `factored_ut_transform`, taken when no 16-token block decays by more than FACTORED_MAX_SPAN (an average
+log-decay of −4 per token), factors each block's decays through one reference and substitutes block by block, with
+fewer elementwise passes and no C×C matrix.
 """
 
 from __future__ import annotations
@@ -29,6 +32,11 @@ from frontier.kda.checks import check_kda_inputs
 # Chunks are split into 16-token blocks, those into 4-token blocks, those into single tokens; at every level a pair
 # in different blocks factors through a reference position, so no [C, C, K] tensor is ever formed.
 SUB_BLOCKS = (16, 4, 1)
+# The fast path for gates of moderate strength: 16-token blocks whose cumulative log-decay drops by at most
+# FACTORED_MAX_SPAN in every channel factor through one reference each (`factored_ut_transform`); each factor stays
+# within e^±32, far from fp32's limits. Stronger decays take `exact_ut_transform`, the same results by other means.
+FACTORED_BLOCK = 16
+FACTORED_MAX_SPAN = 64.0
 
 
 def decayed_scores(rows: tuple[torch.Tensor, ...], b: torch.Tensor, gc: torch.Tensor) -> list[torch.Tensor]:
@@ -81,9 +89,9 @@ def _to_chunks(x: torch.Tensor, n_chunks: int, chunk_size: int) -> torch.Tensor:
     """[B, T, HV, D] (or [B, T, HV]) zero-padded on T → [B, HV, N, C, D] (or [B, HV, N, C])."""
     pad = n_chunks * chunk_size - x.shape[1]
     if x.dim() == 3:
-        x = F.pad(x, (0, 0, 0, pad))
+        x = F.pad(x, (0, 0, 0, pad)) if pad else x
         return x.reshape(x.shape[0], n_chunks, chunk_size, x.shape[2]).permute(0, 3, 1, 2).contiguous()
-    x = F.pad(x, (0, 0, 0, 0, 0, pad))
+    x = F.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
     return x.reshape(x.shape[0], n_chunks, chunk_size, *x.shape[2:]).permute(0, 3, 1, 2, 4).contiguous()
 
 
@@ -131,50 +139,131 @@ def run_chunk_stages(
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     scale = K**-0.5 if scale is None else scale
     compute = torch.float64 if v.dtype == torch.float64 else torch.float32
-    # A sequence shorter than one chunk needs only a chunk of its own length (rounded up to the 16-token blocks of
-    # `decayed_scores`); the result is the same, the padding work is not.
+    # A sequence shorter than one chunk needs only a chunk of its own length (rounded up to 16-token blocks); the
+    # result is the same, the padding work is not.
     C = min(chunk_size, max(SUB_BLOCKS[0], math.ceil(T / SUB_BLOCKS[0]) * SUB_BLOCKS[0]))
     N = max(1, math.ceil(T / C))
     inputs = [x.to(compute) for x in (q, k, v, g, beta)]
-    q_decayed, Aqk, U, W, transition, injection = intra_chunk_stage(*inputs, scale, N, C)
-    S = q_decayed.new_zeros(B, HV, K, V) if initial_state is None else initial_state.to(compute)
+    factored = C % FACTORED_BLOCK == 0 and block_decay(inputs[3]) <= FACTORED_MAX_SPAN
+    q_effective, AU, transition, injection = intra_chunk_stage(*inputs, scale, N, C, factored)
+    S = q_effective.new_zeros(B, HV, K, V) if initial_state is None else initial_state.to(compute)
     S0, S = inter_chunk(transition, injection, S)
-    o = output_stage(q_decayed, Aqk, U, W, S0, T)
+    o = output_stage(q_effective, AU, S0, T)
     return o.to(v.dtype), (S if output_final_state else None)
 
 
-def intra_chunk(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, scale: float, N: int, C: int
-) -> tuple[torch.Tensor, ...]:
-    """Everything that needs no state, for all chunks and heads at once: the decayed queries, the causal scores Aqk,
-    the UT transform's U and W, and each chunk's state map S_next = transition · S + injection.
+def block_decay(g: torch.Tensor) -> float:
+    """The largest total log-decay −Σ g over FACTORED_BLOCK consecutive tokens (blocks aligned to the chunks), over
+    every head and channel: a bound on how far the cumulative decay falls inside one block."""
+    pad = -g.shape[1] % FACTORED_BLOCK
+    blocks = F.pad(g, (0, 0, 0, 0, 0, pad)) if pad else g
+    return -blocks.unflatten(1, (-1, FACTORED_BLOCK)).sum(2).min().item() if g.numel() else 0.0
 
+
+def intra_chunk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float,
+    N: int,
+    C: int,
+    factored: bool,
+) -> tuple[torch.Tensor, ...]:
+    """Everything that needs no state, for all chunks and heads at once: the UT transform's U and W, the output's
+    two parts and each chunk's state map S_next = transition · S + injection.
+
+    With δ = U − W S0, the output O = (Q ⊙ e^gc) S0 + Tril(Aqk) δ = Q_eff S0 + Aqk U, where Q_eff = Q ⊙ e^gc − Aqk W.
     The map follows from S_next = Diag(e^gc_C) S + (K ⊙ e^(gc_C − gc))ᵀ (U − W S): transition = Diag(e^gc_C) −
     (K ⊙ e^(gc_C − gc))ᵀ W and injection = (K ⊙ e^(gc_C − gc))ᵀ U, so the sequential pass is one matmul per chunk.
-    Shapes: q_decayed [B, HV, N, C, K], Aqk [.., C, C], U [.., C, V], W [.., C, K], transition [.., K, K],
-    injection [.., K, V].
+    `factored` picks `factored_ut_transform` (gates within FACTORED_MAX_SPAN per block) over `exact_ut_transform`.
+    Shapes: Q_eff [B, HV, N, C, K], Aqk U [.., C, V], transition [.., K, K], injection [.., K, V].
     """
     group = v.shape[2] // q.shape[2]
     V = v.shape[-1]
-    q = _to_chunks(q.repeat_interleave(group, dim=2) * scale, N, C)  # [B, HV, N, C, K]
-    k = _to_chunks(k.repeat_interleave(group, dim=2), N, C)  # [B, HV, N, C, K]
+    if group > 1:
+        q, k = q.repeat_interleave(group, dim=2), k.repeat_interleave(group, dim=2)
+    q = _to_chunks(q * scale, N, C)  # [B, HV, N, C, K]
+    k = _to_chunks(k, N, C)  # [B, HV, N, C, K]
     v = _to_chunks(v, N, C)  # [B, HV, N, C, V]
     gc = _to_chunks(g, N, C).cumsum(-2)  # [B, HV, N, C, K], ≤ 0 and non-increasing
-    beta = _to_chunks(beta, N, C)  # [B, HV, N, C]
+    beta = _to_chunks(beta, N, C)[..., None]  # [B, HV, N, C, 1]
+    k_beta = k * beta  # the system's rows carry β: (I + Diag(β) StrictTril(A))
 
-    # UT transform for all chunks at once: solve (I + Diag(β) StrictTril(A)) [U | W] = Diag(β) [V | K ⊙ e^gc].
-    Aqk, Akk = decayed_scores((q, k), k, gc)  # [B, HV, N, C, C], lower-triangular with the diagonal
-    system = beta[..., None] * Akk.tril(-1) + torch.eye(C, dtype=q.dtype, device=q.device)
-    rhs = beta[..., None] * torch.cat([v, k * gc.exp()], dim=-1)
-    # One flat batch: LAPACK's batched triangular solve is markedly faster over [B·HV·N] than over [B, HV, N].
-    UW = torch.linalg.solve_triangular(system.flatten(0, 2), rhs.flatten(0, 2), upper=False, unitriangular=True)
-    U, W = UW.view(rhs.shape).split([V, rhs.shape[-1] - V], dim=-1)
+    v_beta = v * beta
+    transform = factored_ut_transform if factored else exact_ut_transform
+    q_decayed, AUW, KUW = transform(q, k, k_beta, v_beta, gc)
+    AU, AW = AUW.split([V, AUW.shape[-1] - V], dim=-1)
+    injection, absorbed = KUW.split([V, KUW.shape[-1] - V], dim=-1)
+    transition = -absorbed
+    transition.diagonal(dim1=-2, dim2=-1).add_(gc[..., -1, :].exp())  # Diag(e^gc_C) − …, no [K, K] diagonal matrix
+    return q_decayed - AW, AU, transition, injection
 
-    gc_last = gc[..., -1:, :]  # [B, HV, N, 1, K]
-    k_to_end_T = (k * (gc_last - gc).exp()).transpose(-1, -2)  # each key decayed to the end of its chunk
-    transition = torch.diag_embed(gc_last.squeeze(-2).exp()) - k_to_end_T @ W  # [B, HV, N, K, K]
-    injection = k_to_end_T @ U  # [B, HV, N, K, V]
-    return q * gc.exp(), Aqk, U, W, transition, injection
+
+def exact_ut_transform(
+    q: torch.Tensor, k: torch.Tensor, k_beta: torch.Tensor, v_beta: torch.Tensor, gc: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The UT transform for any decay, every chunk at once: solve (I + Diag(β) StrictTril(A)) [U | W] = Diag(β) [V |
+    K ⊙ e^gc], then Aqk [U | W] and (K ⊙ e^(gc_C − gc))ᵀ [U | W]. The scores come from `decayed_scores`, whose every
+    exponent is ≤ 0. Returns Q ⊙ e^gc [.., C, K] and those two products [.., C, V + K], [.., K, V + K]."""
+    Aqk, Akk_beta = decayed_scores((q, k_beta), k, gc)  # [B, HV, N, C, C], the diagonal included
+    decay = gc.exp()
+    rhs = torch.cat([v_beta, k_beta * decay], dim=-1)
+    # The solve reads only the strict lower triangle (unit diagonal). One flat batch: LAPACK's batched triangular
+    # solve is markedly faster over [B·HV·N] than over [B, HV, N].
+    UW = torch.linalg.solve_triangular(Akk_beta.flatten(0, 2), rhs.flatten(0, 2), upper=False, unitriangular=True)
+    UW = UW.view(rhs.shape)  # [B, HV, N, C, V + K]
+    k_to_end = k * (gc[..., -1:, :] - gc).exp()  # each key decayed to the end of its chunk
+    return q * decay, Aqk @ UW, k_to_end.transpose(-1, -2) @ UW
+
+
+def factored_ut_transform(
+    q: torch.Tensor, k: torch.Tensor, k_beta: torch.Tensor, v_beta: torch.Tensor, gc: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`exact_ut_transform` for gates whose 16-token blocks span ≤ FACTORED_MAX_SPAN, as a sweep over the blocks of
+    every chunk at once: no [C, C] matrix and no [C, C] solve.
+
+    Each block factors its pairs through a per-channel reference ref (the midpoint of its cumulative log-decay):
+    e^(gc_i − gc_j) = e^(gc_i − ref) · e^(ref − gc_j), each factor within e^(±span/2), so the scores inside a block
+    are one matmul, and a key j of an earlier block b reaches block m through the link e^(ref_m − ref_b) ≤ 1.
+    Forward substitution by blocks: [u | w]_m = (I + StrictTril(A_mm))⁻¹ (Diag(β) [V | K ⊙ e^gc]_m − Σ_(b<m) A_mb
+    [u | w]_b), the output rows Σ_(b≤m) Aqk_mb [u | w]_b. A product that underflows stands for a term below
+    e^(−87 + span/2), nothing in fp32.
+    """
+    n = k.shape[-2] // FACTORED_BLOCK
+
+    def blocks(x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-2, (n, FACTORED_BLOCK))  # [..., n, 16, D]
+
+    gc_blocks = blocks(gc)
+    ref = (gc_blocks[..., :1, :] + gc_blocks[..., -1:, :]) / 2  # [..., n, 1, K]
+    up = (gc_blocks - ref).exp()  # e^(gc_i − ref): from a block's reference to each of its tokens
+    q_up, k_beta_up, k_down = blocks(q) * up, blocks(k_beta) * up, blocks(k) * up.reciprocal()
+    k_down_T = k_down.transpose(-1, -2)  # [..., n, K, 16]
+    inside_q = (q_up @ k_down_T).tril()  # [..., n, 16, 16], the diagonal included
+    eye = torch.eye(FACTORED_BLOCK, dtype=q.dtype, device=q.device)
+    # (I + StrictTril(A_mm))⁻¹ of all blocks in one batched solve, which reads only the strict lower triangle.
+    inverse = torch.linalg.solve_triangular(k_beta_up @ k_down_T, eye, upper=False, unitriangular=True)
+    start_decay = ref.exp()  # [..., n, 1, K]: from the chunk's start to each reference, ≤ 1
+    rhs = torch.cat([blocks(v_beta), k_beta_up * start_decay], dim=-1)  # Diag(β) [V | K ⊙ e^gc], blocked
+
+    # From each reference to the next one, and from the last to the chunk's end: [..., n, K, 1], ≤ 1.
+    next_ref = torch.cat([ref[..., 1:, :, :], gc[..., -1:, None, :]], dim=-3)
+    carry = (next_ref - ref).exp().transpose(-1, -2)
+    outputs, M = [], None
+    for m in range(n):
+        if M is None:
+            uw = inverse[..., m, :, :] @ rhs[..., m, :, :]
+            out = inside_q[..., m, :, :] @ uw
+            M = k_down_T[..., m, :, :] @ uw
+        else:
+            uw = inverse[..., m, :, :] @ (rhs[..., m, :, :] - k_beta_up[..., m, :, :] @ M)
+            out = inside_q[..., m, :, :] @ uw + q_up[..., m, :, :] @ M
+            M = M + k_down_T[..., m, :, :] @ uw
+        outputs.append(out)
+        M = M * carry[..., m, :, :]
+    return (q_up * start_decay).flatten(-3, -2), torch.cat(outputs, dim=-2), M
 
 
 def inter_chunk(
@@ -193,11 +282,8 @@ def inter_chunk(
     return torch.stack(start_states, dim=2), S
 
 
-def chunk_output(
-    q_decayed: torch.Tensor, Aqk: torch.Tensor, U: torch.Tensor, W: torch.Tensor, S0: torch.Tensor, T: int
-) -> torch.Tensor:
-    """O = (Q ⊙ e^gc) S0 + Tril(Aqk) δ with the pseudo-values δ = U − W S0, for every chunk, back in fla's layout
-    [B, T, HV, V]."""
-    B, HV, N, C, V = U.shape
-    o = q_decayed @ S0 + Aqk @ (U - W @ S0)  # [B, HV, N, C, V]
+def chunk_output(q_effective: torch.Tensor, AU: torch.Tensor, S0: torch.Tensor, T: int) -> torch.Tensor:
+    """O = Q_eff S0 + Aqk U for every chunk (see `intra_chunk`), back in fla's layout [B, T, HV, V]."""
+    B, HV, N, C, V = AU.shape
+    o = torch.baddbmm(AU.flatten(0, 2), q_effective.flatten(0, 2), S0.flatten(0, 2)).view(AU.shape)
     return o.permute(0, 2, 3, 1, 4).reshape(B, N * C, HV, V)[:, :T]
