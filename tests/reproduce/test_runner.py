@@ -19,7 +19,7 @@ from frontier.reproduce import (
     run_experiments,
 )
 from frontier.reproduce.plots import bar_chart
-from frontier.reproduce.report import render_html, render_markdown
+from frontier.reproduce.report import allocator_settings, render_html, render_markdown
 
 
 def _row(verdict: Verdict, claim: str = "a claim") -> ClaimRow:
@@ -159,3 +159,13 @@ def test_registering_a_name_twice_is_an_error():
 def test_measurement_formats_interval_and_count():
     assert str(Measurement(14.83, "tok/s", 14.1, 15.6, n=5)) == "14.83 [14.1, 15.6] tok/s (n=5)"
     assert str(Measurement(0.5)) == "0.5"
+
+
+def test_allocator_settings_name_what_changes_memory_reuse(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("MALLOC_") or n == "LD_PRELOAD"]:
+        monkeypatch.delenv(name)
+    assert allocator_settings() == "default"
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "17179869184")
+    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
+    monkeypatch.setenv("MALLOCX", "not an allocator setting")  # only MALLOC_* and LD_PRELOAD count
+    assert allocator_settings() == "LD_PRELOAD=/usr/lib/libjemalloc.so.2, MALLOC_TRIM_THRESHOLD_=17179869184"

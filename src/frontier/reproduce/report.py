@@ -74,7 +74,15 @@ def collect_environment() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "numpy": numpy.__version__,
         "cuda": torch.cuda.is_available(),
+        "allocator": allocator_settings(),
     }
+
+
+def allocator_settings() -> str:
+    """The environment variables that change how freed memory is reused (glibc's MALLOC_*, a preloaded jemalloc or
+    tcmalloc): CPU timings of large tensors move with them, through page faults on memory handed back to the OS."""
+    names = sorted(name for name in os.environ if name.startswith("MALLOC_") or name == "LD_PRELOAD")
+    return ", ".join(f"{name}={os.environ[name]}" for name in names) or "default"
 
 
 def _summary(results: list[ExperimentResult]) -> Counter:
