@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import frontier
 
@@ -41,6 +42,8 @@ def test_version():
         (["generate", "hi", "--model", "/no/such/model"], "/no/such/model: no such file or folder"),
         (["generate", "hi", "--top-p", "3"], "top_p must be in (0, 1]"),
         (["generate", "hi", "--temperature", "-1"], "temperature must be >= 0"),
+        (["generate", "hi", "--device", "tpu"], "device 'tpu' is not a device name"),
+        (["generate", "hi", "--dtype", "int8"], "invalid choice: 'int8'"),
         (["reproduce", "--only", "embeded-model"], "Did you mean embedded-model?"),
         (["reproduce", "--quick", "--full"], "not allowed with argument"),
         (["no-such-command"], "invalid choice"),
@@ -53,6 +56,8 @@ def test_version():
         "unknown-model",
         "top-p",
         "temperature",
+        "unknown-device",
+        "unknown-dtype",
         "unknown-experiment",
         "quick-and-full",
         "unknown-command",
@@ -65,6 +70,14 @@ def test_bad_input_gives_one_line_error(args, expected):
     assert len(lines) == 1, result.stderr
     assert expected in lines[0] and "error" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no CUDA GPU is usable")
+@pytest.mark.parametrize("command", [["generate", "hi"], ["serve"], ["autodeco", "make-data", "--output", "x.jsonl"]])
+def test_missing_gpu_is_a_one_line_error(command):
+    result = run_cli(*command, "--device", "cuda")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "no CUDA GPU is usable here" in lines[0], result.stderr
 
 
 def test_generate_streams_an_answer_about_paris(model_cache_dir, embedded_model):

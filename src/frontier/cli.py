@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     generate.add_argument("--heads", type=Path, default=None, help="folder written by AutoDecoForCausalLM")
     generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
+    _add_device_options(generate)
     generate.set_defaults(handler=run_generate)
 
     serve = commands.add_parser(
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the KV caches of the last N single-prompt requests, so a conversation's next turn reads only its "
         "new tokens (0: off; default: 2)",
     )  # fmt: skip
+    _add_device_options(serve)
     serve.set_defaults(handler=run_serve)
 
     autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--max-new-tokens", type=positive_int, default=64)
     make_data.add_argument("--batch-size", type=positive_int, default=64, help="sequences decoded together")
     make_data.add_argument("--seed", type=int, default=0)
+    _add_device_options(make_data)
     make_data.set_defaults(handler=run_autodeco_make_data)
 
     train = autodeco_commands.add_parser(
@@ -214,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_generate(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from frontier.models import SamplingSettings, generate_chat, load_causal_lm
+    from frontier.models import DTYPES, SamplingSettings, generate_chat, load_causal_lm
 
     if args.decoding == "autodeco":
         if args.heads is None:
@@ -226,7 +229,7 @@ def run_generate(args: argparse.Namespace) -> int:
     settings = SamplingSettings(
         max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p, seed=args.seed
     )
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     generate_chat(model, tokenizer, [args.prompt], settings, streamer=streamer)
     return 0
@@ -239,11 +242,11 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from frontier.autodeco.modeling import AutoDecoForCausalLM
-    from frontier.models import SamplingSettings, chat_inputs, load_causal_lm
+    from frontier.models import DTYPES, SamplingSettings, chat_inputs, load_causal_lm
 
     temperature = 1.0 if args.temperature is None else args.temperature
     SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
-    base, tokenizer = load_causal_lm(args.model)
+    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
     model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
     inputs = chat_inputs(tokenizer, [args.prompt])
     console = Console(highlight=False)
@@ -277,6 +280,19 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    from frontier.models import DTYPES
+
+    parser.add_argument(
+        "--device", default="auto",
+        help="where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dtype", choices=list(DTYPES), default="float32",
+        help="model weights' dtype (default: float32; bfloat16 halves the memory on a GPU)",
+    )  # fmt: skip
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
@@ -284,11 +300,13 @@ def _port(text: str) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from frontier.models import DTYPES
     from frontier.serving import serve
 
     serve(
         args.model, args.heads, host=args.host, port=args.port, served_model_name=args.served_model_name,
-        max_tokens_limit=args.max_tokens_limit, prompt_cache_size=args.prompt_cache,
+        max_tokens_limit=args.max_tokens_limit, prompt_cache_size=args.prompt_cache, device=args.device,
+        dtype=DTYPES[args.dtype],
     )  # fmt: skip
     return 0
 
@@ -318,14 +336,14 @@ def read_jsonl_pairs(path: Path) -> list[dict[str, str]]:
 def run_autodeco_make_data(args: argparse.Namespace) -> int:
     from frontier.autodeco.data import make_data
     from frontier.autodeco.problems import FAMILIES, generate_problems
-    from frontier.models import SamplingSettings, load_causal_lm
+    from frontier.models import DTYPES, SamplingSettings, load_causal_lm
 
     SamplingSettings(temperature=args.temperature, top_p=args.top_p)  # validates before the model loads
     if args.temperature == 0:
         raise ConfigError("--temperature 0 is greedy: one answer per problem; rejection sampling needs > 0")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else FAMILIES
     problems = generate_problems(args.problems, seed=args.seed, families=families)
-    model, tokenizer = load_causal_lm(args.model)
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
     summary = make_data(
         model, tokenizer, problems, args.output, samples_per_problem=args.samples, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,

@@ -110,3 +110,10 @@ def test_embedded_model_with_heads_answers_greedily(embedded_model):
     inputs = chat_inputs(tokenizer, ["What is the capital of France?"])
     out = model.generate(inputs["input_ids"], inputs["attention_mask"], max_new_tokens=12, temperature=0)
     assert "Paris" in tokenizer.decode(out.sequences[0], skip_special_tokens=True)
+
+
+def test_heads_are_created_on_the_base_models_device(tiny_llama):
+    base = tiny_llama(hidden=32).to("meta")  # any device but the CPU default, without a GPU
+    wrapped = AutoDecoForCausalLM(base)
+    assert {p.device.type for p in wrapped.head_parameters()} == {"meta"}
+    assert {p.dtype for p in wrapped.head_parameters()} == {torch.float32}

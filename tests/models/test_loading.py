@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from frontier.errors import BackendUnavailableError, ModelLoadError
+from frontier.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from frontier.models import embedded_gguf_path, load_causal_lm, loading
 
 
@@ -179,3 +179,34 @@ def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="damaged model cache"):
         load_causal_lm(cache_dir=tmp_path, progress=False)
     loading.check_safetensors_dir(entry)
+
+
+def test_resolve_device_checks_the_name_and_the_hardware():
+    auto = loading.resolve_device("auto")
+    assert auto == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert loading.resolve_device(None) == auto
+    assert loading.resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="'gpu0' is not a device name; use auto, cpu, cuda"):
+        loading.resolve_device("gpu0")
+    with pytest.raises(ConfigError, match="frontier runs on cpu, cuda or mps"):
+        loading.resolve_device("meta")
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        with pytest.raises(ConfigError, match=f"has {count} CUDA GPU"):
+            loading.resolve_device(f"cuda:{count}")
+    else:
+        with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
+            loading.resolve_device("cuda:0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no CUDA GPU is usable")
+def test_missing_gpu_fails_before_the_model_loads(monkeypatch):
+    monkeypatch.setattr(loading, "_load", lambda *args: pytest.fail("loaded a model for a device that is not there"))
+    with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
+        load_causal_lm(device="cuda")
+
+
+def test_load_places_the_model_on_the_device_in_the_dtype(embedded_model, model_cache_dir):
+    model, _ = load_causal_lm(device="auto", dtype=torch.bfloat16, progress=False)
+    parameter = next(model.parameters())
+    assert parameter.device.type == loading.resolve_device("auto").type and parameter.dtype == torch.bfloat16

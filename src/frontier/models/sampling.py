@@ -73,7 +73,8 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None 
     """Read (left-padded) prompts input_ids [B, S] once; returns the state sampling continues from."""
     from transformers import DynamicCache
 
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.clone()
+    input_ids = input_ids.to(model.device)  # prompts are tokenised on the CPU; the model may live on a GPU
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(model.device, copy=True)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     # Models with a cache of their own (Kimi Linear's recurrent states) build it when handed none.
     own_cache = not getattr(model, "_supports_default_dynamic_cache", lambda: True)()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI
 
 from frontier.errors import ConfigError, ModelLoadError
@@ -49,15 +50,18 @@ def build_app(
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     progress: bool = True,
     prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> FastAPI:
-    """Load `model` (None = the embedded SmolLM2) and, if given, the AutoDeco heads in `heads`; return the app."""
+    """Load `model` (None = the embedded SmolLM2) on `device` ("auto": a CUDA GPU when there is one) and, if given,
+    the AutoDeco heads in `heads`; return the app."""
     from frontier.models import load_causal_lm
 
     if max_tokens_limit < 1:
         raise ConfigError(f"max_tokens_limit must be a positive integer, got {max_tokens_limit!r}")
     if heads is not None:
         check_heads_folder(heads)
-    base, tokenizer = load_causal_lm(model, progress=progress)
+    base, tokenizer = load_causal_lm(model, progress=progress, device=device, dtype=dtype)
     autodeco = None
     if heads is not None:
         from frontier.autodeco.modeling import AutoDecoForCausalLM
@@ -79,11 +83,16 @@ def serve(
     max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
     log_level: str = "info",
     prompt_cache_size: int = DEFAULT_PROMPT_CACHE_SIZE,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> None:
     """Serve until interrupted (Ctrl-C)."""
     import uvicorn
 
-    app = build_app(model, heads, served_model_name, max_tokens_limit, prompt_cache_size=prompt_cache_size)
+    app = build_app(
+        model, heads, served_model_name, max_tokens_limit, prompt_cache_size=prompt_cache_size, device=device,
+        dtype=dtype,
+    )  # fmt: skip
     decoding = f"AutoDeco heads from {heads}" if heads is not None else "static temperature/top-p"
     print(f"serving {app.state.model_name!r} ({decoding}) at http://{host}:{port}/v1", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
