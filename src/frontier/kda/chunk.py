@@ -221,15 +221,14 @@ def exact_ut_transform(
 def factored_ut_transform(
     q: torch.Tensor, k: torch.Tensor, k_beta: torch.Tensor, v_beta: torch.Tensor, gc: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`exact_ut_transform` for gates whose 16-token blocks span ≤ FACTORED_MAX_SPAN, as a sweep over the blocks of
-    every chunk at once: no [C, C] matrix and no [C, C] solve.
+    """`exact_ut_transform` for gates whose 16-token blocks span ≤ FACTORED_MAX_SPAN, by forward substitution over
+    the blocks of every chunk at once: no [C, C] matrix and no [C, C] solve.
 
     Each block factors its pairs through a per-channel reference ref (the midpoint of its cumulative log-decay):
     e^(gc_i − gc_j) = e^(gc_i − ref) · e^(ref − gc_j), each factor within e^(±span/2), so the scores inside a block
-    are one matmul, and a key j of an earlier block b reaches block m through the link e^(ref_m − ref_b) ≤ 1.
-    Forward substitution by blocks: [u | w]_m = (I + StrictTril(A_mm))⁻¹ (Diag(β) [V | K ⊙ e^gc]_m − Σ_(b<m) A_mb
-    [u | w]_b), the output rows Σ_(b≤m) Aqk_mb [u | w]_b. A product that underflows stands for a term below
-    e^(−87 + span/2), nothing in fp32.
+    are one matmul, and a key j of an earlier block b reaches block m through the link e^(ref_m − ref_b) ≤ 1. Then
+    [u | w]_m = (I + StrictTril(A_mm))⁻¹ (Diag(β) [V | K ⊙ e^gc]_m − A_m,<m [u | w]_<m) and the output rows are
+    Aqk_m,≤m [u | w]_≤m. A product that underflows stands for a term below e^(−87 + span/2), nothing in fp32.
     """
     n = k.shape[-2] // FACTORED_BLOCK
 
@@ -248,22 +247,18 @@ def factored_ut_transform(
     start_decay = ref.exp()  # [..., n, 1, K]: from the chunk's start to each reference, ≤ 1
     rhs = torch.cat([blocks(v_beta), k_beta_up * start_decay], dim=-1)  # Diag(β) [V | K ⊙ e^gc], blocked
 
-    # From each reference to the next one, and from the last to the chunk's end: [..., n, K, 1], ≤ 1.
-    next_ref = torch.cat([ref[..., 1:, :, :], gc[..., -1:, None, :]], dim=-3)
-    carry = (next_ref - ref).exp().transpose(-1, -2)
-    outputs, M = [], None
-    for m in range(n):
-        if M is None:
-            uw = inverse[..., m, :, :] @ rhs[..., m, :, :]
-            out = inside_q[..., m, :, :] @ uw
-            M = k_down_T[..., m, :, :] @ uw
-        else:
-            uw = inverse[..., m, :, :] @ (rhs[..., m, :, :] - k_beta_up[..., m, :, :] @ M)
-            out = inside_q[..., m, :, :] @ uw + q_up[..., m, :, :] @ M
-            M = M + k_down_T[..., m, :, :] @ uw
-        outputs.append(out)
-        M = M * carry[..., m, :, :]
-    return (q_up * start_decay).flatten(-3, -2), torch.cat(outputs, dim=-2), M
+    uw = [inverse[..., 0, :, :] @ rhs[..., 0, :, :]]  # [u | w] per block: [..., 16, V + K]
+    outputs = [inside_q[..., 0, :, :] @ uw[0]]
+    for m in range(1, n):
+        link = (ref[..., m : m + 1, :, :] - ref[..., :m, :, :]).exp()  # [..., m, 1, K], ≤ 1
+        earlier_T = (k_down[..., :m, :, :] * link).flatten(-3, -2).transpose(-1, -2)  # [..., K, 16·m]
+        earlier_uw = torch.cat(uw, dim=-2)  # [..., 16·m, V + K]
+        uw.append(inverse[..., m, :, :] @ (rhs[..., m, :, :] - (k_beta_up[..., m, :, :] @ earlier_T) @ earlier_uw))
+        outputs.append(inside_q[..., m, :, :] @ uw[m] + (q_up[..., m, :, :] @ earlier_T) @ earlier_uw)
+    to_end = (gc[..., -1:, None, :] - ref).exp()  # [..., n, 1, K]: from each reference to the chunk's end, ≤ 1
+    k_to_end = (k_down * to_end).flatten(-3, -2)  # K ⊙ e^(gc_C − gc)
+    UW = torch.cat(uw, dim=-2)
+    return (q_up * start_decay).flatten(-3, -2), torch.cat(outputs, dim=-2), k_to_end.transpose(-1, -2) @ UW
 
 
 def inter_chunk(
