@@ -27,6 +27,16 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     )
 
 
+def test_building_the_parser_imports_neither_torch_nor_transformers():
+    """--help, --version and bad-argument errors stay fast: the heavy libraries load in the command handlers."""
+    code = (
+        "import sys, frontier.cli; frontier.cli.build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_version():
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"frontier {frontier.__version__}"

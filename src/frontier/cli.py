@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run_generate(args: argparse.Namespace) -> int:
     from transformers import TextStreamer
 
-    from frontier.models import DTYPES, SamplingSettings, generate_chat, load_causal_lm
+    from frontier.models import SamplingSettings, generate_chat, load_causal_lm
 
     if args.decoding == "autodeco":
         if args.heads is None:
@@ -229,7 +229,7 @@ def run_generate(args: argparse.Namespace) -> int:
     settings = SamplingSettings(
         max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p, seed=args.seed
     )
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     generate_chat(model, tokenizer, [args.prompt], settings, streamer=streamer)
     return 0
@@ -242,11 +242,11 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from frontier.autodeco.modeling import AutoDecoForCausalLM
-    from frontier.models import DTYPES, SamplingSettings, chat_inputs, load_causal_lm
+    from frontier.models import SamplingSettings, chat_inputs, load_causal_lm
 
     temperature = 1.0 if args.temperature is None else args.temperature
     SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
-    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
     model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
     inputs = chat_inputs(tokenizer, [args.prompt])
     console = Console(highlight=False)
@@ -281,16 +281,21 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    from frontier.models import DTYPES
-
     parser.add_argument(
         "--device", default="auto",
         help="where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
     )  # fmt: skip
     parser.add_argument(
-        "--dtype", choices=list(DTYPES), default="float32",
+        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
         help="model weights' dtype (default: float32; bfloat16 halves the memory on a GPU)",
     )  # fmt: skip
+
+
+def _dtype(args: argparse.Namespace):
+    """--dtype's name as a torch dtype (torch is imported here, not while the parser is built)."""
+    import torch
+
+    return getattr(torch, args.dtype)
 
 
 def _port(text: str) -> int:
@@ -300,13 +305,12 @@ def _port(text: str) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from frontier.models import DTYPES
     from frontier.serving import serve
 
     serve(
         args.model, args.heads, host=args.host, port=args.port, served_model_name=args.served_model_name,
         max_tokens_limit=args.max_tokens_limit, prompt_cache_size=args.prompt_cache, device=args.device,
-        dtype=DTYPES[args.dtype],
+        dtype=_dtype(args),
     )  # fmt: skip
     return 0
 
@@ -336,14 +340,14 @@ def read_jsonl_pairs(path: Path) -> list[dict[str, str]]:
 def run_autodeco_make_data(args: argparse.Namespace) -> int:
     from frontier.autodeco.data import make_data
     from frontier.autodeco.problems import FAMILIES, generate_problems
-    from frontier.models import DTYPES, SamplingSettings, load_causal_lm
+    from frontier.models import SamplingSettings, load_causal_lm
 
     SamplingSettings(temperature=args.temperature, top_p=args.top_p)  # validates before the model loads
     if args.temperature == 0:
         raise ConfigError("--temperature 0 is greedy: one answer per problem; rejection sampling needs > 0")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else FAMILIES
     problems = generate_problems(args.problems, seed=args.seed, families=families)
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
     summary = make_data(
         model, tokenizer, problems, args.output, samples_per_problem=args.samples, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,

@@ -129,16 +129,18 @@ def test_each_ut_transform_matches_naive_recurrent(kda_inputs, ut_transforms, pe
 
 
 def test_exact_path_matches_on_moderate_gates(kda_inputs, monkeypatch, ut_transforms):
-    """The exact transform on the gates the factored one usually takes: both compute the same numbers."""
+    """The exact transform on the gates the factored one usually takes: the same outputs and gradients."""
     from frontier.kda import chunk as chunk_module
 
     inputs = kda_inputs(2, 130, 2, 4, 32, 16, with_state=True)
-    factored = chunk_kda(**inputs, output_final_state=True)
+    factored = _run(chunk_kda, inputs)
     monkeypatch.setattr(chunk_module, "FACTORED_MAX_SPAN", -1.0)
-    exact = chunk_kda(**inputs, output_final_state=True)
+    exact = _run(chunk_kda, inputs)
     assert ut_transforms == ["factored_ut_transform", "exact_ut_transform"]
     assert_close("o", exact[0], factored[0], atol=1e-5)
     assert_close("final_state", exact[1], factored[1], atol=1e-5)
+    for name in GRAD_NAMES:
+        assert_close(f"d{name}", exact[2][name], factored[2][name], atol=1e-5)
 
 
 def test_gradcheck_float64_factored(kda_inputs, ut_transforms):

@@ -15,9 +15,12 @@ needs_compiler = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compil
 
 
 @needs_compiler
-def test_compiled_matches_naive_recurrent_with_gradients(kda_inputs):
-    """One compile (about 10-20 s): a padded tail chunk, grouped value heads, an initial state, every gradient."""
+@pytest.mark.parametrize("gate_scale", [1, 200], ids=["factored-path", "exact-path"])
+def test_compiled_matches_naive_recurrent_with_gradients(kda_inputs, gate_scale):
+    """One compile each (about 10-20 s): a padded tail chunk, grouped value heads, an initial state, every gradient;
+    fla's test gates take the factored transform, 200 times stronger ones the exact transform."""
     inputs = kda_inputs(2, 130, 2, 4, 16, 8, with_state=True)
+    inputs["g"] = inputs["g"] * gate_scale
     results = []
     for op in (naive_recurrent_kda, compiled_chunk_kda):
         leaves = {n: t.clone().requires_grad_() for n, t in inputs.items()}

@@ -204,9 +204,3 @@ def test_missing_gpu_fails_before_the_model_loads(monkeypatch):
     monkeypatch.setattr(loading, "_load", lambda *args: pytest.fail("loaded a model for a device that is not there"))
     with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
         load_causal_lm(device="cuda")
-
-
-def test_load_places_the_model_on_the_device_in_the_dtype(embedded_model, model_cache_dir):
-    model, _ = load_causal_lm(device="auto", dtype=torch.bfloat16, progress=False)
-    parameter = next(model.parameters())
-    assert parameter.device.type == loading.resolve_device("auto").type and parameter.dtype == torch.bfloat16

@@ -162,10 +162,10 @@ def test_measurement_formats_interval_and_count():
 
 
 def test_allocator_settings_name_what_changes_memory_reuse(monkeypatch):
-    for name in [n for n in os.environ if n.startswith("MALLOC_") or n == "LD_PRELOAD"]:
+    for name in [n for n in os.environ if n.startswith("MALLOC_") or n in ("LD_PRELOAD", "PYTORCH_CUDA_ALLOC_CONF")]:
         monkeypatch.delenv(name)
     assert allocator_settings() == "default"
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "17179869184")
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
-    monkeypatch.setenv("MALLOCX", "not an allocator setting")  # only MALLOC_* and LD_PRELOAD count
+    monkeypatch.setenv("MALLOCX", "not an allocator setting")  # only MALLOC_*, LD_PRELOAD, PYTORCH_CUDA_ALLOC_CONF
     assert allocator_settings() == "LD_PRELOAD=/usr/lib/libjemalloc.so.2, MALLOC_TRIM_THRESHOLD_=17179869184"

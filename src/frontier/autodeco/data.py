@@ -76,7 +76,7 @@ def make_data(
             todo = [i for i in indices if i not in done]
             if todo:
                 # The seed depends on the batch number only, so a resumed run draws what the first run would have.
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+                generator = torch.Generator(device=model.device).manual_seed(seed * 1_000_003 + number)
                 inputs = chat_inputs(tokenizer, [problems[i].prompt for i in todo])
                 start = prefill(model, inputs["input_ids"], inputs["attention_mask"]).repeat(samples_per_problem)
                 out = sample(model, start, static_params(temperature, top_p), max_new_tokens,

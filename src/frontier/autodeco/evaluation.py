@@ -116,7 +116,8 @@ def evaluate_strategies(
                     if strategy.autodeco
                     else static_params(strategy.temperature, strategy.top_p)
                 )
-                generator = torch.Generator().manual_seed((seed * 1009 + number) * 1009 + index)
+                generator = torch.Generator(device=model.base_model.device)
+                generator.manual_seed((seed * 1009 + number) * 1009 + index)
                 out = sample(model.base_model, start.repeat(n), params, max_new_tokens, greedy=strategy.greedy,
                              eos_token_id=tokenizer.eos_token_id, generator=generator)  # fmt: skip
                 texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)

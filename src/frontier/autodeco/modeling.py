@@ -128,7 +128,7 @@ class AutoDecoForCausalLM(nn.Module):
         """
         if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
             raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1, got temperature={temperature}, top_p={top_p}")
-        generator = torch.Generator(device=input_ids.device)
+        generator = torch.Generator(device=self.base_model.device)  # sampling runs where the model is
         if seed is None:
             generator.seed()  # fresh entropy without touching the global RNG
         else:

@@ -3,9 +3,10 @@
 The compiled stages are the very functions `chunk_kda` runs (`intra_chunk`, `chunk_output`); the sequential state
 pass between them stays eager, so the compiled graphs do not grow with the number of chunks. Compiling fuses the many
 elementwise decays that dominate the eager op on a CPU. Graphs are specialised to each input shape, dtype and grad
-mode (dynamic-shape graphs ran slower than eager here): the first call of each compiles, seconds to a minute, and
-Inductor caches the result on disk. Past `RECOMPILE_LIMIT` graphs torch.compile runs the stages eagerly (it logs a
-warning), so this suits fixed-length training and benchmarks; for inputs of ever-changing length use `chunk_kda`.
+mode, and to the UT transform the gates take (dynamic-shape graphs ran slower than eager here): the first call of
+each compiles, seconds to a minute, and Inductor caches the result on disk. Past `RECOMPILE_LIMIT` graphs
+torch.compile runs the stages eagerly (it logs a warning), so this suits fixed-length training and benchmarks; for
+inputs of ever-changing length use `chunk_kda`.
 """
 
 from __future__ import annotations

@@ -272,9 +272,6 @@ def _load(path: Path, dtype: torch.dtype, cache_dir, progress: bool, seen: tuple
     return model.to(dtype), tokenizer
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """A torch device that exists here: "auto" (or None) is the first CUDA GPU when there is one, else the CPU;
     "cpu", "cuda", "cuda:1", "mps" are checked, so a missing accelerator is an error, not a silent CPU run."""
@@ -320,6 +317,7 @@ def load_causal_lm(
         cache_dir: where dequantised GGUF models are cached; default `cache_root()`.
         progress: show a progress bar on stderr while loading.
     """
+    target = resolve_device(device)  # first: a missing GPU should not wait for a model load, nor hide behind one
     if name_or_path is None:
         path = embedded_gguf_path()
     else:
@@ -329,7 +327,6 @@ def load_causal_lm(
                 f"{name_or_path}: no such file or folder; pass a local .gguf file or a folder written by "
                 "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
             )
-    target = resolve_device(device)  # before loading: a missing GPU should not cost a model load first
     model, tokenizer = _load(path, dtype, cache_dir, progress, (path.resolve(),))
     model.to(target).eval()
     if tokenizer.pad_token is None:

@@ -80,8 +80,11 @@ def collect_environment() -> dict[str, Any]:
 
 def allocator_settings() -> str:
     """The environment variables that change how freed memory is reused (glibc's MALLOC_*, a preloaded jemalloc or
-    tcmalloc): CPU timings of large tensors move with them, through page faults on memory handed back to the OS."""
-    names = sorted(name for name in os.environ if name.startswith("MALLOC_") or name == "LD_PRELOAD")
+    tcmalloc, PyTorch's CUDA allocator): timings of large tensors move with them (on a CPU, through page faults on
+    memory handed back to the OS)."""
+    names = sorted(
+        name for name in os.environ if name.startswith("MALLOC_") or name in ("LD_PRELOAD", "PYTORCH_CUDA_ALLOC_CONF")
+    )
     return ", ".join(f"{name}={os.environ[name]}" for name in names) or "default"
 
 

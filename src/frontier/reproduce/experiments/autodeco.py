@@ -261,7 +261,7 @@ def overhead(ctx: RunContext) -> ExperimentResult:
         def loop(params, inputs=inputs):
             def run():
                 sample(base, prefill(base, inputs["input_ids"], inputs["attention_mask"]), params, n, eos_token_id=[],
-                       generator=torch.Generator().manual_seed(0))  # fmt: skip
+                       generator=torch.Generator(device=base.device).manual_seed(0))  # fmt: skip
 
             return run
 
