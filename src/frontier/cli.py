@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     generate.add_argument("--heads", type=Path, default=None, help="folder written by AutoDecoForCausalLM")
     generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
-    _add_device_options(generate)
+    add_device_options(generate)
     generate.set_defaults(handler=run_generate)
 
     serve = commands.add_parser(
@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the KV caches of the last N single-prompt requests, so a conversation's next turn reads only its "
         "new tokens (0: off; default: 2)",
     )  # fmt: skip
-    _add_device_options(serve)
+    add_device_options(serve)
     serve.set_defaults(handler=run_serve)
 
     autodeco = commands.add_parser("autodeco", help="AutoDeco heads: train them on a frozen base")
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     make_data.add_argument("--max-new-tokens", type=positive_int, default=64)
     make_data.add_argument("--batch-size", type=positive_int, default=64, help="sequences decoded together")
     make_data.add_argument("--seed", type=int, default=0)
-    _add_device_options(make_data)
+    add_device_options(make_data)
     make_data.set_defaults(handler=run_autodeco_make_data)
 
     train = autodeco_commands.add_parser(
@@ -229,7 +229,7 @@ def run_generate(args: argparse.Namespace) -> int:
     settings = SamplingSettings(
         max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p, seed=args.seed
     )
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     generate_chat(model, tokenizer, [args.prompt], settings, streamer=streamer)
     return 0
@@ -246,7 +246,7 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
 
     temperature = 1.0 if args.temperature is None else args.temperature
     SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
-    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
+    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
     inputs = chat_inputs(tokenizer, [args.prompt])
     console = Console(highlight=False)
@@ -280,10 +280,11 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_device_options(parser: argparse.ArgumentParser) -> None:
+def add_device_options(parser: argparse.ArgumentParser, default_device: str | None = "auto") -> None:
+    """--device and --dtype for a command that loads a local model."""
     parser.add_argument(
-        "--device", default="auto",
-        help="where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
+        "--device", default=default_device,
+        help="where a local model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
     )  # fmt: skip
     parser.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
@@ -291,11 +292,11 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _dtype(args: argparse.Namespace):
+def torch_dtype(name: str):
     """--dtype's name as a torch dtype (torch is imported here, not while the parser is built)."""
     import torch
 
-    return getattr(torch, args.dtype)
+    return getattr(torch, name)
 
 
 def _port(text: str) -> int:
@@ -310,7 +311,7 @@ def run_serve(args: argparse.Namespace) -> int:
     serve(
         args.model, args.heads, host=args.host, port=args.port, served_model_name=args.served_model_name,
         max_tokens_limit=args.max_tokens_limit, prompt_cache_size=args.prompt_cache, device=args.device,
-        dtype=_dtype(args),
+        dtype=torch_dtype(args.dtype),
     )  # fmt: skip
     return 0
 
@@ -347,7 +348,7 @@ def run_autodeco_make_data(args: argparse.Namespace) -> int:
         raise ConfigError("--temperature 0 is greedy: one answer per problem; rejection sampling needs > 0")
     families = tuple(f.strip() for f in args.families.split(",") if f.strip()) if args.families else FAMILIES
     problems = generate_problems(args.problems, seed=args.seed, families=families)
-    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=_dtype(args))
+    model, tokenizer = load_causal_lm(args.model, device=args.device, dtype=torch_dtype(args.dtype))
     summary = make_data(
         model, tokenizer, problems, args.output, samples_per_problem=args.samples, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,

@@ -50,6 +50,8 @@ def test_endpoint_defaults_are_the_references(tmp_path):
         (["research", "ask", "  "], "the question is empty"),
         (["research", "ask", "q", "--corpus", "/nonexistent/index"], "frontier research index"),
         (["research", "eval", "--modes", "oracle"], "choose from closed-book, rag, agent"),
+        (["research", "ask", "q", "--llm", ENDPOINT, "--device", "cpu"], "--device cpu applies to a local model"),
+        (["research", "ask", "q", "--device", "tpu"], "device 'tpu' is not a device name"),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):

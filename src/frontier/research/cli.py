@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from frontier.cli import positive_int
+from frontier.cli import add_device_options, positive_int, torch_dtype
 from frontier.errors import ConfigError, FrontierError
 
 INDEX_EXAMPLES = """examples:
@@ -302,6 +302,7 @@ def _add_agent_options(parser) -> None:
     parser.add_argument("--corpus", type=Path, default=None, help="an index folder (default: the Factbook)")
     parser.add_argument("--llm", default="local", help="local | local:PATH | openai:MODEL@BASE_URL (default local)")
     parser.add_argument("--heads", default=None, help="AutoDeco heads folder for a local model")
+    add_device_options(parser, default_device=None)  # None: auto for a local model, and no device for an endpoint
     parser.add_argument(
         "--extractor", choices=["llm", "lines"], default="llm",
         help="visit's extractor: the reference's LLM extraction (default) or goal-word line matching",
@@ -335,12 +336,15 @@ def build_agent_from_args(args, *, progress: bool = True):
     index = None
     if args.web_search is None or args.corpus is not None:  # a bad --corpus fails before the model loads
         index = open_corpus(args.corpus, progress=progress)
-    llm = load_llm(args.llm, heads=args.heads, progress=progress)
+    placement = {"device": args.device, "dtype": torch_dtype(args.dtype)}
+    llm = load_llm(args.llm, heads=args.heads, progress=progress, **placement)
     local = isinstance(llm, LocalLLM)
     if args.extractor == "lines":
         extractor = GoalLinesExtractor()
     else:
-        extractor_llm = llm if args.extractor_llm is None else load_llm(args.extractor_llm, progress=progress)
+        extractor_llm = (
+            llm if args.extractor_llm is None else load_llm(args.extractor_llm, progress=progress, **placement)
+        )
         default_page = 3000 if isinstance(extractor_llm, LocalLLM) else 95_000
         extractor = LLMExtractor(extractor_llm, page_tokens=args.page_tokens or default_page)
     settings = ToolSettings(

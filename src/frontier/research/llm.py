@@ -73,13 +73,18 @@ class LocalLLM:
         self.context_window = self.engine.max_positions
 
     @classmethod
-    def load(cls, path: str | None = None, *, heads: str | None = None, progress: bool = True) -> LocalLLM:
+    def load(
+        cls, path: str | None = None, *, heads: str | None = None, progress: bool = True, device="cpu", dtype=None
+    ) -> LocalLLM:
+        """Load `path` (None: the embedded SmolLM2) on `device` ("auto": a CUDA GPU when there is one) in `dtype`."""
+        import torch
+
         from frontier.models import load_causal_lm
         from frontier.serving.server import check_heads_folder, default_model_name
 
         if heads is not None:
             check_heads_folder(heads)
-        model, tokenizer = load_causal_lm(path, progress=progress)
+        model, tokenizer = load_causal_lm(path, progress=progress, device=device, dtype=dtype or torch.float32)
         autodeco = None
         if heads is not None:
             from frontier.autodeco.modeling import AutoDecoForCausalLM
@@ -226,13 +231,19 @@ def parse_llm_spec(spec: str) -> LLMSpec:
     raise ConfigError(f"--llm {spec!r}: expected local, local:PATH or openai:MODEL@BASE_URL")
 
 
-def load_llm(spec: str | LLMSpec, *, heads: str | None = None, progress: bool = True, **openai_options) -> ChatLLM:
-    """Build the backend a spec names; AutoDeco `heads` apply to local models only."""
+def load_llm(
+    spec: str | LLMSpec, *, heads: str | None = None, progress: bool = True, device=None, dtype=None, **openai_options
+) -> ChatLLM:
+    """Build the backend a spec names; AutoDeco `heads`, `device` (None: "auto") and `dtype` apply to local models
+    only."""
     spec = parse_llm_spec(spec) if isinstance(spec, str) else spec
     if spec.kind == "local":
         if openai_options:
             raise ConfigError(f"options {sorted(openai_options)} apply to openai endpoints, not to a local model")
-        return LocalLLM.load(spec.path, heads=heads, progress=progress)
+        device = "auto" if device is None else device
+        return LocalLLM.load(spec.path, heads=heads, progress=progress, device=device, dtype=dtype)
     if heads is not None:
         raise ConfigError("AutoDeco heads apply to local models; serve them with `frontier serve --heads` instead")
+    if device is not None:
+        raise ConfigError(f"--device {device} applies to a local model; an endpoint runs wherever its server does")
     return OpenAIChatLLM(spec.model, spec.base_url, **openai_options)
