@@ -269,23 +269,33 @@ from frontier.research.rl import Episode, RLConfig, train_rl
 
 
 class LowercaseStart:
+    # Reward 1 for a reply that starts lowercase; with flat_second, the second question always rewards 1, so its
+    # group has nothing to learn and (with two processes) the process that rolls it out sits idle.
+
+    def __init__(self, flat_second):
+        self.flat_second = flat_second
+
     def __call__(self, llm, question, *, temperature, seed):
         messages = [{"role": "user", "content": question}]
         reply = llm.complete(messages, max_tokens=2, temperature=temperature, top_p=1.0, seed=seed).text
-        return Episode([*messages, {"role": "assistant", "content": reply}], float(reply[:1].islower()), True, ANSWER)
+        reward = 1.0 if self.flat_second and question == "Go on." else float(reply[:1].islower())
+        return Episode([*messages, {"role": "assistant", "content": reply}], reward, True, ANSWER)
 
 
 torch.set_num_threads(1)
 model, tokenizer = load_causal_lm(sys.argv[1], progress=False)
 config = RLConfig(steps=3, lr=1e-2, group_size=4, questions_per_step=2, checkpoint_every=3)
-train_rl(model, tokenizer, ["Say a word.", "Go on."], LowercaseStart(), config, sys.argv[2], progress=False)
+environment = LowercaseStart(flat_second=sys.argv[3] == "flat")
+train_rl(model, tokenizer, ["Say a word.", "Go on."], environment, config, sys.argv[2], progress=False)
 """
 
 
 @pytest.mark.slow
-def test_two_processes_learn_what_one_process_learns(saved_base, tmp_path):
+@pytest.mark.parametrize("rewards", ["mixed", "flat"], ids=["both-learn", "one-process-idle"])
+def test_two_processes_learn_what_one_process_learns(saved_base, tmp_path, rewards):
     """DDP over gloo on the CPU (`--multi_gpu` with no GPU visible): each process rolls out one question of the step;
-    the token-level loss is normalised over both, so the result equals one process rolling out both."""
+    the token-level loss is normalised over both, so the result equals one process rolling out both, also when one
+    process has nothing to learn and only the other's gradient counts."""
     import os
     import subprocess
     import sys
@@ -299,8 +309,8 @@ def test_two_processes_learn_what_one_process_learns(saved_base, tmp_path):
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     for command, output in ((launch, "two"), ([sys.executable], "one")):
         done = subprocess.run(
-            [*command, str(script), str(saved_base), str(tmp_path / output)], capture_output=True, text=True, env=env,
-            timeout=600, stdin=subprocess.DEVNULL,
+            [*command, str(script), str(saved_base), str(tmp_path / output), rewards], capture_output=True, text=True,
+            env=env, timeout=600, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-3000:]
 

@@ -233,7 +233,8 @@ def _policy_update(run: TrainingRun, examples, advantages, tokens: int, config: 
     """One optimizer step on the token-level policy-gradient loss; this process's share of the loss.
 
     `tokens` counts the learned tokens of every process: DDP averages gradients over processes, so each local sum is
-    scaled to give the mean over all of them. A process with nothing to learn still joins the backward pass.
+    scaled to give the mean over all of them. A process with nothing to learn still runs a forward and a backward
+    (of a zero loss), so its gradient all-reduce pairs with the others'.
     """
     accelerator, prepared, optimizer = run.accelerator, run.prepared, run.optimizer
     prepared.train()
@@ -244,8 +245,9 @@ def _policy_update(run: TrainingRun, examples, advantages, tokens: int, config: 
         parts = [slice(i, i + config.batch_size) for i in range(0, len(examples), config.batch_size)] or [None]
         for i, part in enumerate(parts):
             with contextlib.nullcontext() if i == len(parts) - 1 else accelerator.no_sync(prepared):
-                if part is None:
-                    loss = sum(p.sum() for p in prepared.parameters() if p.requires_grad) * 0.0
+                if part is None:  # a real forward: DDP shares gradients only after its own forward pass
+                    dummy = torch.zeros(1, 1, dtype=torch.long, device=accelerator.device)
+                    loss = prepared(input_ids=dummy).logits.sum() * 0.0
                 else:
                     loss = summed_policy_loss(prepared, examples[part], advantages[part], config.temperature) * scale
                 accelerator.backward(loss)
