@@ -176,6 +176,15 @@ def test_generation_stops_at_the_longest_text():
         model.generate(image, [[], [5]])
 
 
+def test_generation_without_a_limit_runs_to_the_text_window():
+    """The default has no token limit of its own: captions longer than any fixed cap are not cut."""
+    model = tiny_model()  # max_text_positions=16
+    no_eos = F.one_hot(torch.tensor(model.config.eos_token_id), 40) * -1e4
+    model.lm_head.register_forward_hook(lambda module, args, out: out + no_eos)
+    image, ids = inputs(batch=2, length=3)
+    assert [len(row) for row in model.generate(image, ids.tolist())] == [13, 13]
+
+
 def test_generation_stops_at_eos():
     model = tiny_model()
     eos_wins = torch.nn.functional.one_hot(torch.tensor(2), 40) * 1e4

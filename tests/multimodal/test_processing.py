@@ -86,3 +86,16 @@ def test_load_image_refuses_bad_files(tmp_path):
     Image.new("CMYK", (16, 16)).save(cmyk)
     with pytest.raises(ConfigError, match="mode CMYK is not supported"):
         load_image(cmyk, 16)
+
+
+def test_load_image_refuses_a_decompression_bomb_before_decoding(tmp_path, monkeypatch):
+    image = tmp_path / "big.png"
+    Image.new("RGB", (16, 16)).save(image)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 256 pixels is then over PIL's bomb limit (2 × 100)
+    with pytest.raises(ConfigError, match="not a readable image"):
+        load_image(image, 16)
+
+
+def test_empty_text_is_a_clear_error():
+    with pytest.raises(ConfigError, match="text 1 is empty"):
+        text_batch(build_tokenizer(WORDS), ["a red sneaker", "  "])

@@ -88,7 +88,7 @@ def evaluate(
     split: str,
     count: int,
     batch_size: int = 64,
-    max_new_tokens: int = 24,
+    max_new_tokens: int | None = None,
     progress: bool = False,
     tasks: Sequence[str] = READING_TASKS,
 ) -> dict:

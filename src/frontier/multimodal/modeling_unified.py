@@ -50,8 +50,8 @@ IGNORE_INDEX = -100
 def right_pad(rows: list[list[int]], value: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows → (ids [B, L] padded on the right with `value`, attention mask [B, L] with 1 on real tokens)."""
     width = max(len(r) for r in rows)
-    ids = torch.tensor([r + [value] * (width - len(r)) for r in rows])
-    return ids, torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    ids = torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+    return ids, torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 def hierarchical_masks(
@@ -635,11 +635,11 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
 
     @torch.no_grad()
     def generate(
-        self, pixel_values: torch.Tensor, prompts: list[list[int]], max_new_tokens: int = 24
+        self, pixel_values: torch.Tensor, prompts: list[list[int]], max_new_tokens: int | None = None
     ) -> list[list[int]]:
-        """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS or when the text
-        reaches max_text_positions. Image and prompt are read once, then each token is one step over the cache.
-        Returns the new tokens of each row, without EOS."""
+        """Greedy continuation of each prompt (token ids, no padding) about its image; stops at EOS, after
+        `max_new_tokens` (None: no limit of its own) or when the text reaches max_text_positions. Image and prompt
+        are read once, then each token is one step over the cache. Returns the new tokens of each row, without EOS."""
         if len(prompts) != len(pixel_values):
             raise ShapeError(f"{len(prompts)} prompts for {len(pixel_values)} images")
         if min(map(len, prompts), default=1) == 0:
@@ -657,7 +657,7 @@ class UnifiedMultimodalForConditionalGeneration(UnifiedMultimodalPreTrainedModel
         cache, hidden = self.model.prefill_groups([len(p) for p in prompts], read)
         rows = [list(p) for p in prompts]
         done = [False] * len(rows)
-        for step in range(max_new_tokens):
+        for step in range(self.config.max_text_positions if max_new_tokens is None else max_new_tokens):
             if step:
                 last = torch.tensor([row[-1] for row in rows], device=device)[:, None]
                 positions = cache.positions.clamp(max=self.config.max_text_positions - 1)[:, None]  # finished rows

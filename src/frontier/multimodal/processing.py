@@ -61,15 +61,17 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
     if not path.is_file():
         raise ConfigError(f"no image file at {path}")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only: the size is known before any pixel is decoded
+            if image.size != (image_size, image_size):
+                raise ConfigError(
+                    f"{path} is {image.size[0]}×{image.size[1]}; the model reads {image_size}×{image_size} images"
+                )
             image.load()
             if image.mode not in ("RGB", "RGBA", "L", "P"):
                 raise ConfigError(f"{path}: image mode {image.mode} is not supported; save it as RGB PNG")
             rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ConfigError(f"{path} is not a readable image ({exc}); give a PNG or JPEG file") from exc
-    if rgb.size != (image_size, image_size):
-        raise ConfigError(f"{path} is {rgb.size[0]}×{rgb.size[1]}; the model reads {image_size}×{image_size} images")
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -98,6 +100,9 @@ def generation_batch(tokenizer: PreTrainedTokenizerFast, rows: Sequence[Sequence
 
 
 def text_batch(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Right-padded token ids of plain texts (retrieval queries)."""
+    """Right-padded token ids of plain texts (retrieval queries, drawing descriptions); an empty text is an error."""
+    for i, text in enumerate(texts):
+        if not text.split():
+            raise ConfigError(f"text {i} is empty; give some words the model knows (e.g. 'a red sneaker')")
     input_ids, attention_mask = right_pad([encode_words(tokenizer, t) for t in texts], tokenizer.pad_token_id)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
