@@ -421,26 +421,39 @@ def candidate_questions(template: str, graph: KnowledgeGraph | None = None) -> l
     return [question for question in TEMPLATES[template](graph) if question is not None]
 
 
+def answer_names(questions) -> set[str]:
+    """Normalised answers and aliases of `questions`."""
+    return {normalize_name(name) for question in questions for name in (question.answer, *question.aliases)}
+
+
+def path_names(question) -> set[str]:
+    """Normalised names of the entities on a question's path (figures left out)."""
+    return {normalize_name(x) for s, _, o in question.path for x in (s, o) if not str(x).isdigit()}
+
+
 def generate_eval_set(
     count: int, seed: int, templates: list[str] | None = None, exclude: list[EvalQuestion] | None = None
 ) -> list[EvalQuestion]:
     """`count` distinct questions drawn evenly across `templates` (default: all), the same for the same seed.
 
-    Questions that share their text or their answer with one in `exclude` are never drawn: a training set made
-    with `exclude=<the evaluation set>` cannot teach an evaluation answer.
+    A question is never drawn if it shares its text with one in `exclude`, or if an answer or alias of one in
+    `exclude` is anywhere on its path (its own answer included): a training set made with `exclude=<the evaluation
+    sets>` neither asks an evaluation question nor walks through an evaluation answer's facts.
     """
     if count < 1:
         raise ConfigError(f"count must be a positive integer, got {count}")
     names = list(templates) if templates else list(TEMPLATES)
     excluded_texts = {q.question for q in exclude or []}
-    excluded_answers = {normalize_name(q.answer) for q in exclude or []}
+    excluded_names = answer_names(exclude or [])
     rng = random.Random(seed)
     pools = []
     for name in names:
         pool = [
             q
             for q in candidate_questions(name)
-            if q.question not in excluded_texts and normalize_name(q.answer) not in excluded_answers
+            if q.question not in excluded_texts
+            and normalize_name(q.answer) not in excluded_names
+            and not excluded_names & path_names(q)
         ]
         rng.shuffle(pool)
         pools.append(pool)

@@ -32,6 +32,8 @@ ADAPTER_CONFIG_NAME = "adapter_config.json"
 FINAL_NAME = "final"
 TRAIN_LOG_NAME = "train_log.jsonl"
 # A resumed run may train longer or checkpoint at another pace; any other change would alter the optimisation path.
+# A new `steps` also moves the end of the learning-rate decay: the remaining steps follow the new schedule, so the
+# result is not what an uninterrupted run with that `steps` would give (only a rerun of the same command is exact).
 RESUMABLE_CHANGES = ("steps", "checkpoint_every", "gradient_checkpointing")
 
 Example = tuple[torch.Tensor, torch.Tensor]  # (input_ids [T], labels [T] with -100 where nothing is learned)

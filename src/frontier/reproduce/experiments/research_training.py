@@ -71,25 +71,11 @@ def question_sets(scale: Scale, seed: int, index) -> tuple[list, dict[str, list]
     return [question for question in synthesized if question.split == "train"], held_out
 
 
-def held_out_answer_names(questions) -> set[str]:
-    """Normalised answers and aliases of `questions`."""
-    from frontier.research.knowledge import normalize_name
-
-    return {normalize_name(name) for question in questions for name in (question.answer, *question.aliases)}
-
-
-def path_names(question) -> set[str]:
-    """Normalised names of the entities on a question's path (figures left out)."""
-    from frontier.research.knowledge import normalize_name
-
-    return {normalize_name(x) for s, _, o in question.path for x in (s, o) if not str(x).isdigit()}
-
-
 def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], synthesized_train: list):
     """(train (question, trajectory) pairs, mid-training texts, trajectories of the first `loss_questions` shipped
     evaluation questions). No training question has a held-out answer (of the whole shipped set or of `held_out`)
-    anywhere on its path: template questions that do are dropped, and the synthesis splits by entity, so synthesized
-    training questions never do."""
+    anywhere on its path: `generate_eval_set` never draws such template questions, and the synthesis splits by entity,
+    so synthesized training questions never have one."""
     from frontier.research.evalset import DEFAULT_EVAL_SET, generate_eval_set, read_eval_set
     from frontier.research.trajectories import (
         PathUnsupportedError,
@@ -100,9 +86,7 @@ def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], syn
 
     evaluation = read_eval_set(DEFAULT_EVAL_SET)
     exclude = evaluation + [question for questions in held_out.values() for question in questions]
-    answers = held_out_answer_names(exclude)
-    templates = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude)
-    train = [question for question in templates if not answers & path_names(question)] + synthesized_train
+    train = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude) + synthesized_train
 
     def rendered(questions):
         pairs = []
