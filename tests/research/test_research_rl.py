@@ -250,6 +250,23 @@ def test_rl_command_runs_the_agent_and_logs_each_step(saved_base, tmp_path, caps
     assert adapter["base_model_name_or_path"] == str(saved_base.resolve())
 
 
+def test_rl_command_resumes_only_the_same_run(saved_base, tmp_path, capsys):
+    from frontier.cli import main
+
+    questions = write_questions(tmp_path / "q.jsonl", ["train", "train", "test"])
+    args = ["research", "rl", "--questions", str(questions), "--split", "train", "--base", str(saved_base),
+            "--output", str(tmp_path / "rl"), "--group-size", "2", "--questions-per-step", "1",
+            "--max-tokens-per-turn", "4", "--no-python", "--date", "2026-01-01", "--checkpoint-every", "1"]  # fmt: skip
+    assert main([*args, "--steps", "1", "--max-llm-calls", "1"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--steps", "2", "--max-llm-calls", "2"]) == 2
+    assert "trained with a different max_llm_calls" in capsys.readouterr().err
+    assert (
+        main(["research", "rl", "--questions", str(questions), "--split", "test", "--output", str(tmp_path / "t")]) == 2
+    )
+    assert "--split test is held out for evaluation" in capsys.readouterr().err
+
+
 def test_rl_command_names_the_splits_it_found(tmp_path, capsys):
     from frontier.cli import main
 

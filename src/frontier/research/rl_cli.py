@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from frontier.research.cli import open_corpus
     from frontier.research.rl import AgentEnvironment, RLConfig, train_rl
     from frontier.research.tools import GoalLinesExtractor
-    from frontier.research.train_cli import resolve_base
+    from frontier.research.train_cli import _check_run_file, _file_digest, resolve_base
     from frontier.research.trajectories import read_questions
 
     if args.lr is not None and not args.lr > 0:
@@ -37,10 +37,19 @@ def run(args: argparse.Namespace) -> int:
         group_size=args.group_size, questions_per_step=args.questions_per_step, temperature=args.temperature,
         max_length=args.max_length, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
+    if args.split == "test":
+        raise ConfigError("--split test is held out for evaluation; train on --split train (or a set without splits)")
     questions = read_questions(args.questions, args.split)
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process
+    # A rerun resumes only what it would have trained itself: same base, questions and environment.
+    run_info = {
+        "stage": "rl", "base": str(base), "questions_sha256": _file_digest(args.questions), "split": args.split,
+        "corpus": None if args.corpus is None else str(args.corpus), "top_k": args.top_k, "python": not args.no_python,
+        "max_llm_calls": args.max_llm_calls, "max_tokens_per_turn": args.max_tokens_per_turn, "date": args.date,
+    }  # fmt: skip
+    _check_run_file(args.output, run_info, write=main_process)
     tools = build_tools(
         open_corpus(args.corpus, progress=main_process), GoalLinesExtractor(),
         ToolSettings(top_k=args.top_k, python=not args.no_python),
