@@ -477,7 +477,9 @@ class UnifiedMultimodalModel(UnifiedMultimodalPreTrainedModel):
 
 @dataclass
 class UnifiedMultimodalOutput(ModelOutput):
-    loss: torch.Tensor | None = None  # the sum of the task losses computed
+    # The unweighted sum of the task losses computed; `train_unified` weighs them instead (retrieval_weight, 0.1 by
+    # default), so train on the parts when reproducing its objective.
+    loss: torch.Tensor | None = None
     lm_loss: torch.Tensor | None = None
     retrieval_loss: torch.Tensor | None = None
     draw_loss: torch.Tensor | None = None
