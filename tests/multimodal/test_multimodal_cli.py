@@ -75,7 +75,7 @@ def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
     assert len(lines) == 2 and all(line.split()[1].startswith(str(images)) for line in lines)
 
 
-def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_pool, tmp_path):
+def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_pool, tmp_path, capsys):
     args = ["multimodal", "train", "--output", str(tmp_path / "run"), "--steps", "4", "--batch-size", "4",
             "--hidden-size", "32", "--layers", "2", "--fusion-layer", "1", "--image-size", "32",
             "--checkpoint-every", "2", "--warmup-steps", "1"]  # fmt: skip
@@ -92,6 +92,14 @@ def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_poo
     summary = json.loads((tmp_path / "run" / "train-summary.json").read_text())
     assert summary["steps"] == 4 and summary["peak_rss_mib"] == 1e6
     assert 200 < summary["train_seconds"] < 300  # two earlier steps of 100 s and two steps of this process
+
+    # Another attention pattern keeps every weight's shape: resuming under it is refused, not done silently.
+    shutil.rmtree(tmp_path / "run" / "final")
+    other = list(args)
+    other[other.index("--fusion-layer") + 1] = "2"
+    capsys.readouterr()
+    assert main(other) == 2
+    assert "trained with a different fusion_layer" in capsys.readouterr().err
 
 
 def test_bad_input_gets_one_line_errors(trained, tmp_path, capsys):

@@ -191,6 +191,7 @@ def run_train(args: argparse.Namespace) -> int:
     from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
     from frontier.multimodal.processing import build_tokenizer
     from frontier.multimodal.training import MultimodalTrainConfig, train_unified
+    from frontier.research.train_cli import _check_run_file
     from frontier.research.training import TRAIN_LOG_NAME, read_step_log
 
     config = MultimodalTrainConfig(
@@ -198,11 +199,22 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, seed=args.seed, retrieval_weight=args.retrieval_weight,
         tasks=tuple(t.strip() for t in args.tasks.split(",") if t.strip()), draw_unconditional=args.draw_unconditional,
     )  # fmt: skip
+    # A rerun resumes only the model it would build itself (the checkpoints hold weights, not the architecture, and
+    # the codebook is fitted afresh from these settings); the training settings are checked with the checkpoint.
+    drawing = "draw" in config.tasks
+    architecture = {
+        "image_size": args.image_size, "patch_size": args.patch_size, "hidden_size": args.hidden_size,
+        "layers": args.layers, "heads": args.heads, "fusion_layer": args.fusion_layer, "backend": args.backend,
+        "modality_specific_layers": args.modality_specific_layers,
+        "codebook_size": args.codebook_size if drawing else None,
+        "codebook_images": args.codebook_images if drawing else None,
+    }  # fmt: skip
+    _check_run_file(args.output, architecture, write=PartialState().is_main_process)
     scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
     generator = default_generator(scene_config)
     tokenizer = build_tokenizer(generator.vocabulary())
     codebook = None
-    if "draw" in config.tasks:
+    if drawing:
         with progress_steps("fitting the patch codebook (k-means)", total=1) as advance:
             images = [generator.render(generator.scene("train", i), "train") for i in range(args.codebook_images)]
             codebook = fit_codebook(np.stack(images), args.patch_size, args.codebook_size, seed=args.seed)
