@@ -40,6 +40,13 @@ def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
     shown = [i for i in range(200) if any(o.name == "apple" for o in gen.scene("train", i).objects)]
     assert shown == [0, 1, 2]
     assert all(any(o.name == "apple" for o in gen.scene("few-shot", i).objects) for i in range(20))
+    # Nor does any other training text name it, e.g. as the absent object of "is there an apple? no".
+    texts = [
+        f"{ex.prompt} {ex.target}" for i in range(3, 400) for ex in gen.examples(gen.scene("train", i), "train", i)
+    ]
+    assert not [text for text in texts if "apple" in text]
+    asked_elsewhere = [ex.prompt for i in range(400) for ex in gen.examples(gen.scene("test", i), "test", i)]
+    assert any("is there an apple ?" in prompt for prompt in asked_elsewhere)  # test scenes still ask about it
 
 
 def test_texts_are_read_off_the_scene(tiny_catalogs):

@@ -180,8 +180,10 @@ class SceneGenerator:
     def caption(self, scene: Scene) -> str:
         return " and ".join(f"{article(o.phrase)} in the {o.cell}" for o in scene.objects)
 
-    def questions(self, scene: Scene, rng: random.Random) -> list[Example]:
-        """One question of each type that the scene can answer unambiguously."""
+    def questions(self, scene: Scene, rng: random.Random, split: str) -> list[Example]:
+        """One question of each type that the scene can answer unambiguously. A training scene never asks about an
+        absent few-shot class ("is there a guitar? no"): those classes appear in the training text only with their
+        k training images."""
         counts: dict[str, int] = {}
         for o in scene.objects:
             counts[o.name] = counts.get(o.name, 0) + 1
@@ -199,7 +201,7 @@ class SceneGenerator:
             asked.append(("colour", f"what colour is the {o.name} ?", o.colour))
         if rng.random() < 0.5:
             asked.append(("exists", f"is there {article(rng.choice(scene.objects).name)} ?", "yes"))
-        elif absent := [n for n in self.names if n not in counts]:
+        elif absent := [n for n in (self.common_names if split == "train" else self.names) if n not in counts]:
             asked.append(("exists", f"is there {article(rng.choice(absent))} ?", "no"))
         return [Example("vqa", f"question : {q} answer :", a, kind) for kind, q, a in asked]
 
@@ -209,7 +211,7 @@ class SceneGenerator:
         caption = self.caption(scene)
         return [
             Example("caption", "caption :", caption),
-            *self.questions(scene, rng),
+            *self.questions(scene, rng, split),
             Example("retrieval", "", caption),
         ]
 
