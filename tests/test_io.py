@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from frontier.io import atomic_symlink, atomic_write_json, atomic_write_text
+from frontier.io import atomic_directory, atomic_symlink, atomic_write_json, atomic_write_text
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
@@ -34,3 +34,18 @@ def test_atomic_symlink_repoints(tmp_path):
     atomic_symlink("one", tmp_path / "latest")
     atomic_symlink("two", tmp_path / "latest")
     assert os.readlink(tmp_path / "latest") == "two"
+
+
+def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "final"
+    with atomic_directory(target) as folder:
+        (folder / "weights").write_text("v1")
+    assert (target / "weights").read_text() == "v1"
+    with pytest.raises(RuntimeError), atomic_directory(target) as folder:
+        (folder / "weights").write_text("half of v2")
+        raise RuntimeError("interrupted")
+    assert (target / "weights").read_text() == "v1" and sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    with atomic_directory(target) as folder:
+        (folder / "weights").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["weights"] and (target / "weights").read_text() == "v2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]

@@ -13,7 +13,7 @@ from frontier.cli import positive_int
 from frontier.errors import ConfigError
 from frontier.io import atomic_write_json, atomic_write_text
 
-SCENE_CONFIG_NAME = "scene_config.json"
+SCENE_CONFIG_NAME = "scene_config.json"  # the scene generator's settings, beside a trained model
 TRAIN_SUMMARY_NAME = "train-summary.json"  # parameters, steps, seconds, positions and peak memory of a run
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -233,7 +233,6 @@ def run_train(args: argparse.Namespace) -> int:
     train_unified(model, tokenizer, generator, config, args.output, codebook=codebook)
     if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0
-    atomic_write_json(args.output / "final" / SCENE_CONFIG_NAME, asdict(scene_config))
     log = read_step_log(args.output / TRAIN_LOG_NAME)
     summary = {
         "parameters": model.num_parameters(),

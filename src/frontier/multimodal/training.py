@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,13 @@ import torch
 
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
+from frontier.io import atomic_write_json
+from frontier.multimodal.cli import SCENE_CONFIG_NAME
 from frontier.multimodal.codebook import PatchCodebook
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration, right_pad
 from frontier.multimodal.processing import encode_words, generation_batch, pixel_values, text_batch
 from frontier.multimodal.scenes import READING_TASKS, TASKS, SceneGenerator
-from frontier.research.training import FINAL_NAME, TrainConfig, TrainingRun
+from frontier.research.training import TrainConfig, TrainingRun
 
 
 @dataclass
@@ -172,7 +174,10 @@ def train_unified(
             })  # fmt: skip
             run.end_step(step + 1)
             advance()
-    model = run.finish(tokenizer=tokenizer)
-    if codebook is not None and run.accelerator.is_main_process:
-        codebook.save(Path(output_dir) / FINAL_NAME)
-    return model
+
+    def extras(folder: Path) -> None:  # what `load_trained` reads beside the weights
+        atomic_write_json(folder / SCENE_CONFIG_NAME, asdict(generator.config))
+        if codebook is not None:
+            codebook.save(folder)
+
+    return run.finish(tokenizer=tokenizer, extras=extras)

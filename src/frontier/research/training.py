@@ -13,7 +13,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import torch
 
 from frontier.console import hf_progress_bars_off, progress_steps
 from frontier.errors import BackendUnavailableError, ConfigError
-from frontier.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from frontier.io import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from frontier.models.loading import PEFT_INSTALL
 
 STATE_NAME = "trainer_state.json"
@@ -383,12 +383,16 @@ class TrainingRun:
                 _save_checkpoint(self.model, self.optimizer, self.scheduler, folder, step, self.config)
             self.accelerator.wait_for_everyone()
 
-    def finish(self, tokenizer=None, base_model: str | None = None):
-        """Save `output_dir/final` (see `save_final`) from the main process; the trained model, in eval mode."""
+    def finish(self, tokenizer=None, base_model: str | None = None, extras: Callable[[Path], None] | None = None):
+        """Save `output_dir/final` (see `save_final`, then `extras(folder)` for any other files that belong with the
+        model) from the main process, as one folder that appears complete or not at all; the trained model, in eval
+        mode."""
         self.model.eval()
         if self.accelerator.is_main_process:
-            save_final(self.model, self.output_dir / FINAL_NAME, tokenizer=tokenizer, lora=self.config.lora,
-                       base_model=base_model)  # fmt: skip
+            with atomic_directory(self.output_dir / FINAL_NAME) as folder:
+                save_final(self.model, folder, tokenizer=tokenizer, lora=self.config.lora, base_model=base_model)
+                if extras is not None:
+                    extras(folder)
         self.accelerator.wait_for_everyone()
         return self.model
 
