@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -66,6 +67,22 @@ def test_search_visit_answer_records_the_whole_run(scripted_llm):
         "assistant"
     ]
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] > 0
+    # The scripted model never reports sampling its end-of-turn token: every assistant turn is listed.
+    assert trajectory.unsampled_ends == [2, 4, 6] and record["unsampled_ends"] == [2, 4, 6]
+
+
+def test_turns_the_model_ended_itself_are_not_listed(scripted_llm, monkeypatch):
+    llm = scripted_llm([call("search", query=["capital France"]), "<answer>Paris</answer>"])
+    replies = iter([False, True])  # the tool call was cut at a stop string; the answer ended on EOS
+    complete = llm.complete
+    monkeypatch.setattr(
+        llm, "complete", lambda *a, **k: dataclasses.replace(complete(*a, **k), model_ended=next(replies))
+    )
+    trajectory = ResearchAgent(llm, tools(), date="2026-01-02").run("What is the capital of France?")
+    assert trajectory.unsampled_ends == [2] and [s.model_ended for s in trajectory.steps if s.kind == "assistant"] == [
+        False,
+        True,
+    ]
 
 
 def test_system_prompt_lists_only_the_agents_tools():

@@ -68,6 +68,15 @@ def test_only_assistant_turns_are_labelled(tokenizer):
     assert "tool_response" not in learned and "Norway's capital" not in learned and "deep research" not in learned
 
 
+def test_an_unsampled_end_of_turn_is_not_learned(tokenizer):
+    """RL: a turn that a stop string or the token limit ended learns its text, not an end-of-turn it never wrote."""
+    call_turn = next(i for i, m in enumerate(MESSAGES) if m["role"] == "assistant")
+    input_ids, labels = encode_trajectory(tokenizer, MESSAGES, max_length=4096, unsampled_ends=[call_turn])
+    assert labelled_runs(tokenizer, input_ids, labels) == [CALL, ANSWER + tokenizer.eos_token]
+    with pytest.raises(ConfigError, match=r"unsampled_ends \[0\] are not indices of assistant turns"):
+        encode_trajectory(tokenizer, MESSAGES, unsampled_ends=[0])
+
+
 def test_trajectory_is_truncated_from_the_right(tokenizer):
     full_ids, full_labels = encode_trajectory(tokenizer, MESSAGES, max_length=4096)
     input_ids, labels = encode_trajectory(tokenizer, MESSAGES, max_length=40)

@@ -79,6 +79,7 @@ class Step:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     context_tokens: int | None = None
+    model_ended: bool | None = None  # a model turn: whether the model sampled its end-of-turn token
 
 
 @dataclass
@@ -103,6 +104,9 @@ class Trajectory:
     completion_tokens: int = 0
     seconds: float = 0.0
     answer: str | None = None  # the gold answer, when the question came from an evaluation set
+    # Indices into `context` of the assistant turns whose end-of-turn token the model did not sample (a stop string
+    # or the token limit ended them): on-policy RL leaves that token unlearned.
+    unsampled_ends: list[int] = field(default_factory=list)
     error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -200,8 +204,14 @@ class _Run:
             kind, turn.content, completion.seconds, think=turn.think, tool=call.name if call else None,
             arguments=call.arguments if call else None, code=call.code if call else None,
             prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            model_ended=completion.model_ended,
         )  # fmt: skip
         return turn, step
+
+    def _append_turn(self, turn: Turn, step: Step) -> None:
+        self._append("assistant", turn.content)
+        if not step.model_ended:
+            self.trajectory.unsampled_ends.append(len(self.context) - 1)
 
     def _finish(self, termination: str, prediction: str = "") -> None:
         self.trajectory.termination = termination
@@ -222,7 +232,7 @@ class _Run:
                 return self._finish(TIMEOUT)
             self.calls_left -= 1
             turn, step = self._call(self.context, "assistant")
-            self._append("assistant", turn.content)
+            self._append_turn(turn, step)
             self._emit(step)
             if turn.answer is not None:
                 return self._finish(ANSWER, turn.answer)
@@ -287,6 +297,7 @@ class _Run:
             return tokens
         self.summary = f"<summary>{summary}</summary>"
         self.context[:] = self.context[:1]
+        self.trajectory.unsampled_ends.clear()  # they indexed the context just dropped
         self._append("user", RESUM_RESTART_PROMPT.format(question=self.trajectory.question, summary=self.summary))
         return self.agent.llm.count_tokens(self.context)
 
@@ -304,7 +315,7 @@ class _Run:
         self.context[-1]["content"] = FORCED_ANSWER_PROMPT
         self.trajectory.messages.append({"role": "user", "content": FORCED_ANSWER_PROMPT})
         turn, step = self._call(self.context, "forced_answer")
-        self._append("assistant", turn.content)
+        self._append_turn(turn, step)
         self._emit(step)
         if turn.answer is not None:
             return self._finish(FORCED_ANSWER, turn.answer)

@@ -33,6 +33,9 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
     seconds: float
+    # The model sampled its end-of-turn (EOS) token itself; False after a stop string, at the token limit, or from a
+    # backend that does not say. On-policy RL learns an end-of-turn token only where it was sampled.
+    model_ended: bool = False
 
 
 class ChatLLM(Protocol):
@@ -114,7 +117,12 @@ class LocalLLM:
         )  # fmt: skip
         (choice,) = self.engine.run(job)
         return Completion(
-            choice.text, len(prompt), len(choice.tokens), choice.finish_reason or "length", time.perf_counter() - start
+            choice.text,
+            len(prompt),
+            len(choice.tokens),
+            choice.finish_reason or "length",
+            time.perf_counter() - start,
+            model_ended=choice.eos,
         )
 
     def count_tokens(self, messages):

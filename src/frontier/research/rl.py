@@ -81,6 +81,7 @@ class Episode:
     finished: bool  # False when cut off (length, calls, time) or when no answer was given
     termination: str = ""
     tool_calls: int = 0
+    unsampled_ends: tuple[int, ...] = ()  # assistant turns (indices into messages) whose end-of-turn was not sampled
 
 
 class Environment(Protocol):
@@ -107,7 +108,12 @@ class AgentEnvironment:
         finished = trajectory.termination == ANSWER
         correct = finished and exact_match(trajectory.prediction, [question.answer, *question.aliases])
         return Episode(
-            trajectory.context, float(correct), finished, trajectory.termination, sum(trajectory.tool_calls.values())
+            trajectory.context,
+            float(correct),
+            finished,
+            trajectory.termination,
+            sum(trajectory.tool_calls.values()),
+            tuple(trajectory.unsampled_ends),
         )
 
 
@@ -220,7 +226,7 @@ def _learnable(groups, tokenizer, max_length: int) -> tuple[list[Example], list[
     examples, advantages, too_long = [], [], 0
     for group in groups:
         for episode, advantage in learning_signal(group):
-            input_ids, labels = encode_trajectory(tokenizer, episode.messages)
+            input_ids, labels = encode_trajectory(tokenizer, episode.messages, unsampled_ends=episode.unsampled_ends)
             if len(input_ids) > max_length:
                 too_long += 1
                 continue

@@ -13,7 +13,7 @@ import io
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,7 +39,9 @@ RESUMABLE_CHANGES = ("steps", "checkpoint_every", "gradient_checkpointing")
 Example = tuple[torch.Tensor, torch.Tensor]  # (input_ids [T], labels [T] with -100 where nothing is learned)
 
 
-def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None) -> Example:
+def encode_trajectory(
+    tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None, unsampled_ends: Collection[int] = ()
+) -> Example:
     """Tokenise a whole conversation with the chat template; only the assistant turns are labelled.
 
     A turn's learned text is what the model itself emits: its content and the end-of-turn token, not the role
@@ -47,7 +49,8 @@ def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length:
     they are exact for any template that renders earlier turns the same way whatever follows them; a template that
     rewrites earlier turns (e.g. one dropping past reasoning) is refused. The rendering is tokenised as one text,
     as at inference, and a token is learned when it starts inside an assistant span. Sequences longer than
-    `max_length` lose their end (None: no limit).
+    `max_length` lose their end (None: no limit). The assistant turns at the indices `unsampled_ends` learn their
+    content but not their end-of-turn token (for RL: a stop string or the token limit ended them, not the model).
     """
     if max_length is not None and max_length < 2:
         raise ConfigError(f"max_length must be at least 2 tokens, got {max_length}")
@@ -55,6 +58,11 @@ def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length:
         raise ConfigError("the trajectory has no assistant turn to learn from")
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("encode_trajectory needs a fast tokenizer (character offsets); load it with use_fast=True")
+    stray = [i for i in unsampled_ends if not (0 <= i < len(messages) and messages[i]["role"] == "assistant")]
+    if stray:
+        raise ConfigError(
+            f"unsampled_ends {stray} are not indices of assistant turns in these {len(messages)} messages"
+        )
     full = tokenizer.apply_chat_template(list(messages), tokenize=False)
     spans = []
     for i, message in enumerate(messages):
@@ -73,7 +81,7 @@ def encode_trajectory(tokenizer, messages: Sequence[dict[str, str]], max_length:
         eos = tokenizer.eos_token
         # Text the template adds after the end-of-turn token (e.g. a newline) is layout, not the model's output.
         if eos and turn.rfind(eos, len(header)) >= 0:
-            end = turn.rfind(eos, len(header)) + len(eos)
+            end = turn.rfind(eos, len(header)) + (0 if i in unsampled_ends else len(eos))
         spans.append((len(header), end))
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = torch.tensor(encoding.input_ids[:max_length])

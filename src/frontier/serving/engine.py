@@ -75,6 +75,7 @@ class Choice:
     index: int
     text: str = ""
     finish_reason: str | None = None
+    eos: bool = False  # ended on an EOS token it sampled (not on a stop string or the token limit)
     tokens: list[int] = field(default_factory=list)
     temperatures: list[float] = field(default_factory=list)
     top_ps: list[float] = field(default_factory=list)
@@ -265,7 +266,7 @@ class Engine:
         choice.temperatures.append(temperature)
         choice.top_ps.append(top_p)
         if token in eos:
-            choice.finish_reason = "stop"
+            choice.finish_reason, choice.eos = "stop", True
         else:
             choice.text = self._decode(choice.tokens)  # the whole prefix: pieces of a character join up
             cut = min((i for i in (choice.text.find(s) for s in job.stop) if i >= 0), default=-1)
