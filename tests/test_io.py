@@ -49,3 +49,9 @@ def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
         (folder / "weights").write_text("v2")
     assert sorted(p.name for p in target.iterdir()) == ["weights"] and (target / "weights").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+    # A process killed mid-write leaves its temp or old folder; the next complete write clears them.
+    (tmp_path / ".final.123.tmp").mkdir()
+    (tmp_path / ".final.99.old").mkdir()
+    with atomic_directory(target) as folder:
+        (folder / "weights").write_text("v3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]

@@ -280,14 +280,16 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_device_options(parser: argparse.ArgumentParser, default_device: str | None = "auto") -> None:
-    """--device and --dtype for a command that loads a local model."""
+def add_device_options(
+    parser: argparse.ArgumentParser, default_device: str | None = "auto", default_dtype: str | None = "float32"
+) -> None:
+    """--device and --dtype for a command that loads a local model (None defaults: "not given")."""
     parser.add_argument(
         "--device", default=default_device,
         help="where a local model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps",
     )  # fmt: skip
     parser.add_argument(
-        "--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+        "--dtype", choices=["float32", "bfloat16", "float16"], default=default_dtype,
         help="model weights' dtype (default: float32; bfloat16 halves the memory on a GPU)",
     )  # fmt: skip
 

@@ -58,14 +58,27 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp creates 0700; results are meant to be read by others
-        if path.exists():
+        if path.exists() or path.is_symlink():
             old = path.parent / f".{path.name}.{os.getpid()}.old"
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
             os.replace(path, old)  # a crash between the two renames leaves the old folder here, not lost
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            _remove(old)
         else:
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for stale in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.old")]:
+        _remove(stale)  # left by a process killed mid-write; `path` is now complete
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

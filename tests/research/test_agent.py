@@ -67,8 +67,8 @@ def test_search_visit_answer_records_the_whole_run(scripted_llm):
         "assistant"
     ]
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] > 0
-    # The scripted model never reports sampling its end-of-turn token: every assistant turn is listed.
-    assert trajectory.unsampled_ends == [2, 4, 6] and record["unsampled_ends"] == [2, 4, 6]
+    # The scripted model does not say how its turns ended (like an endpoint): no turn is listed as unsampled.
+    assert trajectory.unsampled_ends == [] and record["unsampled_ends"] == []
 
 
 def test_turns_the_model_ended_itself_are_not_listed(scripted_llm, monkeypatch):

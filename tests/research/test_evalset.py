@@ -270,3 +270,5 @@ def test_a_training_set_shares_no_question_or_answer_with_the_excluded_set(tmp_p
     assert not [q.question for q in train if held_out & path_names(q)]
     with pytest.raises(ConfigError, match="outside the excluded set"):
         generate_eval_set(1000, seed=1, exclude=shipped)
+    everything_left = generate_eval_set(1000, seed=1, exclude=shipped, allow_fewer=True)
+    assert 250 <= len(everything_left) < 1000 and not [q for q in everything_left if held_out & path_names(q)]

@@ -50,7 +50,7 @@ def test_endpoint_defaults_are_the_references(tmp_path):
         (["research", "ask", "  "], "the question is empty"),
         (["research", "ask", "q", "--corpus", "/nonexistent/index"], "frontier research index"),
         (["research", "eval", "--modes", "oracle"], "choose from closed-book, rag, agent"),
-        (["research", "ask", "q", "--llm", ENDPOINT, "--device", "cpu"], "--device cpu applies to a local model"),
+        (["research", "ask", "q", "--llm", ENDPOINT, "--device", "cpu"], "--device and --dtype apply to a local model"),
         (["research", "ask", "q", "--device", "tpu"], "device 'tpu' is not a device name"),
     ],
 )

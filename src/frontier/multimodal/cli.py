@@ -209,7 +209,10 @@ def run_train(args: argparse.Namespace) -> int:
         "codebook_size": args.codebook_size if drawing else None,
         "codebook_images": args.codebook_images if drawing else None,
     }  # fmt: skip
-    _check_run_file(args.output, architecture, write=PartialState().is_main_process)
+    # The first PartialState fixes the process group: on CPUs it must say so, or `accelerate launch` processes each
+    # train alone (as in research/train_cli.py).
+    state = PartialState(cpu=not torch.cuda.is_available())
+    _check_run_file(args.output, architecture, write=state.is_main_process)
     scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
     generator = default_generator(scene_config)
     tokenizer = build_tokenizer(generator.vocabulary())

@@ -57,6 +57,11 @@ def _tfidf(grams: Counter, idf: dict, unseen_idf: float) -> dict:
     return {g: c / total * idf.get(g, unseen_idf) for g, c in grams.items()}
 
 
+# Bumped when the same weights would score differently, so stored scores are recomputed: 2 = generation runs to EOS
+# or the text window (version 1 cut every answer and caption at 24 new tokens).
+EVALUATION_VERSION = 2
+
+
 def cider_scores(candidates: Sequence[str], references: Sequence[str], max_n: int = 4) -> list[float]:
     """CIDEr-style score of each candidate against its one reference (see the module docstring)."""
     refs = [r.split() for r in references]
@@ -130,7 +135,10 @@ def evaluate(
                 text_embeds.append(model.encode_text(**texts))
             advance()
     # Per-item outcomes, in a fixed order: two models scored on the same split and count can be compared item by item.
-    metrics: dict = {"split": split, "scenes": count, "fingerprint": scenes_read.hexdigest()[:16], "items": {}}
+    metrics: dict = {
+        "split": split, "scenes": count, "fingerprint": scenes_read.hexdigest()[:16], "evaluation": EVALUATION_VERSION,
+        "items": {},
+    }  # fmt: skip
     if "vqa" in tasks:
         metrics["items"].update(vqa_scene=[i for i, _ in vqa_items], vqa_correct=[int(h) for _, h in vqa_items])
         all_hits = [hit for hits in vqa_hits.values() for hit in hits]
@@ -219,6 +227,12 @@ def compare(ours: dict, theirs: dict, task: str) -> Comparison:
         if "fingerprint" not in metrics:
             raise ConfigError(f"the {name} metrics were written before `frontier multimodal eval` recorded which "
                               "scenes it asked about: evaluate that model again")  # fmt: skip
+    versions = ours.get("evaluation", 1), theirs.get("evaluation", 1)
+    if versions[0] != versions[1]:
+        raise ConfigError(
+            f"the two metrics files come from different evaluations (versions {versions[0]} and {versions[1]}; "
+            "version 1 cut answers at 24 tokens): evaluate both with this version of `frontier multimodal eval`"
+        )
     a, b = ours["items"][key], theirs["items"][key]
     clusters = ours["items"]["vqa_scene"] if task == "vqa" else None
     same_items = (ours["split"], ours["scenes"], ours["fingerprint"]) == (

@@ -210,7 +210,7 @@ class _Run:
 
     def _append_turn(self, turn: Turn, step: Step) -> None:
         self._append("assistant", turn.content)
-        if not step.model_ended:
+        if step.model_ended is False:
             self.trajectory.unsampled_ends.append(len(self.context) - 1)
 
     def _finish(self, termination: str, prediction: str = "") -> None:

@@ -36,7 +36,7 @@ RESEARCH_EXAMPLES = """examples:
   frontier research ask "Which country borders both Lesotho and Eswatini?"
   frontier research synthesize --count 500 --output synth.jsonl     # obfuscated questions (RL, evaluation)
   frontier research eval --set synth.jsonl --split test --limit 20  # their held-out split
-  python -m frontier.research.evalset --count 360 --seed 1 --exclude EVAL.jsonl --output train.jsonl
+  python -m frontier.research.evalset --count 250 --seed 1 --exclude EVAL.jsonl --output train.jsonl
   frontier research trajectories --questions train.jsonl --output sft.jsonl --midtraining mid.jsonl --top-k 3
   frontier research train --stage midtrain --data mid.jsonl --output runs/mid
   frontier research train --stage sft --data sft.jsonl --base runs/mid/final --output runs/sft
@@ -302,7 +302,7 @@ def _add_agent_options(parser) -> None:
     parser.add_argument("--corpus", type=Path, default=None, help="an index folder (default: the Factbook)")
     parser.add_argument("--llm", default="local", help="local | local:PATH | openai:MODEL@BASE_URL (default local)")
     parser.add_argument("--heads", default=None, help="AutoDeco heads folder for a local model")
-    add_device_options(parser, default_device=None)  # None: auto for a local model, and no device for an endpoint
+    add_device_options(parser, default_device=None, default_dtype=None)  # None: auto / float32 for a local model
     parser.add_argument(
         "--extractor", choices=["llm", "lines"], default="llm",
         help="visit's extractor: the reference's LLM extraction (default) or goal-word line matching",
@@ -330,20 +330,31 @@ def build_agent_from_args(args, *, progress: bool = True):
     """The agent (and its search backend, for RAG) that the options describe."""
     from frontier.research.agent import AgentBudget, ResearchAgent
     from frontier.research.backends import ToolSettings, build_tools
-    from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LocalLLM, load_llm
+    from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, LocalLLM, load_llm, parse_llm_spec
     from frontier.research.tools import GoalLinesExtractor, LLMExtractor
 
+    def placement(spec: str) -> dict:
+        """--device / --dtype for the models the agent runs locally (default: a CUDA GPU when there is one)."""
+        if parse_llm_spec(spec).kind != "local":
+            return {}
+        return {"device": args.device or "auto", "dtype": torch_dtype(args.dtype or "float32")}
+
+    specs = [args.llm] + ([args.extractor_llm] if args.extractor == "llm" and args.extractor_llm else [])
+    if (args.device or args.dtype) and not any(placement(spec) for spec in specs):
+        raise ConfigError("--device and --dtype apply to a local model; every model here is an endpoint")
     index = None
     if args.web_search is None or args.corpus is not None:  # a bad --corpus fails before the model loads
         index = open_corpus(args.corpus, progress=progress)
-    placement = {"device": args.device, "dtype": torch_dtype(args.dtype)}
-    llm = load_llm(args.llm, heads=args.heads, progress=progress, **placement)
+
+    llm = load_llm(args.llm, heads=args.heads, progress=progress, **placement(args.llm))
     local = isinstance(llm, LocalLLM)
     if args.extractor == "lines":
         extractor = GoalLinesExtractor()
     else:
         extractor_llm = (
-            llm if args.extractor_llm is None else load_llm(args.extractor_llm, progress=progress, **placement)
+            llm
+            if args.extractor_llm is None
+            else load_llm(args.extractor_llm, progress=progress, **placement(args.extractor_llm))
         )
         default_page = 3000 if isinstance(extractor_llm, LocalLLM) else 95_000
         extractor = LLMExtractor(extractor_llm, page_tokens=args.page_tokens or default_page)

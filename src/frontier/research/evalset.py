@@ -432,13 +432,18 @@ def path_names(question) -> set[str]:
 
 
 def generate_eval_set(
-    count: int, seed: int, templates: list[str] | None = None, exclude: list[EvalQuestion] | None = None
+    count: int,
+    seed: int,
+    templates: list[str] | None = None,
+    exclude: list[EvalQuestion] | None = None,
+    allow_fewer: bool = False,
 ) -> list[EvalQuestion]:
     """`count` distinct questions drawn evenly across `templates` (default: all), the same for the same seed.
 
     A question is never drawn if it shares its text with one in `exclude`, or if an answer or alias of one in
     `exclude` is anywhere on its path (its own answer included): a training set made with `exclude=<the evaluation
-    sets>` neither asks an evaluation question nor walks through an evaluation answer's facts.
+    sets>` neither asks an evaluation question nor walks through an evaluation answer's facts. Fewer than `count`
+    questions left is an error, or with `allow_fewer` the answer: all of them.
     """
     if count < 1:
         raise ConfigError(f"count must be a positive integer, got {count}")
@@ -468,7 +473,7 @@ def generate_eval_set(
                     asked.add(question.question)
                     chosen.append(question)
                     break
-    if len(chosen) < count:
+    if len(chosen) < count and not allow_fewer:
         raise ConfigError(
             f"only {len(chosen)} distinct questions exist for templates {', '.join(names)}"
             f"{' outside the excluded set' if exclude else ''}; ask for fewer"

@@ -33,9 +33,9 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop" (EOS or a stop string) or "length"
     seconds: float
-    # The model sampled its end-of-turn (EOS) token itself; False after a stop string, at the token limit, or from a
-    # backend that does not say. On-policy RL learns an end-of-turn token only where it was sampled.
-    model_ended: bool = False
+    # Whether the model sampled its end-of-turn (EOS) token itself (False: a stop string or the token limit ended the
+    # turn; None: the backend does not say). On-policy RL learns an end-of-turn token only where it was sampled.
+    model_ended: bool | None = None
 
 
 class ChatLLM(Protocol):
@@ -242,16 +242,15 @@ def parse_llm_spec(spec: str) -> LLMSpec:
 def load_llm(
     spec: str | LLMSpec, *, heads: str | None = None, progress: bool = True, device=None, dtype=None, **openai_options
 ) -> ChatLLM:
-    """Build the backend a spec names; AutoDeco `heads`, `device` (None: "auto") and `dtype` apply to local models
-    only."""
+    """Build the backend a spec names; AutoDeco `heads`, `device` (None: the CPU) and `dtype` (None: float32) apply
+    to local models only."""
     spec = parse_llm_spec(spec) if isinstance(spec, str) else spec
     if spec.kind == "local":
         if openai_options:
             raise ConfigError(f"options {sorted(openai_options)} apply to openai endpoints, not to a local model")
-        device = "auto" if device is None else device
-        return LocalLLM.load(spec.path, heads=heads, progress=progress, device=device, dtype=dtype)
+        return LocalLLM.load(spec.path, heads=heads, progress=progress, device=device or "cpu", dtype=dtype)
     if heads is not None:
         raise ConfigError("AutoDeco heads apply to local models; serve them with `frontier serve --heads` instead")
-    if device is not None:
-        raise ConfigError(f"--device {device} applies to a local model; an endpoint runs wherever its server does")
+    if device is not None or dtype is not None:
+        raise ConfigError("--device and --dtype apply to a local model; an endpoint runs wherever its server does")
     return OpenAIChatLLM(spec.model, spec.base_url, **openai_options)

@@ -10,6 +10,7 @@ step prints its mean reward, how many groups had a correct rollout and how the r
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 
 from frontier.errors import ConfigError
@@ -43,11 +44,14 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process
+    # The system prompt states the date: one date for the whole run, today's unless given, so a resume on another
+    # day is told to pass --date rather than changing the prompts mid-run.
+    date = args.date or datetime.date.today().isoformat()
     # A rerun resumes only what it would have trained itself: same base, questions and environment.
     run_info = {
         "stage": "rl", "base": str(base), "questions_sha256": _file_digest(args.questions), "split": args.split,
         "corpus": None if args.corpus is None else str(args.corpus), "top_k": args.top_k, "python": not args.no_python,
-        "max_llm_calls": args.max_llm_calls, "max_tokens_per_turn": args.max_tokens_per_turn, "date": args.date,
+        "max_llm_calls": args.max_llm_calls, "max_tokens_per_turn": args.max_tokens_per_turn, "date": date,
     }  # fmt: skip
     _check_run_file(args.output, run_info, write=main_process)
     tools = build_tools(
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         ToolSettings(top_k=args.top_k, python=not args.no_python),
     )  # fmt: skip
     budget = AgentBudget(max_llm_calls=args.max_llm_calls, max_tokens_per_turn=args.max_tokens_per_turn)
-    environment = AgentEnvironment(tools, budget, date=args.date)
+    environment = AgentEnvironment(tools, budget, date=date)
     model, tokenizer = load_causal_lm(base, progress=main_process)
     if main_process:
         print(f"rl: {len(questions)} questions, {config.questions_per_step} x {config.group_size} rollouts per step",

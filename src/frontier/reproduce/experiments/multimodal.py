@@ -35,7 +35,7 @@ from pathlib import Path
 from frontier.console import progress_steps
 from frontier.io import atomic_write_json
 from frontier.multimodal.cli import TRAIN_SUMMARY_NAME
-from frontier.multimodal.evaluation import COMPARED, MARGIN, compare, figure_text, task_figure
+from frontier.multimodal.evaluation import COMPARED, EVALUATION_VERSION, MARGIN, compare, figure_text, task_figure
 from frontier.reproduce.plots import bar_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 from frontier.research.training import TRAIN_LOG_NAME, WEIGHTS_NAME, read_step_log
@@ -128,15 +128,17 @@ def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentRe
             model, tokenizer = load_trained(ctx.out_dir / info["folder"] / "final")
             generator = generator or load_scene_generator(ctx.out_dir / info["folder"] / "final")
             tasks = info["tasks"].split(",")
-            # Stored scores count only for the weights they were computed from (a resumed run may train further).
+            # Stored scores count only for the weights they were computed from (a resumed run may train further) and
+            # for the evaluation that computed them.
             weights = hashlib.sha256((ctx.out_dir / info["folder"] / "final" / WEIGHTS_NAME).read_bytes()).hexdigest()
             scores[name] = {}
             for split in SPLITS:
                 path = ctx.out_dir / info["folder"] / f"scores-{split}-{scale['scenes']}.json"
                 stored = json.loads(path.read_text()) if path.is_file() else {}
-                if stored.get("weights") != weights:
+                if (stored.get("weights"), stored.get("evaluation")) != (weights, EVALUATION_VERSION):
                     stored = {
                         "weights": weights,
+                        "evaluation": EVALUATION_VERSION,
                         "metrics": evaluate(model, tokenizer, generator, split, scale["scenes"], tasks=tasks),
                     }
                     atomic_write_json(path, stored)

@@ -28,7 +28,7 @@ TOP_K = 3
 
 @dataclass(frozen=True)
 class Scale:
-    train_questions: int  # template questions
+    train_questions: int  # template questions, at most (as many as avoid every held-out answer)
     synthesized_questions: int  # both splits; about 20% are test questions
     midtrain_steps: int
     sft_steps: int
@@ -86,7 +86,9 @@ def training_data(scale: Scale, seed: int, tools, held_out: dict[str, list], syn
 
     evaluation = read_eval_set(DEFAULT_EVAL_SET)
     exclude = evaluation + [question for questions in held_out.values() for question in questions]
-    train = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude) + synthesized_train
+    # At most a few hundred template questions avoid every held-out answer (fewer the more is held out): take them all.
+    templates = generate_eval_set(scale.train_questions, seed + 1, exclude=exclude, allow_fewer=True)
+    train = templates + synthesized_train
 
     def rendered(questions):
         pairs = []
