@@ -183,7 +183,7 @@ def test_comparing_models_scored_on_different_items_is_an_error():
     del written_before["fingerprint"]
     with pytest.raises(ConfigError, match="written before"):
         compare(vqa_metrics([0, 1], [1, 0]), written_before, "vqa")
-    with pytest.raises(ConfigError, match="different evaluations .versions 2 and 1"):
+    with pytest.raises(ConfigError, match=r"different evaluations \(versions 2 and 1"):
         compare({**vqa_metrics([0, 1], [1, 0]), "evaluation": 2}, vqa_metrics([0, 1], [1, 0]), "vqa")
     with pytest.raises(ConfigError, match="no per-item caption outcomes"):
         compare(vqa_metrics([0], [1]), vqa_metrics([0], [1]), "caption")
