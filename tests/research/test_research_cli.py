@@ -52,6 +52,10 @@ def test_endpoint_defaults_are_the_references(tmp_path):
         (["research", "eval", "--modes", "oracle"], "choose from closed-book, rag, agent"),
         (["research", "ask", "q", "--llm", ENDPOINT, "--device", "cpu"], "--device and --dtype apply to a local model"),
         (["research", "ask", "q", "--device", "tpu"], "device 'tpu' is not a device name"),
+        (
+            ["research", "sample", "--questions", "q.jsonl", "--split", "test", "--output", "o.jsonl"],
+            "--split test is held out for evaluation",
+        ),
     ],
 )
 def test_bad_options_are_one_line_errors(argv, message, capsys):

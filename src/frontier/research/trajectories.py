@@ -732,6 +732,8 @@ def run_sampling(args: argparse.Namespace) -> int:
     """`frontier research sample`: rejection-sampled trajectories of the agent the options describe."""
     from frontier.research.cli import build_agent_from_args
 
+    if args.split == "test":  # its records are SFT data; `trajectories --split test` renders held-out paths instead
+        raise ConfigError("--split test is held out for evaluation; sample training data from --split train")
     questions = read_questions(args.questions, args.split)[: args.limit]
     agent, _ = build_agent_from_args(args)
     agent.date = args.date  # the system prompt's date, as in `trajectories`, so both kinds of record train alike
