@@ -55,3 +55,15 @@ def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
     with atomic_directory(target) as folder:
         (folder / "weights").write_text("v3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
+
+
+def test_atomic_directory_clears_only_its_own_leftovers(tmp_path):
+    others = [".final.json.abc123.tmp", ".final.v2.4242.old", ".run1.777.tmp"]  # other paths' temp files and folders
+    for name in others:
+        (tmp_path / name).mkdir()
+    (tmp_path / ".run[1].999.old").mkdir()  # this path's own leftover, with glob metacharacters in its name
+    with atomic_directory(tmp_path / "run[1]") as folder:
+        (folder / "weights").write_text("v1")
+    with atomic_directory(tmp_path / "final") as folder:
+        (folder / "weights").write_text("v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "final", "run[1]"])

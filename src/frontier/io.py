@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -73,8 +74,10 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for stale in [*path.parent.glob(f".{path.name}.*.tmp"), *path.parent.glob(f".{path.name}.*.old")]:
-        _remove(stale)  # left by a process killed mid-write; `path` is now complete
+    leftover = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.(tmp|old)")  # this path's temp and old folders only
+    for stale in path.parent.iterdir():
+        if leftover.fullmatch(stale.name):
+            _remove(stale)  # left by a process killed mid-write; `path` is now complete
 
 
 def _remove(path: Path) -> None:

@@ -267,6 +267,17 @@ def test_rl_command_resumes_only_the_same_run(saved_base, tmp_path, capsys):
     assert "--split test is held out for evaluation" in capsys.readouterr().err
 
 
+def test_a_resumed_rl_run_keeps_the_date_it_recorded(tmp_path):
+    from frontier.research.rl_cli import _recorded_date
+
+    assert _recorded_date(tmp_path, default="2026-12-07") == "2026-12-07"  # nothing to resume
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text('{"step": 1}')
+    for recorded, expected in (("2026-01-01", "2026-01-01"), (None, None)):  # None: a run from before dates were kept
+        (tmp_path / "train-run.json").write_text(json.dumps({"stage": "rl", "date": recorded}))
+        assert _recorded_date(tmp_path, default="2026-12-07") == expected
+
+
 def test_rl_command_names_the_splits_it_found(tmp_path, capsys):
     from frontier.cli import main
 

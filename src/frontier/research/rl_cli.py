@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process
-    # The system prompt states the date: one date for the whole run, today's unless given, so a resume on another
-    # day is told to pass --date rather than changing the prompts mid-run.
-    date = args.date or datetime.date.today().isoformat()
+    # The system prompt states the date: one date for the whole run (--date, else the date a resumed run recorded,
+    # else today's), so a resume on another day does not change the prompts mid-run.
+    date = args.date or _recorded_date(args.output, default=datetime.date.today().isoformat())
     # A rerun resumes only what it would have trained itself: same base, questions and environment.
     run_info = {
         "stage": "rl", "base": str(base), "questions_sha256": _file_digest(args.questions), "split": args.split,
@@ -81,6 +81,20 @@ def run(args: argparse.Namespace) -> int:
     if main_process:
         print(f"final model: {args.output / 'final'}  (use: --llm local:{args.output / 'final'})", file=sys.stderr)
     return 0
+
+
+def _recorded_date(output, default: str) -> str | None:
+    """The date the run being resumed in `output` recorded (None for a run from before dates were recorded), else
+    `default`."""
+    import json
+
+    from frontier.research.train_cli import RUN_FILE
+    from frontier.research.training import _latest_checkpoint
+
+    path = output / RUN_FILE
+    resuming = path.is_file() and _latest_checkpoint(output) is not None
+    recorded = json.loads(path.read_text()) if resuming else {}
+    return recorded["date"] if recorded.get("stage") == "rl" and "date" in recorded else default
 
 
 def main(argv: list[str] | None = None) -> int:
