@@ -100,10 +100,13 @@ def test_cli_eval_is_resumable(served, tmp_path, capsys):
 def test_cli_sample_keeps_correct_runs_apart_and_resumes(served, tmp_path, capsys):
     from frontier.research.evalset import DEFAULT_EVAL_SET
 
+    # Shipped questions reworded (sampling refuses the shipped evaluation set itself), split into train and test.
     lines = DEFAULT_EVAL_SET.read_text().splitlines()[:3]
     questions = tmp_path / "q.jsonl"
-    questions.write_text("".join(json.dumps({**json.loads(line), "split": split}) + "\n"
-                                 for line, split in zip(lines, ["train", "test", "train"], strict=True)))  # fmt: skip
+    questions.write_text("".join(
+        json.dumps({**json.loads(line), "question": "Tell me: " + json.loads(line)["question"], "split": split}) + "\n"
+        for line, split in zip(lines, ["train", "test", "train"], strict=True)
+    ))  # fmt: skip
     output = tmp_path / "agent.jsonl"
     argv = [
         "research", "sample", "--questions", str(questions), "--split", "train", "--output", str(output),

@@ -267,6 +267,16 @@ def test_rl_command_resumes_only_the_same_run(saved_base, tmp_path, capsys):
     assert "--split test is held out for evaluation" in capsys.readouterr().err
 
 
+def test_training_on_the_shipped_evaluation_set_is_refused(tmp_path, capsys):
+    from frontier.cli import main
+    from frontier.research.evalset import DEFAULT_EVAL_SET
+
+    for command in (["rl"], ["sample", "--llm", "openai:m@http://127.0.0.1:9/v1"]):
+        code = main(["research", *command, "--questions", str(DEFAULT_EVAL_SET), "--output", str(tmp_path / "o")])
+        assert code == 2
+        assert "200 of these questions are in the shipped evaluation set" in capsys.readouterr().err
+
+
 def test_a_resumed_rl_run_keeps_the_date_it_recorded(tmp_path):
     from frontier.research.rl_cli import _recorded_date
 

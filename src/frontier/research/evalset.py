@@ -421,6 +421,19 @@ def candidate_questions(template: str, graph: KnowledgeGraph | None = None) -> l
     return [question for question in TEMPLATES[template](graph) if question is not None]
 
 
+def refuse_shipped_questions(questions, what: str) -> None:
+    """ConfigError if any of `questions` is a question of the shipped evaluation set: `what` (training data) made
+    from them would be tested on."""
+    shipped = {q.question for q in read_eval_set(DEFAULT_EVAL_SET)}
+    overlap = sum(q.question in shipped for q in questions)
+    if overlap:
+        raise ConfigError(
+            f"{overlap} of these questions are in the shipped evaluation set ({DEFAULT_EVAL_SET.name}); {what} made "
+            "from them would be tested on. Use training questions (python -m frontier.research.evalset --exclude "
+            f"{DEFAULT_EVAL_SET.name} …, or a synthesized set's --split train)"
+        )
+
+
 def answer_names(questions) -> set[str]:
     """Normalised answers and aliases of `questions`."""
     return {normalize_name(name) for question in questions for name in (question.answer, *question.aliases)}

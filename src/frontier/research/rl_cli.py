@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from frontier.research.agent import AgentBudget
     from frontier.research.backends import ToolSettings, build_tools
     from frontier.research.cli import open_corpus
+    from frontier.research.evalset import refuse_shipped_questions
     from frontier.research.rl import AgentEnvironment, RLConfig, train_rl
     from frontier.research.tools import GoalLinesExtractor
     from frontier.research.train_cli import _check_run_file, _file_digest, resolve_base
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.split == "test":
         raise ConfigError("--split test is held out for evaluation; train on --split train (or a set without splits)")
     questions = read_questions(args.questions, args.split)
+    refuse_shipped_questions(questions, "a policy trained")
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process

@@ -36,7 +36,7 @@ from frontier.errors import ConfigError, FrontierError
 from frontier.io import atomic_write_text
 from frontier.research.agent import ANSWER, ResearchAgent, Step, Trajectory, system_prompt
 from frontier.research.backends import ToolSettings, build_tools
-from frontier.research.evalset import EvalQuestion, read_eval_set
+from frontier.research.evalset import EvalQuestion, read_eval_set, refuse_shipped_questions
 from frontier.research.evaluation import Question, append_record, drop_cut_line, exact_match, read_records
 from frontier.research.index import factbook_index
 from frontier.research.knowledge import KnowledgeGraph, knowledge_graph, normalize_name
@@ -735,6 +735,7 @@ def run_sampling(args: argparse.Namespace) -> int:
     if args.split == "test":  # its records are SFT data; `trajectories --split test` renders held-out paths instead
         raise ConfigError("--split test is held out for evaluation; sample training data from --split train")
     questions = read_questions(args.questions, args.split)[: args.limit]
+    refuse_shipped_questions(questions, "SFT data")
     agent, _ = build_agent_from_args(args)
     agent.date = args.date  # the system prompt's date, as in `trajectories`, so both kinds of record train alike
     report = agent_trajectories(agent, questions, args.rollouts, args.output, seed=args.seed, progress=True)
