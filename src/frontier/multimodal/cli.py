@@ -234,7 +234,7 @@ def run_train(args: argparse.Namespace) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.output / SCENE_CONFIG_NAME, asdict(scene_config))
     train_unified(model, tokenizer, generator, config, args.output, codebook=codebook)
-    if not PartialState().is_main_process:  # under `accelerate launch`, one process writes and reports
+    if not state.is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0
     log = read_step_log(args.output / TRAIN_LOG_NAME)
     summary = {
@@ -249,7 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
         ),
     }
     atomic_write_json(args.output / TRAIN_SUMMARY_NAME, summary)
-    processes = PartialState().num_processes
+    processes = state.num_processes
     print(f"model saved to {args.output / 'final'} ({summary['parameters']:,} parameters, {summary['steps']} steps, "
           f"peak memory {summary['peak_rss_mib']:.0f} MiB" + (f", {processes} processes" if processes > 1 else "")
           + ")", file=sys.stderr)  # fmt: skip

@@ -24,11 +24,10 @@ def run(args: argparse.Namespace) -> int:
     from frontier.research.agent import AgentBudget
     from frontier.research.backends import ToolSettings, build_tools
     from frontier.research.cli import open_corpus
-    from frontier.research.evalset import refuse_shipped_questions
     from frontier.research.rl import AgentEnvironment, RLConfig, train_rl
     from frontier.research.tools import GoalLinesExtractor
     from frontier.research.train_cli import _check_run_file, _file_digest, resolve_base
-    from frontier.research.trajectories import read_questions
+    from frontier.research.trajectories import read_training_questions
 
     if args.lr is not None and not args.lr > 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
@@ -39,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
         group_size=args.group_size, questions_per_step=args.questions_per_step, temperature=args.temperature,
         max_length=args.max_length, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
-    if args.split == "test":
-        raise ConfigError("--split test is held out for evaluation; train on --split train (or a set without splits)")
-    questions = read_questions(args.questions, args.split)
-    refuse_shipped_questions(questions, "a policy trained")
+    questions = read_training_questions(args.questions, args.split, "a policy trained")
     base = resolve_base(args.base)
     state = PartialState(cpu=not torch.cuda.is_available())  # as in train_cli: CPU processes join one group
     main_process = state.is_main_process

@@ -728,14 +728,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_training_questions(path: str | Path, split: str | None, what: str) -> list[EvalQuestion]:
+    """`read_questions` for commands whose output is trained on (`what`): never a test split, never a question of
+    the shipped evaluation set. (`trajectories` reads held-out questions too: their paths measure held-out loss.)"""
+    if split == "test":
+        raise ConfigError(f"--split test is held out for evaluation; {what} must come from --split train")
+    questions = read_questions(path, split)
+    refuse_shipped_questions(questions, what)
+    return questions
+
+
 def run_sampling(args: argparse.Namespace) -> int:
     """`frontier research sample`: rejection-sampled trajectories of the agent the options describe."""
     from frontier.research.cli import build_agent_from_args
 
-    if args.split == "test":  # its records are SFT data; `trajectories --split test` renders held-out paths instead
-        raise ConfigError("--split test is held out for evaluation; sample training data from --split train")
-    questions = read_questions(args.questions, args.split)[: args.limit]
-    refuse_shipped_questions(questions, "SFT data")
+    questions = read_training_questions(args.questions, args.split, "SFT data")[: args.limit]
     agent, _ = build_agent_from_args(args)
     agent.date = args.date  # the system prompt's date, as in `trajectories`, so both kinds of record train alike
     report = agent_trajectories(agent, questions, args.rollouts, args.output, seed=args.seed, progress=True)
