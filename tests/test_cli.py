@@ -122,6 +122,21 @@ def test_generate_with_autodeco_heads_streams_and_reports_parameters(model_cache
     assert "mean predicted T" in result.stderr
 
 
+def test_heads_without_model_load_the_base_they_were_trained_on(model_cache_dir, untrained_heads):
+    import json
+
+    config_path = untrained_heads / "autodeco_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "base_model_name_or_path": "/no/such/base"}))
+    generated = run_cli("generate", "hi", "--decoding", "autodeco", "--heads", str(untrained_heads))
+    assert generated.returncode != 0 and "/no/such/base" in generated.stderr, generated.stderr
+
+    from frontier.serving.server import build_app
+
+    with pytest.raises(Exception, match="/no/such/base"):
+        build_app(heads=untrained_heads, progress=False)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [(["--decoding", "autodeco"], "--decoding autodeco needs --heads"),

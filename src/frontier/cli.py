@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--model",
         default=None,
-        help="a local .gguf file or save_pretrained folder (default: embedded SmolLM2)",
+        help="a local .gguf file or save_pretrained folder (default: with --heads the base they were trained on, "
+        "else the embedded SmolLM2)",
     )
     generate.add_argument(
         "--decoding", choices=["static", "autodeco"], default="static",
@@ -121,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=SERVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--model", default=None, help="a local .gguf file or save_pretrained folder (default: embedded)")
+    serve.add_argument(
+        "--model", default=None,
+        help="a local .gguf file or save_pretrained folder (default: with --heads their base, else the embedded model)",
+    )  # fmt: skip
     serve.add_argument("--heads", type=Path, default=None, help="AutoDeco heads folder: sample at their T and p")
     serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
@@ -177,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-dft-weighting", action="store_true", help="do not weight tokens by the base's probability")
     train.add_argument("--easy-token-drop", type=float, default=0.6, help="share of easy tokens dropped (default 0.6)")
     train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
+    add_device_options(train)
     train.set_defaults(handler=run_autodeco_train)
 
     from frontier.research.cli import add_research_commands
@@ -241,12 +246,13 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from frontier.autodeco.modeling import AutoDecoForCausalLM
+    from frontier.autodeco.modeling import AutoDecoForCausalLM, saved_heads_config
     from frontier.models import SamplingSettings, chat_inputs, load_causal_lm
 
     temperature = 1.0 if args.temperature is None else args.temperature
     SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
-    base, tokenizer = load_causal_lm(args.model, device=args.device, dtype=torch_dtype(args.dtype))
+    base_name = args.model if args.model is not None else saved_heads_config(args.heads)["base_model_name_or_path"]
+    base, tokenizer = load_causal_lm(base_name, device=args.device, dtype=torch_dtype(args.dtype))
     model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
     inputs = chat_inputs(tokenizer, [args.prompt])
     console = Console(highlight=False)
@@ -370,6 +376,7 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     from frontier.autodeco.training import TrainConfig, cache_features, encode_examples, train_heads
     from frontier.console import progress_steps
     from frontier.models import load_causal_lm
+    from frontier.models.loading import resolve_device
 
     loss = AutoDecoLossConfig(
         train_temperature=args.train in ("both", "temperature"),
@@ -382,7 +389,11 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, loss=loss,
     )  # fmt: skip
     pairs = read_jsonl_pairs(args.data)
-    base, tokenizer = load_causal_lm(args.model)
+    target = resolve_device(args.device)
+    state = PartialState(cpu=target.type == "cpu")
+    # Under `accelerate launch` each process trains on its own GPU; the heads train where the base lives.
+    device = state.device if target.type == "cuda" else target
+    base, tokenizer = load_causal_lm(args.model, device=device, dtype=torch_dtype(args.dtype))
     torch.manual_seed(args.seed)  # the heads' initial weights
     model = AutoDecoForCausalLM(base, args.model)
     examples = encode_examples(tokenizer, pairs)
@@ -390,7 +401,6 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
         features = cache_features(model, examples)
         advance()
     history = train_heads(model, features, config, args.output)
-    state = PartialState()
     if not state.is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0
     model.save_pretrained(args.output)

@@ -47,6 +47,33 @@ def test_interrupted_run_resumes_to_the_same_heads(tiny_llama, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("trained, frozen", [("top_p", "temp_head"), ("temperature", "top_p_head")])
+def test_training_one_head_leaves_the_other_unchanged(tiny_llama, tmp_path, trained, frozen):
+    from frontier.autodeco.loss import AutoDecoLossConfig
+
+    torch.manual_seed(0)
+    model = AutoDecoForCausalLM(tiny_llama())
+    before = {k: v.clone() for k, v in getattr(model, frozen).state_dict().items()}
+    loss = AutoDecoLossConfig(train_temperature=trained == "temperature", train_top_p=trained == "top_p")
+    config = TrainConfig(steps=5, batch_size=3, learning_rate=1e-2, loss=loss)
+    train_heads(model, _features(model), config, tmp_path, progress=False)
+    after = getattr(model, frozen).state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+
+
+def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, tmp_path):
+    torch.manual_seed(0)
+    model = AutoDecoForCausalLM(tiny_llama())
+    features = _features(model)
+    train_heads(model, features, TrainConfig(steps=2, batch_size=3, checkpoint_every=2), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="learning_rate: 0.0001 then, 0.05 now"):
+        train_heads(model, features, TrainConfig(steps=4, batch_size=3, learning_rate=5e-2), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="other data"):
+        train_heads(model, features[:-1], TrainConfig(steps=4, batch_size=3), tmp_path, progress=False)
+    history = train_heads(model, features, TrainConfig(steps=4, batch_size=3), tmp_path, progress=False)
+    assert len(history) == 2  # steps 3 and 4, resumed from the checkpoint at step 2
+
+
 def test_bad_training_config():
     with pytest.raises(ConfigError, match="positive"):
         TrainConfig(steps=0)

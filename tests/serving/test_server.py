@@ -284,11 +284,22 @@ GOOD = {"model": MODEL_NAME, "messages": ask(), "max_tokens": 4}
         ("/v1/completions", {"model": MODEL_NAME, "prompt": "hello " * 9000, "max_tokens": 4}, 400, "prompt",
          "context_length_exceeded"),
         ("/v1/nowhere", {}, 404, None, "not_found"),
+        ("/v1/chat/completions", {**GOOD, "seed": 2**64}, 400, "seed", "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "logprobs": True}, 400, "logprobs", "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "top_logprobs": 3}, 400, "top_logprobs", "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "logit_bias": {"42": 5}}, 400, "logit_bias", "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "response_format": {"type": "json_object"}}, 400, "response_format.type",
+         "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "tools": [{"type": "function"}]}, 400, "tools", "invalid_value"),
+        ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "echo": True}, 400, "echo", "invalid_value"),
+        ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "logprobs": 2}, 400, "logprobs", "invalid_value"),
+        ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "best_of": 3}, 400, "best_of", "invalid_value"),
     ],
     ids=[
         "bad-json", "negative-temperature", "string-temperature", "zero-top-p", "empty-messages", "no-messages",
         "unknown-role", "unknown-model", "zero-max-tokens", "max-tokens-over-limit", "too-many-choices",
-        "too-many-stops", "empty-prompt", "prompt-too-long", "unknown-path",
+        "too-many-stops", "empty-prompt", "prompt-too-long", "unknown-path", "seed-too-large", "chat-logprobs",
+        "top-logprobs", "logit-bias", "json-mode", "tools", "echo", "completion-logprobs", "best-of",
     ],
 )  # fmt: skip
 def test_invalid_requests_get_openai_errors(static_server, path, body, status, param, code):
@@ -300,6 +311,14 @@ def test_invalid_requests_get_openai_errors(static_server, path, body, status, p
     assert set(error) == {"message", "type", "param", "code"}
     assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", param, code)
     assert len(error["message"]) > 20
+
+
+def test_off_values_of_unsupported_fields_and_developer_messages_are_accepted(static_server):
+    off = {"logprobs": False, "top_logprobs": 0, "logit_bias": {}, "response_format": {"type": "text"},
+           "tools": [], "tool_choice": "none", "user": "someone"}  # fmt: skip
+    developer = [{"role": "developer", "content": "Answer briefly."}, *ask()]
+    with static_server.post("/v1/chat/completions", {**GOOD, **off, "messages": developer}) as response:
+        assert response.status == 200, response.read()
 
 
 def test_openai_client_raises_its_usual_errors(static_server):

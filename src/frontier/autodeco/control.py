@@ -17,7 +17,7 @@ import torch
 
 from frontier.autodeco.loss import AutoDecoLossConfig, autodeco_loss
 from frontier.autodeco.modeling import AutoDecoForCausalLM
-from frontier.autodeco.training import TrainableHeads, cache_features, encode_examples
+from frontier.autodeco.training import TrainableHeads, cache_features, encode_examples, head_inputs
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 
@@ -96,7 +96,7 @@ def train_control(
     count = len(features.by_variant["none"])
     if count == 0 or steps < 1:
         raise ConfigError("targeted training needs at least one example and one step")
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=model.base_model.device.type == "cpu")  # where the base lives, as in `train_heads`
     heads = TrainableHeads(model)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate, weight_decay=0.0)
     heads, optimizer = accelerator.prepare(heads, optimizer)
@@ -116,10 +116,11 @@ def train_control(
                     for k in (0, 1)
                 )
                 hidden, labels = features.by_variant["none"][i]
-                with torch.no_grad():
-                    logits = lm_head(hidden[None].to(lm_head.weight.dtype))
-                t_hat, p_hat = heads(hidden[None], logits)
-                calibration, _ = autodeco_loss(logits, t_hat, p_hat, labels[None], AutoDecoLossConfig(), generator)
+                hidden, logits = head_inputs(lm_head, hidden[None], accelerator.device)
+                t_hat, p_hat = heads(hidden, logits)
+                calibration, _ = autodeco_loss(
+                    logits, t_hat, p_hat, labels[None].to(accelerator.device), AutoDecoLossConfig(), generator
+                )
                 loss = (ranking + calibration) / min(batch_size, count)
                 accelerator.backward(loss)
                 total += loss.item()

@@ -19,7 +19,7 @@ from frontier.console import progress_steps
 from frontier.errors import ConfigError
 from frontier.io import atomic_write_text
 from frontier.models.generation import chat_inputs
-from frontier.models.sampling import prefill, sample, static_params
+from frontier.models.sampling import eos_id_tensor, prefill, sample, static_params
 
 
 @dataclass
@@ -30,16 +30,33 @@ class MakeDataSummary:
     accuracy_by_family: dict[str, float] = field(default_factory=dict)
 
 
-def _read_partial(path: Path) -> list[dict]:
-    """Records of an interrupted run; a last line cut mid-write is ignored."""
+def _read_partial(path: Path, settings: dict, problems: list[Problem]) -> list[dict]:
+    """Records of an interrupted run with the same settings; a last line cut mid-write is ignored. The first line
+    holds the settings the records were drawn with: another run's samples must not be resumed into this one."""
     if not path.is_file():
         return []
-    records = []
+    lines = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            lines.append(json.loads(line))
         except json.JSONDecodeError:
             break
+    if not lines:
+        return []
+    stored = lines[0].get("settings") if isinstance(lines[0], dict) else None
+    changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
+    if changed:
+        was = "no recorded settings" if stored is None else ", ".join(f"{k}={stored.get(k)!r}" for k in changed)
+        now = ", ".join(f"{k}={settings[k]!r}" for k in changed)
+        raise ConfigError(
+            f"{path} holds samples of an interrupted run with other settings ({was}; now {now}): rerun with those "
+            f"settings to resume it, or delete {path} to start afresh"
+        )
+    records = lines[1:]
+    for record in records:
+        index = record["problem_index"]
+        if index >= len(problems) or record["prompt"] != problems[index].prompt:
+            raise ConfigError(f"{path} holds samples of other problems (problem {index}); delete it to start afresh")
     return records
 
 
@@ -61,13 +78,18 @@ def make_data(
         raise ConfigError("samples_per_problem and batch_size must be positive integers")
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
-    records = _read_partial(partial)
+    settings = {
+        "model": getattr(model.config, "name_or_path", None), "samples_per_problem": samples_per_problem,
+        "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+        "seed": seed, "problems": len(problems),
+    }  # fmt: skip
+    records = _read_partial(partial, settings, problems)
     # A problem counts as done only with all its samples; a batch cut short is drawn again.
     counts = Counter(r["problem_index"] for r in records)
     done = {i for i, n in counts.items() if n == samples_per_problem}
     records = [r for r in records if r["problem_index"] in done]
     partial.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(partial, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(partial, "".join(json.dumps(r) + "\n" for r in [{"settings": settings}, *records]))
     problems_per_batch = max(1, batch_size // samples_per_problem)
     batches = [list(range(i, min(i + problems_per_batch, len(problems))))
                for i in range(0, len(problems), problems_per_batch)]  # fmt: skip
@@ -82,11 +104,12 @@ def make_data(
                 out = sample(model, start, static_params(temperature, top_p), max_new_tokens,
                              eos_token_id=tokenizer.eos_token_id, generator=generator)  # fmt: skip
                 texts = tokenizer.batch_decode(out.tokens, skip_special_tokens=True)
+                ended = torch.isin(out.tokens, eos_id_tensor(model, tokenizer.eos_token_id, out.tokens.device)).any(-1)
                 for row, text in enumerate(texts):
                     problem = problems[todo[row // samples_per_problem]]
                     record = {"problem_index": todo[row // samples_per_problem], "prompt": problem.prompt,
                               "completion": text.strip(), "answer": problem.answer, "family": problem.family,
-                              "correct": problem.is_correct(text)}  # fmt: skip
+                              "correct": problem.is_correct(text), "ended": bool(ended[row])}  # fmt: skip
                     records.append(record)
                     sink.write(json.dumps(record) + "\n")
                 sink.flush()
@@ -94,7 +117,9 @@ def make_data(
     kept, seen = [], set()
     for record in records:
         key = (record["problem_index"], record["completion"])
-        if record["correct"] and record["completion"] and key not in seen:
+        # A sample cut off at max_new_tokens is not kept even when its last number is right: training appends EOS,
+        # which would teach the heads to end where the base did not.
+        if record["correct"] and record["ended"] and record["completion"] and key not in seen:
             seen.add(key)
             kept.append({k: record[k] for k in ("prompt", "completion", "answer", "family")})
     atomic_write_text(output, "".join(json.dumps(item) + "\n" for item in kept))

@@ -61,18 +61,23 @@ def autodeco_loss(
     base_log_probs = torch.log_softmax(logits, -1)
     weight = base_log_probs.gather(-1, target[:, None]).squeeze(-1).exp() if config.dft_weighting else None
     scaled = torch.log_softmax(logits / t_hat.clamp(min=1e-2), -1)
+    # Training the top-p head alone must leave the temperature head as it is, though the top-p term reads T̂.
+    scaled_for_top_p = scaled if config.train_temperature else scaled.detach()
     parts: dict[str, torch.Tensor] = {}
     if config.train_temperature:
         nll = -scaled.gather(-1, target[:, None]).squeeze(-1)
         keep = torch.ones_like(nll, dtype=torch.bool)
         if config.easy_token_drop > 0:
             easy = logits.argmax(-1) == target
-            drop = torch.rand(nll.shape, generator=generator, device=nll.device) < config.easy_token_drop
+            # Drawn where the generator lives (a CPU generator cannot fill CUDA tensors), so the drop is the same
+            # on every device.
+            draw_device = generator.device if generator is not None else nll.device
+            drop = torch.rand(nll.shape, generator=generator, device=draw_device).to(nll.device) < config.easy_token_drop
             keep = ~(easy & drop)
         nll = nll * weight if weight is not None else nll
         parts["temperature"] = nll[keep].mean() if keep.any() else nll.sum() * 0
     if config.train_top_p:
-        filtered = soft_top_p(scaled.exp(), p_hat.squeeze(-1), config.steepness)
+        filtered = soft_top_p(scaled_for_top_p.exp(), p_hat.squeeze(-1), config.steepness)
         nll = -(filtered.gather(-1, target[:, None]).squeeze(-1) + 1e-9).log()
         parts["top_p"] = (nll * weight if weight is not None else nll).mean()
     total = sum(parts.values())

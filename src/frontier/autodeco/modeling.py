@@ -53,6 +53,16 @@ def predict_decoding_params(
     return temperature, top_p_head(hidden, temperature.detach(), logits)
 
 
+def saved_heads_config(folder: str | os.PathLike) -> dict:
+    """The config of a saved heads folder; its "base_model_name_or_path" names the base they were trained on (None:
+    the embedded SmolLM2), which is what to load when no other base is given."""
+    folder = Path(folder)
+    config_path, heads_path = folder / CONFIG_NAME, folder / HEADS_NAME
+    if not config_path.is_file() or not heads_path.is_file():
+        raise ModelLoadError(f"{folder}: not an AutoDeco heads folder (expected {CONFIG_NAME} and {HEADS_NAME})")
+    return json.loads(config_path.read_text())
+
+
 class AutoDecoForCausalLM(nn.Module):
     """A frozen causal LM plus the temperature and top-p heads.
 
@@ -173,10 +183,7 @@ class AutoDecoForCausalLM(nn.Module):
         from safetensors import safe_open
 
         folder = Path(folder)
-        config_path, heads_path = folder / CONFIG_NAME, folder / HEADS_NAME
-        if not config_path.is_file() or not heads_path.is_file():
-            raise ModelLoadError(f"{folder}: not an AutoDeco heads folder (expected {CONFIG_NAME} and {HEADS_NAME})")
-        config = json.loads(config_path.read_text())
+        config, heads_path = saved_heads_config(folder), folder / HEADS_NAME
         if base_model is None:
             from frontier.models import load_causal_lm
 

@@ -8,6 +8,7 @@ rerun with the same output folder resumes from the newest one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass, field
@@ -129,15 +130,19 @@ def train_heads(
     if any(len(labels) == 0 or labels[0] != -100 for _, labels in features):
         raise ConfigError("each feature window must start at a prompt position (label -100); use cache_features")
     output_dir = Path(output_dir)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # The heads are the model's own modules: they train where the base lives (under `accelerate launch`, load the
+    # base on `PartialState().device`), so the model still generates after training.
+    accelerator = Accelerator(cpu=model.base_model.device.type == "cpu")
     heads = TrainableHeads(model)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=config.learning_rate, weight_decay=0.0)
     heads, optimizer = accelerator.prepare(heads, optimizer)
     lm_head = model.base_model.get_output_embeddings()
 
     start = 0
+    fingerprint = features_fingerprint(features)
     checkpoint = _latest_checkpoint(output_dir)
     if checkpoint is not None:
+        _check_same_run(json.loads((checkpoint / STATE_NAME).read_text()), config, fingerprint, checkpoint)
         resumed = AutoDecoForCausalLM.from_pretrained(checkpoint, base_model=model.base_model)
         model.temp_head.load_state_dict(resumed.temp_head.state_dict())
         model.top_p_head.load_state_dict(resumed.top_p_head.state_dict())
@@ -160,9 +165,8 @@ def train_heads(
             # One sequence per step: each window starts at a prompt token (label −100), so the last position of
             # one example never learns the first token of the next.
             hidden = torch.cat([features[i][0] for i in picks])[None]
-            labels = torch.cat([features[i][1] for i in picks])[None]
-            with torch.no_grad():
-                logits = lm_head(hidden.to(lm_head.weight.dtype))
+            labels = torch.cat([features[i][1] for i in picks])[None].to(accelerator.device)
+            hidden, logits = head_inputs(lm_head, hidden, accelerator.device)
             temperature, top_p = heads(hidden, logits)
             loss, parts = autodeco_loss(logits, temperature, top_p, labels, config.loss, generator)
             accelerator.backward(loss)
@@ -172,12 +176,54 @@ def train_heads(
             advance()
             if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
                 if accelerator.is_main_process:
-                    _save_checkpoint(model, optimizer, output_dir / f"checkpoint-{step + 1}", step + 1, config)
+                    _save_checkpoint(
+                        model, optimizer, output_dir / f"checkpoint-{step + 1}", step + 1, config, fingerprint
+                    )
                 accelerator.wait_for_everyone()
     return history
 
 
-def _save_checkpoint(model, optimizer, folder: Path, step: int, config: TrainConfig) -> None:
+@torch.no_grad()
+def head_inputs(lm_head: torch.nn.Module, hidden: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The heads' inputs on `device`: cached hidden states and the frozen LM head's logits (computed where the LM
+    head lives)."""
+    logits = lm_head(hidden.to(lm_head.weight.device, lm_head.weight.dtype))
+    return hidden.to(device), logits.to(device)
+
+
+def features_fingerprint(features: list[tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """A hash of the training windows' labels and shapes: a resumed run must train on the same data."""
+    digest = hashlib.sha256()
+    for hidden, labels in features:
+        digest.update(str(tuple(hidden.shape)).encode())
+        digest.update(labels.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+# Settings a resumed run may change: more steps continue the same run (the learning rate is constant).
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+def _check_same_run(state: dict, config: TrainConfig, fingerprint: str, checkpoint: Path) -> None:
+    """Refuse to resume a checkpoint written with other settings or data: the optimizer state would carry its
+    learning rate and the steps would mix two runs."""
+    stored = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_CHANGES}
+    current = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    changed = sorted(k for k in current if stored.get(k) != current[k])
+    if changed:
+        details = "; ".join(f"{k}: {stored.get(k)!r} then, {current[k]!r} now" for k in changed)
+        raise ConfigError(
+            f"{checkpoint} was trained with other settings ({details}); rerun with the same settings to resume, "
+            "or give another output folder to start afresh"
+        )
+    if state.get("data") not in (None, fingerprint):  # None: a checkpoint from before data was recorded
+        raise ConfigError(
+            f"{checkpoint} was trained on other data (its training windows differ); rerun with the same "
+            "data to resume, or give another output folder to start afresh"
+        )
+
+
+def _save_checkpoint(model, optimizer, folder: Path, step: int, config: TrainConfig, data: str) -> None:
     """Heads, optimizer, then the state file last: a folder without it is an interrupted save and is ignored."""
     import io
 
@@ -185,4 +231,4 @@ def _save_checkpoint(model, optimizer, folder: Path, step: int, config: TrainCon
     buffer = io.BytesIO()
     torch.save(optimizer.state_dict(), buffer)
     atomic_write_bytes(folder / OPTIMIZER_NAME, buffer.getvalue())
-    atomic_write_json(folder / STATE_NAME, {"step": step, "config": asdict(config)})
+    atomic_write_json(folder / STATE_NAME, {"step": step, "config": asdict(config), "data": data})

@@ -53,7 +53,7 @@ DEFAULT_MAX_TOKENS_LIMIT = 2048
 FIELD_HINTS = {
     "model": "name the served model (GET /v1/models lists it)",
     "messages": 'send a non-empty list of messages like {"role": "user", "content": "Hello"} '
-    "with role system, user or assistant",
+    "with role system, developer, user or assistant",
     "prompt": "send a non-empty string or a non-empty list of non-empty strings",
     "max_tokens": "send a positive integer",
     "max_completion_tokens": "send a positive integer",
@@ -61,12 +61,21 @@ FIELD_HINTS = {
     "top_p": "send a number greater than 0 and at most 1",
     "n": f"send an integer from 1 to {MAX_CHOICES}",
     "stop": f"send a non-empty string or a list of at most {MAX_STOP_SEQUENCES} non-empty strings",
-    "seed": "send an integer",
+    "seed": "send an integer from -2**63 to 2**64 - 1",
     "presence_penalty": "send a number from -2 to 2 (0 = none)",
     "frequency_penalty": "send a number from -2 to 2 (0 = none)",
     "stream": "send true or false",
     "stream_options": 'send {"include_usage": true} or leave it out',
     "return_decoding_params": "send true or false",
+    "logprobs": "this server returns no log-probabilities; leave logprobs out or send false",
+    "top_logprobs": "this server returns no log-probabilities; leave top_logprobs out",
+    "echo": "this server does not echo the prompt; leave echo out or send false",
+    "logit_bias": "this server does not apply a logit bias; leave logit_bias out",
+    "best_of": "this server does not rank candidates; leave best_of out (n samples several answers)",
+    "suffix": "this server does not insert text; leave suffix out",
+    "response_format": 'this server has no JSON mode; leave response_format out or send {"type": "text"}',
+    "tools": "this server does not call tools; leave tools out",
+    "tool_choice": 'this server does not call tools; leave tool_choice out or send "none"',
 }
 # Union members and type tags pydantic puts into error locations; they are not request fields.
 _LOC_TAG = re.compile(r"^(str|int|float|bool|list|dict)$|[\[\]\-]|^[A-Z]")
@@ -124,7 +133,7 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest):
         _check_model(body.model, model_name)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        messages = [{"role": m.template_role(), "content": m.text()} for m in body.messages]
         prompt = await run_in_threadpool(engine.encode_chat, messages)
         job = make_job(body, [prompt], engine, max_tokens_limit, prompt_param="messages")
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -35,11 +35,15 @@ class TextPart(_Request):
 
 
 class ChatMessage(_Request):
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
 
     def text(self) -> str:
         return self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+
+    def template_role(self) -> str:
+        """The role for the chat template: OpenAI's newer "developer" messages are what templates call "system"."""
+        return "system" if self.role == "developer" else self.role
 
 
 class StreamOptions(_Request):
@@ -47,6 +51,10 @@ class StreamOptions(_Request):
 
 
 NonEmptyText = Annotated[str, Field(min_length=1)]
+
+
+class ResponseFormat(_Request):
+    type: Literal["text"]  # JSON mode and JSON schemas are not implemented
 
 
 class SamplingRequest(_Request):
@@ -59,13 +67,24 @@ class SamplingRequest(_Request):
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     stop: NonEmptyText | Annotated[list[NonEmptyText], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch's generators take
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     # Extension: report the temperature and top-p every token was sampled with.
     return_decoding_params: bool = False
+    # OpenAI fields this server does not implement: accepted only with their "off" value, so a client that asks for
+    # log-probabilities, a logit bias or tools gets an error rather than a reply that silently lacks them.
+    logprobs: Literal[False] | Literal[0] | None = None
+    top_logprobs: Literal[0] | None = None
+    echo: Literal[False] | None = None
+    logit_bias: Annotated[dict, Field(max_length=0)] | None = None
+    best_of: Literal[1] | None = None
+    suffix: None = None
+    response_format: ResponseFormat | None = None
+    tools: Annotated[list, Field(max_length=0)] | None = None
+    tool_choice: Literal["none"] | None = None
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
