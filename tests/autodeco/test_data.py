@@ -78,10 +78,11 @@ def test_a_resume_with_other_settings_is_refused(embedded_model, tmp_path, monke
 
 def test_a_sample_cut_off_at_the_token_limit_is_not_kept(embedded_model, tmp_path, monkeypatch):
     model, tokenizer = embedded_model
-    ended = tokenizer("4", add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+    eos = tokenizer.eos_token_id
+    ended = [*tokenizer("4", add_special_tokens=False).input_ids, eos]
     cut = tokenizer("It is 4", add_special_tokens=False).input_ids
     width = max(len(ended), len(cut))
-    rows = [ended + [tokenizer.eos_token_id] * (width - len(ended)), cut + [tokenizer.eos_token_id] * (width - len(cut))]
+    rows = [ended + [eos] * (width - len(ended)), cut + [eos] * (width - len(cut))]
 
     def fixed(model, prefix, params, max_new_tokens, **kwargs):
         return SampledTokens(torch.tensor(rows), torch.ones(2, width), torch.ones(2, width))

@@ -66,7 +66,7 @@ def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, 
     model = AutoDecoForCausalLM(tiny_llama())
     features = _features(model)
     train_heads(model, features, TrainConfig(steps=2, batch_size=3, checkpoint_every=2), tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="learning_rate: 0.0001 then, 0.05 now"):
+    with pytest.raises(ConfigError, match=r"learning_rate: 0\.0001 then, 0\.05 now"):
         train_heads(model, features, TrainConfig(steps=4, batch_size=3, learning_rate=5e-2), tmp_path, progress=False)
     with pytest.raises(ConfigError, match="other data"):
         train_heads(model, features[:-1], TrainConfig(steps=4, batch_size=3), tmp_path, progress=False)

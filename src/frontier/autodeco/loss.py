@@ -72,7 +72,8 @@ def autodeco_loss(
             # Drawn where the generator lives (a CPU generator cannot fill CUDA tensors), so the drop is the same
             # on every device.
             draw_device = generator.device if generator is not None else nll.device
-            drop = torch.rand(nll.shape, generator=generator, device=draw_device).to(nll.device) < config.easy_token_drop
+            draws = torch.rand(nll.shape, generator=generator, device=draw_device).to(nll.device)
+            drop = draws < config.easy_token_drop
             keep = ~(easy & drop)
         nll = nll * weight if weight is not None else nll
         parts["temperature"] = nll[keep].mean() if keep.any() else nll.sum() * 0
