@@ -94,7 +94,8 @@ def fused_recurrent_kda(
         return torch_recurrent.fused_recurrent_kda(
             q, k, v, g, beta, scale, initial_state, output_final_state, inplace_final_state
         )
-    check_kda_inputs(q, k, v, g, beta, initial_state)
+    # fla's kernel has no backward and casts a state of another dtype silently: the same checks as our kernel.
+    torch_recurrent.check_recurrent_inputs(q, k, v, g, beta, initial_state, inplace_final_state)
     o, final = kernel(
         q=q, k=k, v=v, g=g, beta=beta, scale=scale, initial_state=initial_state,
         output_final_state=output_final_state or inplace_final_state,

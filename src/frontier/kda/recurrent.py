@@ -27,11 +27,22 @@ def fused_recurrent_kda(
 
     Shapes: q, k [B, T, H, K]; v [B, T, HV, V]; g [B, T, HV, K] (≤ 0); beta [B, T, HV]; state [B, HV, K, V].
     """
+    check_recurrent_inputs(q, k, v, g, beta, initial_state, inplace_final_state)
+    with torch.no_grad():
+        return _fused_recurrent(q, k, v, g, beta, scale, initial_state, output_final_state, inplace_final_state)
+
+
+def check_recurrent_inputs(q, k, v, g, beta, initial_state, inplace_final_state: bool) -> None:
+    """`check_kda_inputs`, plus what the decoding kernel needs (ours and fla's alike): no gradients, and for an
+    in-place update a contiguous state buffer in the compute dtype (float32; float64 for float64 inputs)."""
     check_kda_inputs(q, k, v, g, beta, initial_state)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, g, beta, initial_state)):
         raise ConfigError("fused_recurrent_kda is an inference kernel without a backward; train with chunk_kda")
-    with torch.no_grad():
-        return _fused_recurrent(q, k, v, g, beta, scale, initial_state, output_final_state, inplace_final_state)
+    compute = torch.float64 if v.dtype == torch.float64 else torch.float32
+    if inplace_final_state and (
+        initial_state is None or initial_state.dtype != compute or not initial_state.is_contiguous()
+    ):
+        raise ConfigError(f"inplace_final_state=True needs a contiguous {compute} initial_state to update")
 
 
 def _fused_recurrent(q, k, v, g, beta, scale, initial_state, output_final_state, inplace_final_state):
@@ -41,8 +52,6 @@ def _fused_recurrent(q, k, v, g, beta, scale, initial_state, output_final_state,
     dtype = v.dtype
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     if inplace_final_state:
-        if initial_state is None or initial_state.dtype != compute or not initial_state.is_contiguous():
-            raise ConfigError(f"inplace_final_state=True needs a contiguous {compute} initial_state to update")
         S = initial_state
     elif initial_state is None:
         S = q.new_zeros(B, HV, K, V, dtype=compute)

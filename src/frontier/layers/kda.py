@@ -41,9 +41,10 @@ class KDAState:
         return [t for t in (self.conv, self.recurrent) if t is not None]
 
     def select(self, index: torch.Tensor) -> None:
-        """Keep the batch rows in `index` (beam search reordering)."""
-        self.conv = None if self.conv is None else self.conv.index_select(0, index)
-        self.recurrent = None if self.recurrent is None else self.recurrent.index_select(0, index)
+        """Keep the batch rows in `index` (beam search reordering); `index` may live on another device."""
+        self.conv = None if self.conv is None else self.conv.index_select(0, index.to(self.conv.device))
+        if self.recurrent is not None:
+            self.recurrent = self.recurrent.index_select(0, index.to(self.recurrent.device))
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

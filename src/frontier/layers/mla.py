@@ -67,6 +67,7 @@ class MLAState:
 
     def select(self, index: torch.Tensor) -> None:
         if self._latent is not None:
+            index = index.to(self._latent.device)  # the layers of a model split across devices share one index
             self._latent, self._k_rope = self._latent.index_select(0, index), self._k_rope.index_select(0, index)
 
 

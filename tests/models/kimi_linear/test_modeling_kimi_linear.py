@@ -6,7 +6,7 @@ import pytest
 import torch
 import transformers
 
-from frontier.errors import ConfigError
+from frontier.errors import ConfigError, ShapeError
 from frontier.models.kimi_linear import KimiLinearCache, KimiLinearConfig, KimiLinearForCausalLM
 from frontier.testing import assert_close
 
@@ -33,6 +33,24 @@ def test_loads_transformers_checkpoint_and_matches_its_logits(transformers_check
     ids = torch.randint(3, 128, (2, 70), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert_close("logits", reference(ids).logits, model(ids).logits, atol=1e-4)
+
+
+def test_loads_the_released_key_layout_with_dense_ffns_named_mlp(transformers_checkpoint, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path, reference = transformers_checkpoint
+    weights = load_file(path / "model.safetensors")
+    dense = [k for k in weights if k.startswith("model.layers.0.block_sparse_moe.")]
+    assert dense and all(k.split(".")[4] in ("gate_proj", "up_proj", "down_proj") for k in dense)
+    released = {k.replace("layers.0.block_sparse_moe.", "layers.0.mlp."): v for k, v in weights.items()}
+    (tmp_path / "released").mkdir()
+    (tmp_path / "released" / "config.json").write_text((path / "config.json").read_text())
+    save_file(released, tmp_path / "released" / "model.safetensors", metadata={"format": "pt"})
+    model, info = KimiLinearForCausalLM.from_pretrained(tmp_path / "released", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.randint(3, 128, (1, 40), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert_close("logits", reference(ids).logits, model.eval()(ids).logits, atol=1e-4)
 
 
 def test_transformers_loads_our_checkpoint(transformers_checkpoint, tmp_path):
@@ -166,6 +184,14 @@ def test_cache_size_is_constant_for_kda_and_linear_for_mla(tiny_config_kwargs):
         ({"layer_types": ["kda"] * 4}, r"contains \['kda'\]"),
         ({"linear_num_v_heads": 6}, "must be a multiple of linear_num_heads"),
         ({"q_lora_rank": 16}, "q_lora_rank is not supported"),
+        ({"mla_use_nope": False}, "mla_use_nope=False is not supported"),
+        ({"moe_router_activation_func": "softmax"}, "moe_router_activation_func='softmax' is not supported"),
+        ({"moe_layer_freq": 2}, "moe_layer_freq=2 is not supported"),
+        ({"linear_gate_lower_bound": 3.0}, "must be negative"),
+        ({"linear_chunk_size": 0}, "linear_chunk_size must be a positive integer"),
+        ({"num_experts_per_tok": 300}, "num_experts_per_tok=300 must be from 1 to num_local_experts"),
+        ({"topk_group": 2}, "topk_group=2 must be from 1 to n_group=1"),
+        ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
     ],
 )
 def test_bad_config_is_refused(tiny_config_kwargs, kwargs, match):
@@ -183,3 +209,52 @@ def test_reads_the_released_checkpoint_config_layout():
     assert config.layer_types == ["linear_attention"] * 3 + ["full_attention"] * 2
     assert config.mlp_layer_types == ["dense", "dense", "sparse", "sparse", "sparse"]
     assert (config.linear_head_dim, config.linear_num_heads, config.linear_conv_kernel_dim) == (16, 2, 3)
+
+
+def test_explicit_head_fields_win_over_the_nested_released_ones_and_survive_a_save(tmp_path):
+    nested = {"head_dim": 128, "num_heads": 32, "full_attn_layers": [4]}
+    config = KimiLinearConfig(num_hidden_layers=4, linear_attn_config=nested, linear_head_dim=16, linear_num_heads=2)
+    assert (config.linear_head_dim, config.linear_num_heads) == (16, 2)
+    config.save_pretrained(tmp_path)
+    reloaded = KimiLinearConfig.from_pretrained(tmp_path)
+    assert (reloaded.linear_head_dim, reloaded.linear_num_heads, reloaded.layer_types) == (16, 2, config.layer_types)
+
+
+def _tiny_model(tiny_config_kwargs):
+    torch.manual_seed(0)
+    return KimiLinearForCausalLM(KimiLinearConfig(**tiny_config_kwargs)).eval()
+
+
+def test_past_key_values_is_the_cache_under_its_older_name(tiny_config_kwargs):
+    model = _tiny_model(tiny_config_kwargs)
+    ids = torch.randint(3, 128, (1, 12), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        full = model(ids).logits[:, -1]
+        cache = model(ids[:, :-1]).cache
+        step = model(ids[:, -1:], past_key_values=cache).logits[:, -1]
+        assert_close("logits", full, step, atol=1e-4)
+        with pytest.raises(ConfigError, match="pass the cache once"):
+            model(ids[:, -1:], cache=cache, past_key_values=KimiLinearCache(model.config))
+
+
+def test_generate_continues_from_a_cache_it_is_handed(tiny_config_kwargs):
+    model = _tiny_model(tiny_config_kwargs)
+    prompt = torch.randint(3, 128, (1, 7), generator=torch.Generator().manual_seed(6))
+    fresh = model.generate(prompt, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+    with torch.no_grad():
+        cache = model(prompt[:, :-1]).cache
+    continued = model.generate(prompt, cache=cache, max_new_tokens=6, do_sample=False, min_new_tokens=6)
+    assert torch.equal(fresh, continued)
+
+
+def test_padding_after_a_cached_context_and_labels_with_logits_to_keep_are_refused(tiny_config_kwargs):
+    model = _tiny_model(tiny_config_kwargs)
+    ids = torch.randint(3, 128, (1, 6), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        cache = model(ids).cache
+        mask = torch.tensor([[1] * 6 + [0, 1]])
+        with pytest.raises(ShapeError, match="pads some of the new tokens"):
+            model(ids[:, :2], attention_mask=mask, cache=cache)
+        with pytest.raises(ShapeError, match="logits_to_keep=0 with labels"):
+            model(ids, labels=ids, logits_to_keep=1)
+    assert KimiLinearForCausalLM.accepts_loss_kwargs is False  # Trainer must average accumulated steps itself

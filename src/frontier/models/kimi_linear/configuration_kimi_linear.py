@@ -22,6 +22,27 @@ LAYER_TYPES = ("linear_attention", "full_attention")
 MLP_TYPES = ("dense", "sparse")
 
 
+# The flat fields and their names inside the released checkpoint's `linear_attn_config`.
+LINEAR_ATTN_CONFIG_KEYS = {
+    "linear_head_dim": "head_dim",
+    "linear_num_heads": "num_heads",
+    "linear_conv_kernel_dim": "short_conv_kernel_size",
+}
+# Keys of the released config.json that describe another architecture when not at these values; we refuse them
+# rather than run a different model (the remote code asserts NoPE too).
+SUPPORTED_CHECKPOINT_VALUES = {
+    "mla_use_nope": (True,),
+    "moe_router_activation_func": ("sigmoid",),
+    "moe_layer_freq": (1,),
+}
+
+
+def _refuse_other_architectures(kwargs: dict) -> None:
+    for key, allowed in SUPPORTED_CHECKPOINT_VALUES.items():
+        if key in kwargs and kwargs[key] not in allowed:
+            raise ConfigError(f"{key}={kwargs[key]!r} is not supported (Kimi Linear uses {allowed[0]!r})")
+
+
 class KimiLinearConfig(PreTrainedConfig):
     """Kimi Linear model configuration (see the module docstring; field docs follow transformers').
 
@@ -90,11 +111,14 @@ class KimiLinearConfig(PreTrainedConfig):
             self.v_head_dim = self.qk_nope_head_dim
         self.qk_head_dim = self.qk_nope_head_dim + self.qk_rope_head_dim
         super().__post_init__(**kwargs)
-        # The released checkpoint nests the KDA settings and lists layers 1-based.
+        _refuse_other_architectures(kwargs)
+        # The released checkpoint nests the KDA settings and lists layers 1-based. A nested value fills only a field
+        # left at its default (an explicit one wins), and the nested dict is not saved again: the flat fields hold it.
         linear = kwargs.get("linear_attn_config") or {}
-        self.linear_head_dim = linear.get("head_dim", self.linear_head_dim)
-        self.linear_num_heads = linear.get("num_heads", self.linear_num_heads)
-        self.linear_conv_kernel_dim = linear.get("short_conv_kernel_size", self.linear_conv_kernel_dim)
+        for field_name, nested_name in LINEAR_ATTN_CONFIG_KEYS.items():
+            if nested_name in linear and getattr(self, field_name) == getattr(type(self), field_name):
+                setattr(self, field_name, linear[nested_name])
+        self.__dict__.pop("linear_attn_config", None)
         if self.layer_types is None:
             if "full_attn_layers" in linear:
                 full = set(linear["full_attn_layers"])
@@ -135,8 +159,27 @@ class KimiLinearConfig(PreTrainedConfig):
             raise ConfigError(
                 "MLA expands one latent into every head: num_key_value_heads must equal num_attention_heads"
             )
-        if "sparse" in self.mlp_layer_types and self.num_local_experts % self.n_group:
-            raise ConfigError(f"num_local_experts={self.num_local_experts} must be divisible by n_group={self.n_group}")
+        if "sparse" in self.mlp_layer_types:
+            if self.num_local_experts % self.n_group:
+                raise ConfigError(
+                    f"num_local_experts={self.num_local_experts} must be divisible by n_group={self.n_group}"
+                )
+            if not 1 <= self.num_experts_per_tok <= self.num_local_experts:
+                raise ConfigError(
+                    f"num_experts_per_tok={self.num_experts_per_tok} must be from 1 to num_local_experts="
+                    f"{self.num_local_experts}"
+                )
+            if not 1 <= self.topk_group <= self.n_group:
+                raise ConfigError(f"topk_group={self.topk_group} must be from 1 to n_group={self.n_group}")
+        if self.hidden_act != "silu":
+            raise ConfigError(f"hidden_act={self.hidden_act!r} is not supported: Kimi Linear's FFNs are SwiGLU (silu)")
+        if self.linear_gate_lower_bound is not None and not self.linear_gate_lower_bound < 0:
+            raise ConfigError(
+                f"linear_gate_lower_bound={self.linear_gate_lower_bound} must be negative (a log-decay floor, e.g. "
+                "-5.0) or None"
+            )
+        if not isinstance(self.linear_chunk_size, int) or self.linear_chunk_size < 1:
+            raise ConfigError(f"linear_chunk_size must be a positive integer, got {self.linear_chunk_size!r}")
 
 
 __all__ = ["KimiLinearConfig"]

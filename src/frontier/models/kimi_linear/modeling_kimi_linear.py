@@ -18,7 +18,7 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from frontier.errors import ShapeError
+from frontier.errors import ConfigError, ShapeError
 from frontier.layers.kda import KDAState, KimiDeltaAttention
 from frontier.layers.mla import MLAState, MultiHeadLatentAttention
 from frontier.layers.mlp import MoE, SwiGLUMLP, TopKRouter
@@ -31,6 +31,8 @@ class KimiLinearCache:
 
     Only the MLA layers (one in four by default) grow with the context; `nbytes()` reports the total.
     """
+
+    is_compileable = False  # generate() asks before it would compile a decoding step; our states are not static
 
     def __init__(self, config: KimiLinearConfig) -> None:
         self.layers: list[KDAState | MLAState] = [
@@ -88,7 +90,8 @@ class KimiLinearDecoderLayer(nn.Module):
                 v_head_dim=config.v_head_dim,
                 bias=config.attention_bias,
             )
-        # The checkpoints call every FFN "block_sparse_moe", dense or not; we keep their name so they load as is.
+        # transformers saves every FFN as "block_sparse_moe", dense or not; the released checkpoints name the dense
+        # ones "mlp", which `from_pretrained` maps here (RELEASED_KEY_MAPPING).
         if config.mlp_layer_types[layer_idx] == "sparse":
             self.block_sparse_moe = MoE(
                 config.hidden_size,
@@ -116,6 +119,11 @@ class KimiLinearDecoderLayer(nn.Module):
         return x + self.block_sparse_moe(self.post_attention_layernorm(x))
 
 
+# Moonshot's released checkpoints (and their remote code) name a dense FFN "mlp" and a MoE "block_sparse_moe";
+# transformers saves both as "block_sparse_moe". Only a dense FFN has gate/up/down projections of its own.
+RELEASED_KEY_MAPPING = {r"\.mlp\.(gate_proj|up_proj|down_proj)\.": r".block_sparse_moe.\1."}
+
+
 class KimiLinearPreTrainedModel(PreTrainedModel):
     config_class = KimiLinearConfig
     base_model_prefix = "model"
@@ -123,6 +131,12 @@ class KimiLinearPreTrainedModel(PreTrainedModel):
     _no_split_modules: ClassVar[list[str]] = ["KimiLinearDecoderLayer"]
     _is_stateful = True  # the KDA state cannot be rolled back, so no assisted decoding
     _keep_in_fp32_modules_strict: ClassVar[list[str]] = ["e_score_correction_bias", "gate.weight", "dt_bias"]
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """transformers' `from_pretrained`; checkpoints in the released layout (dense FFNs named "mlp") load too."""
+        kwargs["key_mapping"] = {**RELEASED_KEY_MAPPING, **(kwargs.get("key_mapping") or {})}
+        return super().from_pretrained(*args, **kwargs)
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -162,6 +176,7 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
 
         output_hidden_states: also return the embeddings and every layer's output, the last after the final norm
         (as transformers' models do; AutoDeco's heads read that last one)."""
+        cache = _cache_argument(cache, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ShapeError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, hidden]")
         if inputs_embeds is None:
@@ -176,6 +191,13 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
                 raise ShapeError(f"attention_mask must be 2-D [B, S], got shape {list(attention_mask.shape)}")
             if attention_mask.all():
                 attention_mask = None  # nothing is padded: skip the masking work
+            elif cache is not None and cache.seen_tokens and not attention_mask[:, -inputs_embeds.shape[1] :].all():
+                # A KDA state cannot skip a padded token once it holds a context (the gate still decays it and the
+                # short convolution still shifts), so padding goes only before a sequence's first tokens.
+                raise ShapeError(
+                    "attention_mask pads some of the new tokens of a cache that already holds "
+                    f"{cache.seen_tokens} tokens; Kimi Linear takes padding only on the left of a fresh sequence"
+                )
 
         x = inputs_embeds
         hidden_states = [x]
@@ -191,8 +213,19 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
         )
 
 
+def _cache_argument(cache: KimiLinearCache | None, kwargs: dict) -> KimiLinearCache | None:
+    """`cache`, or the same object passed under transformers' older name `past_key_values`."""
+    legacy = kwargs.pop("past_key_values", None)
+    if legacy is not None and cache is not None and legacy is not cache:
+        raise ConfigError("pass the cache once, as cache= (past_key_values= is the older name of the same argument)")
+    return cache if cache is not None else legacy
+
+
 class KimiLinearForCausalLM(KimiLinearPreTrainedModel, GenerationMixin):
     _tied_weights_keys: ClassVar[dict[str, str]] = {}
+    # The loss is a mean over the batch's tokens; it takes no `num_items_in_batch`, so Trainer must average
+    # gradient-accumulation steps itself.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: KimiLinearConfig) -> None:
         super().__init__(config)
@@ -213,6 +246,9 @@ class KimiLinearForCausalLM(KimiLinearPreTrainedModel, GenerationMixin):
         **kwargs,
     ) -> CausalLMOutputWithPast:
         """labels [B, T] (−100 = ignore) give the next-token cross-entropy; logits_to_keep > 0 keeps the last ones."""
+        cache = _cache_argument(cache, kwargs)
+        if labels is not None and logits_to_keep:
+            raise ShapeError("labels need the logits of every position: pass logits_to_keep=0 with labels")
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, cache=cache, inputs_embeds=inputs_embeds,
             use_cache=use_cache, output_hidden_states=output_hidden_states,
