@@ -154,6 +154,30 @@ def test_files_outside_the_work_dir_cannot_be_written(level, tmp_path):
     assert result.stdout.splitlines() == expected, result.stdout + result.stderr
 
 
+def test_a_descriptor_of_an_outside_directory_cannot_carry_writes_there(level):
+    target = os.path.join(sys.prefix, "frontier-sandbox-escaped.pth")  # would run code at the next start-up
+    try:
+        result = run(
+            f"""
+            import os
+            try:
+                folder = os.open({sys.prefix!r}, os.O_RDONLY)
+                written = os.open("frontier-sandbox-escaped.pth", os.O_WRONLY | os.O_CREAT, dir_fd=folder)
+                print("wrote", written)
+            except OSError as exc:
+                print(type(exc).__name__, exc.errno)
+            """,
+            level,
+        )
+        assert not os.path.exists(target)
+    finally:
+        if os.path.exists(target):
+            os.remove(target)
+    # Namespaces: the prefix is a read-only bind mount. Audit hook: the outside folder cannot be opened at all.
+    expected = f"OSError {errno.EROFS}" if level == NAMESPACES else f"PermissionError {errno.EACCES}"
+    assert result.stdout.splitlines() == [expected], result.stdout + result.stderr
+
+
 def test_no_network_even_to_a_listener_on_localhost(level):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -126,6 +126,16 @@ def test_routed_pages_and_tool_assembly():
     assert [t.name for t in tools] == ["search", "visit"]
 
 
+def test_the_weaker_sandbox_is_announced_when_namespaces_are_unavailable(monkeypatch):
+    from frontier.research import sandbox
+
+    settings = ToolSettings(searxng_url="http://localhost:8888")
+    monkeypatch.setattr(sandbox, "namespace_problem", lambda python=None: "user namespaces are disabled")
+    with pytest.warns(RuntimeWarning, match=r"audit hooks only.*\(user namespaces are disabled\)"):
+        tools = build_tools(None, GoalLinesExtractor(), settings)
+    assert [t.name for t in tools] == ["search", "visit", "PythonInterpreter"]
+
+
 def test_report_cites_visited_pages_and_answer_bearing_results(scripted_llm):
     search = FixedSearch([SearchResult("France", "doc/fr", "Capital: Paris"), SearchResult("Spain", "doc/es", "x")])
     tools = [SearchTool(search), VisitTool(Pages(), GoalLinesExtractor())]

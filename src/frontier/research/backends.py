@@ -6,6 +6,8 @@ The tools see only `SearchResult`s and `Page`s; these adapters turn each backend
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 
 from frontier.errors import ConfigError
@@ -111,5 +113,15 @@ def build_tools(index: CorpusIndex | None, extractor: Extractor, settings: ToolS
         reader = WebPageReader(allow_private=settings.allow_private_urls)
     tools: list[Tool] = [SearchTool(backend, settings.top_k), VisitTool(RoutedPages(index, reader), extractor)]
     if settings.python:
+        from frontier.research.sandbox import namespace_problem
+
+        problem = namespace_problem()
+        if problem is not None:  # said once per process: model-written code is then contained less
+            warnings.warn(
+                f"the python tool runs model-written code under audit hooks only, a weaker sandbox than user "
+                f"namespaces, which are unavailable here ({problem})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         tools.append(PythonTool())
     return tools

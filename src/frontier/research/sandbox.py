@@ -249,10 +249,8 @@ def _python_prefixes(python: str) -> tuple[str, ...]:
         query = (
             "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"
         )
-        try:
-            out = subprocess.run(
-                [python, "-I", "-S", "-c", query], capture_output=True, text=True, timeout=60, check=True
-            )
+        try:  # with `site` (no -S): a venv's interpreter reports its venv as sys.prefix only then
+            out = subprocess.run([python, "-I", "-c", query], capture_output=True, text=True, timeout=60, check=True)
         except (OSError, subprocess.SubprocessError) as exc:
             raise ConfigError(f"could not run the Python interpreter {python!r}: {exc}") from None
         paths = json.loads(out.stdout)
@@ -769,8 +767,8 @@ def _frontier_sandbox_guard(work, read_roots, read_files, rlimits):
     read_roots = tuple(read_roots) + (work,)
     read_files = frozenset(read_files)
     write_mask = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    realpath, fsdecode, fspath, isabs, getpid, getpgrp = (
-        os.path.realpath, os.fsdecode, os.fspath, os.path.isabs, os.getpid, os.getpgrp)
+    realpath, fsdecode, fspath, isabs, isdir, getpid, getpgrp = (
+        os.path.realpath, os.fsdecode, os.fspath, os.path.isabs, os.path.isdir, os.getpid, os.getpgrp)
     denied = frozenset((
         "os.system", "os.fork", "os.forkpty", "os.exec", "os.spawn", "os.posix_spawn", "os.startfile",
         "subprocess.Popen", "pty.spawn", "os.symlink", "os.link", "sys.addaudithook", "code.__new__",
@@ -818,6 +816,11 @@ def _frontier_sandbox_guard(work, read_roots, read_files, rlimits):
             path, mode, flags = args
             writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & write_mask)
             (check_write if writing else check_read)(path)
+            # The audit events do not carry dir_fd, so a descriptor of an outside directory would let relative
+            # paths (checked against the work dir) land there: only the work dir's own directories may be opened.
+            real = resolve(path)
+            if not writing and real is not None and not within(real, (work,)) and isdir(real):
+                deny_path(path)
         elif event in read_events:
             check_read(args[0])
         elif event in write_events:
