@@ -77,3 +77,14 @@ def test_parser_never_raises_and_picks_exactly_one_outcome(text):
     outcomes = [turn.tool_call is not None, turn.answer is not None, turn.error is not None]
     assert sum(outcomes) == 1
     assert "<tool_response>" not in turn.content
+
+
+def test_tags_quoted_while_thinking_are_not_the_action():
+    turn = parse_turn(
+        "<think>I must put the final answer in <answer></answer> tags, later.</think>\n"
+        '<tool_call>{"name": "search", "arguments": {"query": ["capital of France"]}}</tool_call>'
+    )
+    assert turn.answer is None and turn.tool_call.name == "search"
+    quoted = '<think>calls look like <tool_call>{"name": "x"}</tool_call></think><answer>Paris</answer>'
+    quoted_call = parse_turn(quoted)
+    assert quoted_call.answer == "Paris"

@@ -7,7 +7,6 @@ The tools see only `SearchResult`s and `Page`s; these adapters turn each backend
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass
 
 from frontier.errors import ConfigError

@@ -178,8 +178,8 @@ class OpenAIChatLLM:
                     model=self.name, messages=messages, max_tokens=max_tokens, stop=list(stop) or None,
                     temperature=temperature, top_p=top_p, seed=seed, **extra,
                 )  # fmt: skip
-                choice = response.choices[0]
-                text = choice.message.content or ""
+                choice = response.choices[0] if response.choices else None
+                text = _with_reasoning(choice.message) if choice is not None else ""
                 if text.strip():
                     usage = response.usage
                     return Completion(
@@ -189,7 +189,12 @@ class OpenAIChatLLM:
                         "length" if choice.finish_reason == "length" else "stop",
                         time.perf_counter() - start,
                     )
+                last_error = "empty response" if choice is not None else "a reply without choices"
             except self._errors as exc:
+                status = getattr(exc, "status_code", None)
+                if status is not None and 400 <= status < 500 and status not in RETRIED_STATUSES:
+                    # Sending the same request again cannot help: a wrong key, model name or oversized prompt.
+                    raise LLMError(f"{self.name} at {self.base_url} refused the request: {_refusal(exc)}") from None
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt < self.max_tries - 1:
                 time.sleep(min(2**attempt + random.uniform(0, 1), 30.0))
@@ -208,6 +213,32 @@ class OpenAIChatLLM:
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
         return text[: int(max_tokens * CHARS_PER_TOKEN)]
+
+
+# Client errors worth another try (request timeout, conflict, rate limit); any other 4xx is final.
+RETRIED_STATUSES = (408, 409, 429)
+REFUSAL_HINTS = {
+    401: "check the API key (OPENAI_API_KEY)",
+    403: "check the API key's permissions",
+    404: "check the model name and base URL (GET <base URL>/models lists the served models)",
+    400: "if the prompt is too long, lower --max-context-tokens",
+}
+
+
+def _refusal(exc) -> str:
+    hint = REFUSAL_HINTS.get(exc.status_code)
+    return f"{exc.status_code} {exc.message}" + (f"; {hint}" if hint else "")
+
+
+def _with_reasoning(message) -> str:
+    """The reply's text, with the reasoning that some servers return apart (`reasoning_content`, or `reasoning`
+    on OpenRouter) put back in front inside <think> tags, where the agent's format expects it."""
+    text = message.content or ""
+    extra = message.model_extra or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+    if isinstance(reasoning, str) and reasoning.strip() and "<think>" not in text:
+        return f"<think>\n{reasoning.strip()}\n</think>\n{text}"
+    return text
 
 
 @dataclass(frozen=True)

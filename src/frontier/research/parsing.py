@@ -62,11 +62,15 @@ def parse_turn(raw: str) -> Turn:
     think = between(content, "<think>", "</think>")
     think = think.strip() if think is not None else None
 
-    answer = between(content, "<answer>", "</answer>")
+    # The action follows the reasoning: tags quoted while thinking ("put the answer in <answer></answer>") are not
+    # one.
+    closed = content.rfind("</think>")
+    action = content[closed + len("</think>") :] if closed >= 0 else content
+    answer = between(action, "<answer>", "</answer>")
     if answer is not None:
         return Turn(content, think, answer=answer.strip())
 
-    call_text = between(content, "<tool_call>", "</tool_call>")
+    call_text = between(action, "<tool_call>", "</tool_call>")
     if call_text is not None:
         call = _parse_tool_call(call_text)
         if isinstance(call, str):
