@@ -170,6 +170,29 @@ def test_resum_summarises_and_restarts(scripted_llm):
     assert [s.kind for s in trajectory.steps] == ["assistant", "tool", "summary", "assistant"]
 
 
+def test_resum_cuts_a_single_message_too_long_for_the_summariser(scripted_llm):
+    huge = Page("doc/huge", "Huge", "Capital: Paris. " + "filler " * 6000)
+    visit = VisitTool(type("OnePage", (), {"read": lambda self, link: huge})(), lambda page, goal: {
+        "evidence": page, "summary": "s"})  # fmt: skip
+    summarizer = scripted_llm(["<summary>Paris.</summary>"], context_window=1500)
+    llm = scripted_llm([call("visit", url=["doc/huge"], goal="capital"), "<answer>Paris</answer>"])
+    budget = AgentBudget(max_context_tokens=40_000, summarize_at=0.1, max_tokens_per_turn=500)
+    trajectory = ResearchAgent(llm, [visit], budget, summarizer=summarizer).run("Capital of France?")
+    assert trajectory.termination == "answer"
+    prompt = summarizer.requests[0]["messages"]
+    assert summarizer.count_tokens(prompt) <= 1500 - 500 and "Capital: Paris." in prompt[0]["content"]
+
+
+def test_a_forced_answer_right_after_resum_keeps_the_question_and_summary(scripted_llm):
+    summarizer = scripted_llm(["<summary>" + "France's capital is Paris. " * 200 + "</summary>"])
+    llm = scripted_llm([call("visit", url=["doc/france"], goal="capital"), "<answer>Paris</answer>"])
+    budget = AgentBudget(max_context_tokens=600, summarize_at=0.1)
+    trajectory = ResearchAgent(llm, tools(), budget, summarizer=summarizer).run("Capital of France?")
+    assert trajectory.termination == "generate an answer as token limit reached"
+    last = llm.requests[-1]["messages"][-1]["content"]
+    assert last.startswith("Question: Capital of France?") and last.endswith(FORCED_ANSWER_PROMPT)
+
+
 def test_llm_failure_is_a_termination_not_a_crash(scripted_llm):
     trajectory = ResearchAgent(scripted_llm([]), tools()).run("q")
     assert trajectory.termination == "llm error" and "script exhausted" in trajectory.error

@@ -157,6 +157,12 @@ def test_incremental_builds_touch_only_what_changed(corpus, tmp_path):
     assert generations(index_dir) == ["000002"]  # nothing changed, nothing rewritten
 
 
+def test_an_index_inside_its_own_corpus_folder_does_not_index_itself(corpus):
+    first = build_index([corpus], corpus / "index")
+    second = build_index([corpus], corpus / "index")
+    assert first.documents == second.documents == 4 and (second.added, second.unchanged) == (0, 4)
+
+
 def test_unreadable_files_are_reported_and_the_rest_is_indexed(corpus, tmp_path):
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
     stats = build_index([corpus], tmp_path / "index")

@@ -7,10 +7,12 @@ from frontier.errors import ConfigError
 from frontier.research.agent import ResearchAgent
 from frontier.research.evaluation import (
     Judge,
+    JudgeError,
     agent_runner,
     closed_book_runner,
     evaluate,
     exact_match,
+    judge_verdict,
     normalize_answer,
     rag_runner,
     read_records,
@@ -34,6 +36,31 @@ def test_normalisation_and_scores():
     assert not exact_match("Paris, France", ["Paris"])
     assert token_f1("Paris, France", ["Paris"]) == pytest.approx(2 / 3)
     assert token_f1("", ["Paris"]) == 0.0
+    assert exact_match("Cote d’Ivoire", ["Cote d'Ivoire"]) and exact_match("Guinea–Bissau", ["Guinea-Bissau"])
+    assert not exact_match("", ["Paris", "-"])  # a gold of punctuation only matches nothing
+
+
+def test_judge_verdicts_are_read_or_refused():
+    assert judge_verdict("**Correct**") and judge_verdict("<think>is it incorrect? no</think>The answer is Correct.")
+    assert not judge_verdict("Incorrect")
+    for unreadable in ("<think>hmm", "Maybe", "Correct or incorrect"):
+        with pytest.raises(JudgeError):
+            judge_verdict(unreadable)
+
+
+def test_accuracy_intervals_stay_within_0_and_1_and_never_collapse(tmp_path):
+    llm = Responder({"France": "Lyon", "Czechia": "Brno"})
+    summary = evaluate(QUESTIONS, {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=3)["closed-book"]
+    assert summary.accuracy == 0.0 and summary.accuracy_low == 0.0 and 0.5 < summary.accuracy_high < 1.0
+
+
+def test_answers_made_with_other_settings_are_not_resumed(tmp_path):
+    llm = Responder({"France": "Paris", "Czechia": "Prague"})
+    runners = {"closed-book": closed_book_runner(llm)}
+    evaluate(QUESTIONS, runners, tmp_path, rollouts=1, settings={"llm": "model-a"})
+    evaluate(QUESTIONS, runners, tmp_path, rollouts=2, settings={"llm": "model-a"})  # more rollouts: same run
+    with pytest.raises(ConfigError, match="llm: 'model-a' then, 'model-b' now"):
+        evaluate(QUESTIONS, runners, tmp_path, rollouts=1, settings={"llm": "model-b"})
 
 
 class Responder:
@@ -120,7 +147,7 @@ def test_agent_mode_concurrency_and_judge(tmp_path, scripted_llm):
         def count_tokens(self, messages):
             return 100
 
-    judge_llm = scripted_llm(["Correct", "Incorrect"] * 4)
+    judge_llm = scripted_llm(["Correct", "Incorrect", "Correct", "Perhaps"])
     summary = evaluate(
         QUESTIONS, {"agent": agent_runner(ResearchAgent(Agentish(), []))}, tmp_path, rollouts=2, concurrency=4,
         judge=Judge(judge_llm),
@@ -128,7 +155,10 @@ def test_agent_mode_concurrency_and_judge(tmp_path, scripted_llm):
     s = summary["agent"]
     assert s.accuracy == 0.5 and s.pass_at_k == 0.5 and s.judge_accuracy is not None
     record = read_records(tmp_path / "agent" / "rollout1.jsonl")[0]
-    assert {"messages", "steps", "termination", "exact_match", "f1", "judge"} <= set(record)
+    assert {"messages", "steps", "termination", "exact_match", "f1"} <= set(record)
+    records = [r for i in range(2) for r in read_records(tmp_path / "agent" / f"rollout{i}.jsonl")]
+    # An unreadable verdict is recorded as a judge error and left out of the judge's score, never counted wrong.
+    assert sum("judge_error" in r for r in records) == 1 and sum("judge" in r for r in records) == 3
     json.dumps(record)
 
 

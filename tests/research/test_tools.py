@@ -68,7 +68,10 @@ class Replies:
         prompt = messages[0]["content"]
         page = prompt.split("## **Webpage Content** \n", 1)[1].split("\n\n## **User Goal**", 1)[0]
         self.page_lengths.append(len(page))
-        return Completion(self.replies.pop(0), 1, 1, "stop", 0.0)
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return Completion(reply, 1, 1, "stop", 0.0)
 
     def truncate(self, text, max_tokens):
         return text[:max_tokens]
@@ -84,6 +87,16 @@ def test_visit_with_the_llm_extractor_and_its_retries():
     )
     # the page was cut to the token budget, then to 70% after each reply under 10 characters
     assert llm.page_lengths == [40, 28, 19]
+
+
+def test_a_failed_extractor_call_shrinks_the_page_like_an_empty_reply():
+    from frontier.research.llm import LLMError
+
+    good = json.dumps({"rational": "r", "evidence": "Capital: Paris", "summary": "Paris is the capital."})
+    llm = Replies([LLMError("400 prompt too long"), good])
+    with pytest.warns(UserWarning, match="400 prompt too long"):
+        out = VisitTool(Pages(), LLMExtractor(llm, page_tokens=40))({"url": "doc/fr", "goal": "capital"})
+    assert "Paris is the capital." in out and llm.page_lengths == [40, 28]
 
 
 def test_visit_failures_give_the_reference_text():

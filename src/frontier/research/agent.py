@@ -42,6 +42,8 @@ CALLS_EXHAUSTED = "exceed available llm calls"
 NO_ANSWER = "answer not found"
 TIMEOUT = "timeout"
 LLM_ERROR = "llm error"
+# Room left beside a truncated message in the summary prompt: it is written as a dict repr, which adds a few tokens.
+SUMMARY_MARGIN_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,13 @@ class _Run:
         while len(history) > 1 and summarizer.count_tokens([{"role": "user", "content": prompt}]) > room:
             history = history[1:]
             prompt = self._summary_prompt(history)
+        if history and summarizer.count_tokens([{"role": "user", "content": prompt}]) > room:
+            # One message alone is too long (a huge tool response): keep its beginning, whatever fits.
+            fixed = summarizer.count_tokens([{"role": "user", "content": self._summary_prompt([])}])
+            message = history[0]
+            kept = summarizer.truncate(message["content"], max(room - fixed - SUMMARY_MARGIN_TOKENS, 0))
+            history = [{**message, "content": kept}]
+            prompt = self._summary_prompt(history)
         reply = summarizer.complete(
             [{"role": "user", "content": prompt}], max_tokens=reply_tokens, temperature=DEFAULT_TEMPERATURE,
             top_p=DEFAULT_TOP_P, seed=self.seed,
@@ -311,8 +320,11 @@ class _Run:
         )
 
     def _forced_answer(self) -> None:
-        """The reference's last resort: replace the last turn with "answer now" and make one final call."""
-        self.context[-1]["content"] = FORCED_ANSWER_PROMPT
+        """The reference's last resort: replace the last turn with "answer now" and make one final call. Right after
+        a ReSum restart the last turn holds the question and the summary, so "answer now" is added to it instead."""
+        restarted = self.summary is not None and len(self.context) == 2
+        last = self.context[-1]
+        last["content"] = f"{last['content']}\n\n{FORCED_ANSWER_PROMPT}" if restarted else FORCED_ANSWER_PROMPT
         self.trajectory.messages.append({"role": "user", "content": FORCED_ANSWER_PROMPT})
         turn, step = self._call(self.context, "forced_answer")
         self._append_turn(turn, step)

@@ -466,6 +466,22 @@ def run_ask(args) -> int:
     return 0 if trajectory.termination != "llm error" else 1
 
 
+# `research eval` arguments that do not change an answer: which questions, how many at once, where results go.
+ANSWER_NEUTRAL_ARGS = {
+    "command", "research_command", "handler", "set", "split", "limit", "modes", "rollouts", "concurrency", "output",
+    "device",
+}  # fmt: skip
+
+
+def _answer_settings(args) -> dict:
+    """The arguments an answer depends on (model, tools, budgets, sampling, judge), as JSON values."""
+    return {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in sorted(vars(args).items())
+        if key not in ANSWER_NEUTRAL_ARGS
+    }
+
+
 def run_eval(args) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -505,7 +521,7 @@ def run_eval(args) -> int:
         task = bar.add_task("answering", total=len(questions) * len(modes) * args.rollouts)
         summaries = evaluate(
             questions, runners, args.output, rollouts=args.rollouts, concurrency=args.concurrency, seed=args.seed,
-            judge=judge, on_done=lambda mode, record: bar.advance(task),
+            judge=judge, on_done=lambda mode, record: bar.advance(task), settings=_answer_settings(args),
         )  # fmt: skip
     table = Table(title=f"{len(questions)} questions × {args.rollouts} rollouts — {agent.llm.name}")
     for column in ("mode", "avg@k EM", "95% CI", "best@1", "pass@k", "F1", "judge", "calls", "tools", "tokens", "s"):

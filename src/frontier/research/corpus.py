@@ -82,21 +82,27 @@ class DocumentLoadError(Exception):
 # Finding and loading files
 
 
-def discover_files(paths: Iterable[str | os.PathLike]) -> tuple[list[SourceFile], int]:
+def discover_files(
+    paths: Iterable[str | os.PathLike], exclude: str | os.PathLike | None = None
+) -> tuple[list[SourceFile], int]:
     """Supported files under `paths` in sorted order, and the number of unsupported files seen.
 
-    Hidden files and folders (a leading dot: .git, .venv) are not walked. A file given directly gets its own name as
-    id; two sources that would share an id are a `ConfigError`, since `visit` could not tell them apart.
+    Hidden files and folders (a leading dot: .git, .venv) are not walked, nor the folder `exclude` (an index kept
+    inside the folder it indexes). A file given directly gets its own name as id; two sources that would share an id
+    are a `ConfigError`, since `visit` could not tell them apart.
     """
     found: dict[str, SourceFile] = {}
     unsupported = 0
+    excluded = None if exclude is None else Path(exclude).resolve()
     for root in map(Path, paths):
         if root.is_file():
             candidates = [(root.name, root)]
         elif root.is_dir():
             candidates = []
             for folder, subdirs, files in os.walk(root):
-                subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+                subdirs[:] = sorted(
+                    d for d in subdirs if not d.startswith(".") and (Path(folder) / d).resolve() != excluded
+                )
                 for name in sorted(files):
                     if not name.startswith("."):
                         path = Path(folder) / name

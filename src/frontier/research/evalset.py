@@ -132,6 +132,8 @@ def read_eval_set(
 ) -> list[EvalQuestion]:
     """Read a JSONL file of questions of `question_type`; errors name the file, line and field. Blank lines are
     skipped; ids must be unique."""
+    from frontier.research.evaluation import normalize_answer
+
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -147,6 +149,11 @@ def read_eval_set(
             raise EvalSetFormatError(f"{path}:{number}: {error}") from None
         if question.id in seen:
             raise EvalSetFormatError(f"{path}:{number}: duplicate id {question.id!r}")
+        empty = [gold for gold in (question.answer, *question.aliases) if not normalize_answer(gold)]
+        if empty:  # scoring compares normalised strings: such a gold could only match an empty prediction
+            raise EvalSetFormatError(
+                f"{path}:{number}: answer or alias {empty[0]!r} is empty once normalised (only punctuation or articles)"
+            )
         seen.add(question.id)
         questions.append(question)
     return questions

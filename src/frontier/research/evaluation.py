@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from frontier.errors import ConfigError
-from frontier.io import atomic_write_bytes
+from frontier.errors import ConfigError, FrontierError
+from frontier.io import atomic_write_bytes, atomic_write_json
 from frontier.research.agent import ANSWER, ResearchAgent, Step, Trajectory
 from frontier.research.llm import ChatLLM
 from frontier.research.parsing import between
 from frontier.research.prompts import CLOSED_BOOK_PROMPT, JUDGE_PROMPT, RAG_PROMPT
 from frontier.research.tools import SearchBackend
-from frontier.stats import mean_ci, wilson_interval
+from frontier.stats import wilson_interval
 
 MODES = ("closed-book", "rag", "agent")
 
@@ -43,18 +43,21 @@ class Question(Protocol):
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD-style: lower case, no accents, punctuation, articles or extra spaces; digit-group commas dropped."""
+    """SQuAD-style: lower case, no accents, punctuation (Unicode's too: ’ –), articles or extra spaces; digit-group
+    commas dropped."""
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    text = "".join(" " if c in string.punctuation else c for c in text)
+    text = "".join(" " if c in string.punctuation or unicodedata.category(c).startswith("P") else c for c in text)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> bool:
+    """Whether the prediction equals a gold string after `normalize_answer`; a gold that normalises to nothing
+    (punctuation only) matches nothing, not the empty prediction."""
     normalized = normalize_answer(prediction)
-    return any(normalized == normalize_answer(g) for g in golds)
+    return any(normalized == gold for gold in map(normalize_answer, golds) if gold)
 
 
 def token_f1(prediction: str, golds: Sequence[str]) -> float:
@@ -70,16 +73,34 @@ def token_f1(prediction: str, golds: Sequence[str]) -> float:
     return best
 
 
-class Judge:
-    """An LLM judge with the reference's equivalence prompt: "Correct" or "Incorrect"."""
+class JudgeError(FrontierError, RuntimeError):
+    """The judge's reply says neither Correct nor Incorrect."""
 
-    def __init__(self, llm: ChatLLM) -> None:
+
+class Judge:
+    """An LLM judge with the reference's equivalence prompt: "Correct" or "Incorrect".
+
+    `max_tokens` leaves room for a reasoning model's <think> block, which is dropped before the verdict is read."""
+
+    def __init__(self, llm: ChatLLM, max_tokens: int = 1024) -> None:
         self.llm = llm
+        self.max_tokens = max_tokens
 
     def __call__(self, question: str, gold: str, prediction: str) -> bool:
         prompt = JUDGE_PROMPT.format(question=question, correct_answer=gold, response=prediction)
-        reply = self.llm.complete([{"role": "user", "content": prompt}], max_tokens=16, temperature=0.0).text
-        return reply.strip().lower().startswith("correct")
+        reply = self.llm.complete([{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=0.0)
+        return judge_verdict(reply.text)
+
+
+def judge_verdict(reply: str) -> bool:
+    """True for "Correct", False for "Incorrect" (after any <think> block, markdown or "The answer is"); anything
+    else raises `JudgeError`, so an unreadable reply is not scored as wrong."""
+    text = reply.rsplit("</think>", 1)[-1]
+    words = re.findall(r"[a-z]+", text.lower())
+    verdicts = [word for word in words if word in ("correct", "incorrect")]
+    if len(set(verdicts)) != 1:
+        raise JudgeError(f"the judge's reply is neither Correct nor Incorrect: {reply[-200:]!r}")
+    return verdicts[0] == "correct"
 
 
 def _single_turn(llm: ChatLLM, question: str, prompt: str, max_tokens: int, seed: int | None) -> Trajectory:
@@ -185,12 +206,36 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+SETTINGS_NAME = "settings.json"
+
+
+def check_run_settings(output: Path, settings: dict[str, Any]) -> None:
+    """Record in `output` the settings its answers are produced with, and refuse to add answers made with other ones
+    (a resumed run would otherwise mix two models or budgets in one score)."""
+    path = output / SETTINGS_NAME
+    if not path.exists():
+        output.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, settings)
+        return
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    changed = sorted(key for key in set(stored) | set(settings) if stored.get(key) != settings.get(key))
+    if changed:
+        details = ", ".join(f"{key}: {stored.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
+        raise ConfigError(
+            f"{output} holds answers made with other settings ({details}); rerun with those settings to resume, "
+            "or give another --output"
+        )
+
+
 def evaluate(
     questions: Sequence[Question], runners: dict[str, Callable[[str, int | None], Trajectory]], output: Path, *,
     rollouts: int = 3, concurrency: int = 1, seed: int = 0, judge: Judge | None = None,
-    on_done: Callable[[str, dict[str, Any]], None] | None = None,
+    on_done: Callable[[str, dict[str, Any]], None] | None = None, settings: dict[str, Any] | None = None,
 ) -> dict[str, ModeSummary]:  # fmt: skip
-    """Answer every question with every runner `rollouts` times (skipping answers already in `output`)."""
+    """Answer every question with every runner `rollouts` times (skipping answers already in `output`).
+
+    `settings` (JSON values: model, budgets, tools...) are recorded in `output`; answers already there must have
+    been made with the same ones (`check_run_settings`)."""
     unknown = set(runners) - set(MODES)
     if unknown:
         raise ConfigError(f"unknown evaluation mode(s) {sorted(unknown)}; choose from {', '.join(MODES)}")
@@ -199,6 +244,8 @@ def evaluate(
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise ConfigError("question ids must be unique; the results files are keyed by them")
+    if settings is not None:
+        check_run_settings(output, {**settings, "seed": seed})
     tasks = []
     for mode in runners:
         for rollout in range(rollouts):
@@ -222,7 +269,10 @@ def evaluate(
         record["exact_match"] = exact_match(record["prediction"], golds)
         record["f1"] = token_f1(record["prediction"], golds)
         if judge is not None and not record.get("error"):
-            record["judge"] = judge(q.question, q.answer, record["prediction"])
+            try:  # a judge failure must not lose the answer: it is recorded and left out of the judge's score
+                record["judge"] = judge(q.question, q.answer, record["prediction"])
+            except Exception as exc:
+                record["judge_error"] = f"{type(exc).__name__}: {exc}"
         append_record(path, record)
         if on_done is not None:
             on_done(mode, record)
@@ -252,10 +302,9 @@ def summarize(
         ]
         per_question = [scores for scores in per_question if scores]
         means = [sum(s) / len(s) for s in per_question]
-        if rollouts == 1:
-            accuracy, low, high = wilson_interval(int(sum(means)), len(means))
-        else:
-            accuracy, low, high = mean_ci(means)
+        # Questions are the sampled unit: a Wilson interval over them, each question's mean over its rollouts
+        # counting as one observation (a t-interval over those means collapses at 0% and 100%).
+        accuracy, low, high = wilson_interval(sum(means), len(means))
         per_rollout = [
             sum(r["exact_match"] for r in rollout.values()) / len(rollout) for rollout in by_rollout if rollout
         ]

@@ -353,7 +353,7 @@ def build_index(
     """
     started = time.perf_counter()
     index_dir = Path(index_dir)
-    files, unsupported = discover_files(paths)
+    files, unsupported = discover_files(paths, exclude=index_dir)
     sources = [_file_source(file) for file in files] + [_document_source(doc) for doc in documents]
     by_id: dict[str, _Source] = {}
     for source in sources:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from frontier.errors import FrontierError
-from frontier.research.llm import ChatLLM
+from frontier.research.llm import ChatLLM, LLMError
 from frontier.research.parsing import PYTHON_TOOL
 from frontier.research.prompts import EXTRACTOR_PROMPT, TOOL_SIGNATURES
 from frontier.research.web import PageUnavailableError
@@ -128,11 +129,17 @@ class LLMExtractor:
         self.seed = seed
 
     def _ask(self, page: str, goal: str) -> str:
+        """The extractor's reply; a failed call counts as an empty one (the reference's "" on an API error), so an
+        over-long page is shrunk and asked again rather than failing the whole visit."""
         prompt = EXTRACTOR_PROMPT.format(webpage_content=page, goal=goal)
-        reply = self.llm.complete(
-            [{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=EXTRACTOR_TEMPERATURE,
-            seed=self.seed,
-        ).text  # fmt: skip
+        try:
+            reply = self.llm.complete(
+                [{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=EXTRACTOR_TEMPERATURE,
+                seed=self.seed,
+            ).text  # fmt: skip
+        except LLMError as exc:
+            warnings.warn(f"the extractor model failed ({exc}); the page is shrunk and asked again", stacklevel=2)
+            return ""
         return reply.replace("```json", "").replace("```", "").strip()
 
     def __call__(self, page: str, goal: str) -> dict[str, str] | None:
