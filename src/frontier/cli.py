@@ -300,6 +300,14 @@ def add_device_options(
     )  # fmt: skip
 
 
+def model_source(name: str | None) -> str | None:
+    """A --model value as it should be recorded: an existing path made absolute (so it still names the same model
+    from another directory), anything else as given; None (the embedded model) stays None."""
+    if name is not None and Path(name).exists():
+        return str(Path(name).resolve())
+    return name
+
+
 def torch_dtype(name: str):
     """--dtype's name as a torch dtype (torch is imported here, not while the parser is built)."""
     import torch
@@ -360,6 +368,7 @@ def run_autodeco_make_data(args: argparse.Namespace) -> int:
     summary = make_data(
         model, tokenizer, problems, args.output, samples_per_problem=args.samples, temperature=args.temperature,
         top_p=args.top_p, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+        model_id=model_source(args.model),
     )  # fmt: skip
     accuracy = ", ".join(f"{family} {100 * value:.1f}%" for family, value in summary.accuracy_by_family.items())
     print(f"kept {summary.kept} correct answers of {summary.samples} samples ({accuracy}) → {args.output}",
@@ -392,10 +401,10 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     target = resolve_device(args.device)
     state = PartialState(cpu=target.type == "cpu")
     # Under `accelerate launch` each process trains on its own GPU; the heads train where the base lives.
-    device = state.device if target.type == "cuda" else target
+    device = state.device if state.num_processes > 1 else target
     base, tokenizer = load_causal_lm(args.model, device=device, dtype=torch_dtype(args.dtype))
     torch.manual_seed(args.seed)  # the heads' initial weights
-    model = AutoDecoForCausalLM(base, args.model)
+    model = AutoDecoForCausalLM(base, model_source(args.model))  # what `from_pretrained` loads as their base
     examples = encode_examples(tokenizer, pairs)
     with progress_steps("caching base features", total=1) as advance:
         features = cache_features(model, examples)

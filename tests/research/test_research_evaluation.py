@@ -42,10 +42,21 @@ def test_normalisation_and_scores():
 
 def test_judge_verdicts_are_read_or_refused():
     assert judge_verdict("**Correct**") and judge_verdict("<think>is it incorrect? no</think>The answer is Correct.")
-    assert not judge_verdict("Incorrect")
-    for unreadable in ("<think>hmm", "Maybe", "Correct or incorrect"):
+    assert not judge_verdict("Incorrect") and not judge_verdict("**Incorrect.** The correct answer is Paris.")
+    for unreadable in ("<think>so it looks correct, but let me", "Maybe", "<think>x</think>"):
         with pytest.raises(JudgeError):
             judge_verdict(unreadable)
+
+
+def test_answers_the_judge_could_not_read_are_judged_again_not_answered_again(tmp_path, scripted_llm):
+    llm = Responder({"France": "Paris", "Czechia": "Prague"})
+    runners = {"closed-book": closed_book_runner(llm)}
+    first = evaluate(QUESTIONS, runners, tmp_path, rollouts=1, judge=Judge(scripted_llm(["Correct", "Perhaps"])))
+    assert first["closed-book"].judge_errors == 1 and first["closed-book"].judge_accuracy == 1.0
+    calls = llm.calls
+    second = evaluate(QUESTIONS, runners, tmp_path, rollouts=1, judge=Judge(scripted_llm(["Incorrect"])))
+    assert llm.calls == calls  # nothing answered again
+    assert second["closed-book"].judge_errors == 0 and second["closed-book"].judge_accuracy == 0.5
 
 
 def test_accuracy_intervals_stay_within_0_and_1_and_never_collapse(tmp_path):
@@ -61,6 +72,11 @@ def test_answers_made_with_other_settings_are_not_resumed(tmp_path):
     evaluate(QUESTIONS, runners, tmp_path, rollouts=2, settings={"llm": "model-a"})  # more rollouts: same run
     with pytest.raises(ConfigError, match="llm: 'model-a' then, 'model-b' now"):
         evaluate(QUESTIONS, runners, tmp_path, rollouts=1, settings={"llm": "model-b"})
+    # A run that only recorded failures (a wrong URL, say) may be rerun with corrected settings.
+    down = Responder({"France": "Paris", "Czechia": "Prague"}, fail_on={"France", "Czechia"})
+    failing = {"closed-book": closed_book_runner(down)}
+    evaluate(QUESTIONS, failing, tmp_path / "fresh", rollouts=1, settings={"llm": "wrong-url"})
+    evaluate(QUESTIONS, runners, tmp_path / "fresh", rollouts=1, settings={"llm": "right-url"})
 
 
 class Responder:

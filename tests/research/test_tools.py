@@ -89,14 +89,16 @@ def test_visit_with_the_llm_extractor_and_its_retries():
     assert llm.page_lengths == [40, 28, 19]
 
 
-def test_a_failed_extractor_call_shrinks_the_page_like_an_empty_reply():
-    from frontier.research.llm import LLMError
+def test_a_request_refused_as_too_long_shrinks_the_page_and_other_failures_propagate():
+    from frontier.research.llm import LLMError, LLMRefusedError
 
     good = json.dumps({"rational": "r", "evidence": "Capital: Paris", "summary": "Paris is the capital."})
-    llm = Replies([LLMError("400 prompt too long"), good])
-    with pytest.warns(UserWarning, match="400 prompt too long"):
-        out = VisitTool(Pages(), LLMExtractor(llm, page_tokens=40))({"url": "doc/fr", "goal": "capital"})
+    llm = Replies([LLMRefusedError("400 prompt too long", 400), good])
+    out = VisitTool(Pages(), LLMExtractor(llm, page_tokens=40))({"url": "doc/fr", "goal": "capital"})
     assert "Paris is the capital." in out and llm.page_lengths == [40, 28]
+    for failure in (LLMRefusedError("401 bad key", 401), LLMError("no answer after 10 tries")):
+        with pytest.raises(LLMError, match=str(failure)):
+            VisitTool(Pages(), LLMExtractor(Replies([failure])))({"url": "doc/fr", "goal": "capital"})
 
 
 def test_visit_failures_give_the_reference_text():

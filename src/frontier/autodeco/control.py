@@ -17,7 +17,7 @@ import torch
 
 from frontier.autodeco.loss import AutoDecoLossConfig, autodeco_loss
 from frontier.autodeco.modeling import AutoDecoForCausalLM
-from frontier.autodeco.training import TrainableHeads, cache_features, encode_examples, head_inputs
+from frontier.autodeco.training import TrainableHeads, cache_features, encode_examples, head_inputs, heads_accelerator
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 
@@ -91,12 +91,10 @@ def train_control(
 ) -> list[float]:
     """Targeted training: margin ranking high > none > low on the mean T̂ and P̂ of each answer, plus the AutoDeco
     loss on the plain prompt. Returns the per-step total loss. Runs through `accelerate` like `train_heads`."""
-    from accelerate import Accelerator
-
     count = len(features.by_variant["none"])
     if count == 0 or steps < 1:
         raise ConfigError("targeted training needs at least one example and one step")
-    accelerator = Accelerator(cpu=model.base_model.device.type == "cpu")  # where the base lives, as in `train_heads`
+    accelerator = heads_accelerator(model)
     heads = TrainableHeads(model)
     optimizer = torch.optim.AdamW(heads.parameters(), lr=learning_rate, weight_decay=0.0)
     heads, optimizer = accelerator.prepare(heads, optimizer)

@@ -72,14 +72,18 @@ def make_data(
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = True,
+    model_id: str | None = None,
 ) -> MakeDataSummary:
-    """Sample the base on `problems`, keep the distinct correct completions, write them as JSONL to `output`."""
+    """Sample the base on `problems`, keep the distinct correct completions, write them as JSONL to `output`.
+
+    `model_id` names the base in the resume record (e.g. its resolved path; None: the embedded model), so an
+    interrupted run is not resumed with another base."""
     if samples_per_problem < 1 or batch_size < 1:
         raise ConfigError("samples_per_problem and batch_size must be positive integers")
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
     settings = {
-        "model": getattr(model.config, "name_or_path", None), "samples_per_problem": samples_per_problem,
+        "model": model_id, "samples_per_problem": samples_per_problem,
         "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
         "seed": seed, "problems": len(problems),
     }  # fmt: skip

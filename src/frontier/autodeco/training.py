@@ -123,23 +123,53 @@ def train_heads(
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train the heads on cached features; returns per-step losses (of this run, after any resume)."""
-    from accelerate import Accelerator
-
     if not features:
         raise ConfigError("no training examples")
     if any(len(labels) == 0 or labels[0] != -100 for _, labels in features):
         raise ConfigError("each feature window must start at a prompt position (label -100); use cache_features")
     output_dir = Path(output_dir)
-    # The heads are the model's own modules: they train where the base lives (under `accelerate launch`, load the
-    # base on `PartialState().device`), so the model still generates after training.
-    accelerator = Accelerator(cpu=model.base_model.device.type == "cpu")
+    accelerator = heads_accelerator(model)
+    # A head that is not trained is frozen for the run: DDP would otherwise wait for its gradients forever.
+    frozen = [head for head, trained in ((model.temp_head, config.loss.train_temperature),
+                                         (model.top_p_head, config.loss.train_top_p)) if not trained]  # fmt: skip
+    flags = {p: p.requires_grad for head in frozen for p in head.parameters()}
+    for parameter in flags:
+        parameter.requires_grad_(False)
+    try:
+        return _train(model, features, config, output_dir, accelerator, progress)
+    finally:
+        for parameter, flag in flags.items():
+            parameter.requires_grad_(flag)
+
+
+def heads_accelerator(model: AutoDecoForCausalLM):
+    """An `Accelerator` on the base model's device. The heads are the model's own modules: they train where the base
+    lives (under `accelerate launch`, load the base on `PartialState().device`), so the model still generates."""
+    from accelerate import Accelerator
+
+    device = model.base_model.device
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # a single accelerate process runs on the current CUDA device
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    placed = torch.device(accelerator.device)
+    if placed.type != device.type or (device.type == "cuda" and placed.index not in (None, device.index)):
+        raise ConfigError(
+            f"the base model is on {device} but this process trains on {placed}; under `accelerate launch` load the "
+            "base on accelerate's device (PartialState().device)"
+        )
+    return accelerator
+
+
+def _train(model, features, config: TrainConfig, output_dir: Path, accelerator, progress: bool):
     heads = TrainableHeads(model)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    trainable = [p for p in heads.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     heads, optimizer = accelerator.prepare(heads, optimizer)
     lm_head = model.base_model.get_output_embeddings()
 
     start = 0
-    fingerprint = features_fingerprint(features)
+    # The data and the base it was read by (None: the embedded model); another base reads other features.
+    fingerprint = f"{features_fingerprint(features)} {model.base_model_name_or_path}"
     checkpoint = _latest_checkpoint(output_dir)
     if checkpoint is not None:
         _check_same_run(json.loads((checkpoint / STATE_NAME).read_text()), config, fingerprint, checkpoint)
@@ -170,7 +200,7 @@ def train_heads(
             temperature, top_p = heads(hidden, logits)
             loss, parts = autodeco_loss(logits, temperature, top_p, labels, config.loss, generator)
             accelerator.backward(loss)
-            torch.nn.utils.clip_grad_norm_(heads.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             history.append(parts)
             advance()
@@ -218,8 +248,8 @@ def _check_same_run(state: dict, config: TrainConfig, fingerprint: str, checkpoi
         )
     if state.get("data") not in (None, fingerprint):  # None: a checkpoint from before data was recorded
         raise ConfigError(
-            f"{checkpoint} was trained on other data (its training windows differ); rerun with the same "
-            "data to resume, or give another output folder to start afresh"
+            f"{checkpoint} was trained on other data or another base model; rerun with the same "
+            "data and base to resume, or give another output folder to start afresh"
         )
 
 

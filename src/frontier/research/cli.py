@@ -466,20 +466,25 @@ def run_ask(args) -> int:
     return 0 if trajectory.termination != "llm error" else 1
 
 
-# `research eval` arguments that do not change an answer: which questions, how many at once, where results go.
+# `research eval` arguments that do not change an answer (which questions, how many at once, where results go; the
+# judge scores answers afterwards), and the budget flags, recorded by their resolved values instead.
 ANSWER_NEUTRAL_ARGS = {
     "command", "research_command", "handler", "set", "split", "limit", "modes", "rollouts", "concurrency", "output",
-    "device",
+    "device", "judge", "max_llm_calls", "max_tokens_per_turn", "max_context_tokens", "max_seconds", "summarize_at",
 }  # fmt: skip
 
 
-def _answer_settings(args) -> dict:
-    """The arguments an answer depends on (model, tools, budgets, sampling, judge), as JSON values."""
-    return {
+def _answer_settings(args, agent) -> dict:
+    """What an answer depends on, as JSON values: the model, tools and sampling arguments, and the agent's budget
+    as resolved (so `--max-llm-calls 100` and the default 100 are the same run)."""
+    from dataclasses import asdict
+
+    settings = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in sorted(vars(args).items())
         if key not in ANSWER_NEUTRAL_ARGS
     }
+    return {**settings, "budget": asdict(agent.budget), "context_cap": agent.context_cap}
 
 
 def run_eval(args) -> int:
@@ -521,13 +526,15 @@ def run_eval(args) -> int:
         task = bar.add_task("answering", total=len(questions) * len(modes) * args.rollouts)
         summaries = evaluate(
             questions, runners, args.output, rollouts=args.rollouts, concurrency=args.concurrency, seed=args.seed,
-            judge=judge, on_done=lambda mode, record: bar.advance(task), settings=_answer_settings(args),
+            judge=judge, on_done=lambda mode, record: bar.advance(task), settings=_answer_settings(args, agent),
         )  # fmt: skip
     table = Table(title=f"{len(questions)} questions × {args.rollouts} rollouts — {agent.llm.name}")
     for column in ("mode", "avg@k EM", "95% CI", "best@1", "pass@k", "F1", "judge", "calls", "tools", "tokens", "s"):
         table.add_column(column)
     for s in summaries.values():
         judge_text = "—" if s.judge_accuracy is None else f"{100 * s.judge_accuracy:.1f}"
+        if s.judge_errors:
+            judge_text += f" ({s.judge_errors} unread)"
         table.add_row(
             s.mode, f"{100 * s.accuracy:.1f}", f"{100 * s.accuracy_low:.1f}–{100 * s.accuracy_high:.1f}",
             f"{100 * s.best_at_1:.1f}", f"{100 * s.pass_at_k:.1f}", f"{100 * s.f1:.1f}", judge_text,

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from frontier.errors import ConfigError, FrontierError
 from frontier.io import atomic_write_bytes, atomic_write_json
 from frontier.research.agent import ANSWER, ResearchAgent, Step, Trajectory
-from frontier.research.llm import ChatLLM
+from frontier.research.llm import ChatLLM, LLMError, LLMRefusedError
 from frontier.research.parsing import between
 from frontier.research.prompts import CLOSED_BOOK_PROMPT, JUDGE_PROMPT, RAG_PROMPT
 from frontier.research.tools import SearchBackend
@@ -93,14 +93,14 @@ class Judge:
 
 
 def judge_verdict(reply: str) -> bool:
-    """True for "Correct", False for "Incorrect" (after any <think> block, markdown or "The answer is"); anything
-    else raises `JudgeError`, so an unreadable reply is not scored as wrong."""
-    text = reply.rsplit("</think>", 1)[-1]
-    words = re.findall(r"[a-z]+", text.lower())
-    verdicts = [word for word in words if word in ("correct", "incorrect")]
-    if len(set(verdicts)) != 1:
+    """The first "Correct" or "Incorrect" after any <think> block ("**Incorrect.** The correct answer is …" is
+    Incorrect). A reply cut off inside <think>, or with no verdict, raises `JudgeError`: unreadable is not wrong."""
+    if reply.rfind("<think>") > reply.rfind("</think>"):
+        raise JudgeError(f"the judge's reply ends inside <think> (raise its max_tokens): {reply[-200:]!r}")
+    verdict = re.search(r"\b(incorrect|correct)\b", reply.rsplit("</think>", 1)[-1].lower())
+    if verdict is None:
         raise JudgeError(f"the judge's reply is neither Correct nor Incorrect: {reply[-200:]!r}")
-    return verdicts[0] == "correct"
+    return verdict.group(1) == "correct"
 
 
 def _single_turn(llm: ChatLLM, question: str, prompt: str, max_tokens: int, seed: int | None) -> Trajectory:
@@ -170,6 +170,7 @@ class ModeSummary:
     seconds: float
     terminations: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    judge_errors: int = 0  # answers the judge gave no readable verdict on (left out of judge_accuracy)
 
 
 _APPEND_LOCK = threading.Lock()
@@ -209,11 +210,12 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 SETTINGS_NAME = "settings.json"
 
 
-def check_run_settings(output: Path, settings: dict[str, Any]) -> None:
+def check_run_settings(output: Path, settings: dict[str, Any], answered: bool) -> None:
     """Record in `output` the settings its answers are produced with, and refuse to add answers made with other ones
-    (a resumed run would otherwise mix two models or budgets in one score)."""
+    (a resumed run would otherwise mix two models or budgets in one score). While no question has an answer (only
+    failures: a wrong URL, say) the settings may change."""
     path = output / SETTINGS_NAME
-    if not path.exists():
+    if not path.exists() or not answered:
         output.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, settings)
         return
@@ -225,6 +227,20 @@ def check_run_settings(output: Path, settings: dict[str, Any]) -> None:
             f"{output} holds answers made with other settings ({details}); rerun with those settings to resume, "
             "or give another --output"
         )
+
+
+def _judged(judge: Judge | None, question: Question, record: dict[str, Any]) -> LLMRefusedError | None:
+    """Add the judge's verdict to an answered record, or the reason there is none (`judge_error`: judged again on
+    the next run). Returns a refusal by the judge's endpoint, which the caller raises once the record is saved."""
+    if judge is None or record.get("error"):
+        return None
+    record.pop("judge_error", None)
+    try:
+        record["judge"] = judge(question.question, question.answer, record["prediction"])
+    except (JudgeError, LLMError) as exc:
+        record["judge_error"] = f"{type(exc).__name__}: {exc}"
+        return exc if isinstance(exc, LLMRefusedError) else None
+    return None
 
 
 def evaluate(
@@ -244,16 +260,17 @@ def evaluate(
     ids = [q.id for q in questions]
     if len(set(ids)) != len(ids):
         raise ConfigError("question ids must be unique; the results files are keyed by them")
-    if settings is not None:
-        check_run_settings(output, {**settings, "seed": seed})
-    tasks = []
+    tasks, rejudge = [], []
     for mode in runners:
         for rollout in range(rollouts):
             path = output / mode / f"rollout{rollout}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             drop_cut_line(path)
-            done = {r["id"] for r in read_records(path) if not r.get("error")}
+            latest = {r["id"]: r for r in read_records(path)}
+            done = {i for i, r in latest.items() if not r.get("error")}
             tasks += [(mode, rollout, path, q) for q in questions if q.id not in done]
+            if judge is not None:  # answers the judge has not scored yet: judged again, not answered again
+                rejudge += [(path, q, latest[q.id]) for q in questions if q.id in done and "judge" not in latest[q.id]]
 
     def work(task) -> None:
         mode, rollout, path, q = task
@@ -268,16 +285,26 @@ def evaluate(
         record.update(id=q.id, gold=q.answer, aliases=list(q.aliases), mode=mode, rollout=rollout)
         record["exact_match"] = exact_match(record["prediction"], golds)
         record["f1"] = token_f1(record["prediction"], golds)
-        if judge is not None and not record.get("error"):
-            try:  # a judge failure must not lose the answer: it is recorded and left out of the judge's score
-                record["judge"] = judge(q.question, q.answer, record["prediction"])
-            except Exception as exc:
-                record["judge_error"] = f"{type(exc).__name__}: {exc}"
+        refused = _judged(judge, q, record)
         append_record(path, record)
+        if refused is not None:  # a wrong judge key or model name: say so now, the answer itself is kept
+            raise refused
         if on_done is not None:
             on_done(mode, record)
 
+    if settings is not None:
+        check_run_settings(output, {**settings, "seed": seed}, answered=len(tasks) < len(runners) * rollouts * len(ids))
+
+    def judge_again(item) -> None:
+        path, q, record = item
+        refused = _judged(judge, q, record)
+        append_record(path, record)  # the latest record of an answer wins
+        if refused is not None:
+            raise refused
+
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for _ in pool.map(judge_again, rejudge):
+            pass
         for _ in pool.map(work, tasks):
             pass
     return summarize(output, list(runners), questions, rollouts)
@@ -324,5 +351,6 @@ def summarize(
             tokens=sum(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0) for r in records) / len(records),
             seconds=mean_of("seconds"), terminations=dict(Counter(r.get("termination", "error") for r in records)),
             errors=sum(1 for r in records if r.get("error")),
+            judge_errors=sum(1 for r in records if r.get("judge_error")),
         )  # fmt: skip
     return summaries

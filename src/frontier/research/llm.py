@@ -26,6 +26,14 @@ class LLMError(FrontierError, RuntimeError):
     """The model could not be reached or returned nothing after every retry."""
 
 
+class LLMRefusedError(LLMError):
+    """The endpoint refused the request (a 4xx status that another try cannot change): `status` says which."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -79,7 +87,8 @@ class LocalLLM:
     def load(
         cls, path: str | None = None, *, heads: str | None = None, progress: bool = True, device="cpu", dtype=None
     ) -> LocalLLM:
-        """Load `path` (None: the embedded SmolLM2) on `device` ("auto": a CUDA GPU when there is one) in `dtype`."""
+        """Load `path` on `device` ("auto": a CUDA GPU when there is one) in `dtype`. Without a path: with `heads`, the
+        base they were trained on, else the embedded SmolLM2."""
         import torch
 
         from frontier.models import load_causal_lm
@@ -87,6 +96,10 @@ class LocalLLM:
 
         if heads is not None:
             check_heads_folder(heads)
+            if path is None:
+                from frontier.autodeco.modeling import saved_heads_config
+
+                path = saved_heads_config(heads)["base_model_name_or_path"]
         model, tokenizer = load_causal_lm(path, progress=progress, device=device, dtype=dtype or torch.float32)
         autodeco = None
         if heads is not None:
@@ -194,7 +207,8 @@ class OpenAIChatLLM:
                 status = getattr(exc, "status_code", None)
                 if status is not None and 400 <= status < 500 and status not in RETRIED_STATUSES:
                     # Sending the same request again cannot help: a wrong key, model name or oversized prompt.
-                    raise LLMError(f"{self.name} at {self.base_url} refused the request: {_refusal(exc)}") from None
+                    message = f"{self.name} at {self.base_url} refused the request: {_refusal(exc)}"
+                    raise LLMRefusedError(message, status) from None
                 last_error = f"{type(exc).__name__}: {exc}"
             if attempt < self.max_tries - 1:
                 time.sleep(min(2**attempt + random.uniform(0, 1), 30.0))

@@ -820,7 +820,8 @@ def _frontier_sandbox_guard(work, read_roots, read_files, rlimits):
             # paths (checked against the work dir) land there: only the work dir's own directories may be opened.
             real = resolve(path)
             if not writing and real is not None and not within(real, (work,)) and isdir(real):
-                deny_path(path)
+                raise PermissionError(
+                    errno.EACCES, "denied by the sandbox: folders outside the work dir cannot be opened", path)
         elif event in read_events:
             check_read(args[0])
         elif event in write_events:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import re
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from frontier.errors import FrontierError
-from frontier.research.llm import ChatLLM, LLMError
+from frontier.research.llm import ChatLLM, LLMRefusedError
 from frontier.research.parsing import PYTHON_TOOL
 from frontier.research.prompts import EXTRACTOR_PROMPT, TOOL_SIGNATURES
 from frontier.research.web import PageUnavailableError
@@ -111,6 +110,8 @@ def visit_text(link: str, goal: str, evidence: str, summary: str) -> str:
     )
 
 
+# Refusals that mean "the prompt is too long" (400 is how vLLM and OpenAI say it; 413: payload too large).
+TOO_LARGE_STATUSES = (400, 413)
 UNAVAILABLE_EVIDENCE = "The provided webpage content could not be accessed. Please check the URL or file format."
 UNAVAILABLE_SUMMARY = "The webpage content could not be processed, and therefore, no information is available."
 
@@ -129,16 +130,18 @@ class LLMExtractor:
         self.seed = seed
 
     def _ask(self, page: str, goal: str) -> str:
-        """The extractor's reply; a failed call counts as an empty one (the reference's "" on an API error), so an
-        over-long page is shrunk and asked again rather than failing the whole visit."""
+        """The extractor's reply. A request refused as too large counts as an empty reply (the reference's "" on an
+        API error), so the page is shrunk and asked again; any other failure (a wrong key or model name, a dead
+        endpoint) propagates, since shrinking cannot fix it."""
         prompt = EXTRACTOR_PROMPT.format(webpage_content=page, goal=goal)
         try:
             reply = self.llm.complete(
                 [{"role": "user", "content": prompt}], max_tokens=self.max_tokens, temperature=EXTRACTOR_TEMPERATURE,
                 seed=self.seed,
             ).text  # fmt: skip
-        except LLMError as exc:
-            warnings.warn(f"the extractor model failed ({exc}); the page is shrunk and asked again", stacklevel=2)
+        except LLMRefusedError as exc:
+            if exc.status not in TOO_LARGE_STATUSES:
+                raise
             return ""
         return reply.replace("```json", "").replace("```", "").strip()
 

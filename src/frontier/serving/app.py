@@ -76,6 +76,8 @@ FIELD_HINTS = {
     "response_format": 'this server has no JSON mode; leave response_format out or send {"type": "text"}',
     "tools": "this server does not call tools; leave tools out",
     "tool_choice": 'this server does not call tools; leave tool_choice out or send "none"',
+    "functions": "this server does not call functions; leave functions out",
+    "function_call": 'this server does not call functions; leave function_call out or send "none"',
 }
 # Union members and type tags pydantic puts into error locations; they are not request fields.
 _LOC_TAG = re.compile(r"^(str|int|float|bool|list|dict)$|[\[\]\-]|^[A-Z]")

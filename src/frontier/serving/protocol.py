@@ -85,6 +85,8 @@ class SamplingRequest(_Request):
     response_format: ResponseFormat | None = None
     tools: Annotated[list, Field(max_length=0)] | None = None
     tool_choice: Literal["none"] | None = None
+    functions: Annotated[list, Field(max_length=0)] | None = None  # the older form of tools
+    function_call: Literal["none"] | None = None
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:

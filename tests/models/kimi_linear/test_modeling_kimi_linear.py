@@ -191,6 +191,7 @@ def test_cache_size_is_constant_for_kda_and_linear_for_mla(tiny_config_kwargs):
         ({"linear_chunk_size": 0}, "linear_chunk_size must be a positive integer"),
         ({"num_experts_per_tok": 300}, "num_experts_per_tok=300 must be from 1 to num_local_experts"),
         ({"topk_group": 2}, "topk_group=2 must be from 1 to n_group=1"),
+        ({"topk_group": None}, "topk_group=None must be from 1 to n_group=1"),
         ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
     ],
 )
@@ -253,8 +254,11 @@ def test_padding_after_a_cached_context_and_labels_with_logits_to_keep_are_refus
     with torch.no_grad():
         cache = model(ids).cache
         mask = torch.tensor([[1] * 6 + [0, 1]])
-        with pytest.raises(ShapeError, match="pads some of the new tokens"):
+        with pytest.raises(ShapeError, match="padding after tokens of a sequence"):
             model(ids[:, :2], attention_mask=mask, cache=cache)
+        right_padded = model(ids, attention_mask=torch.tensor([[1] * 4 + [0, 0]])).cache  # a prefill is accepted
+        with pytest.raises(ShapeError, match="pad on the left"):  # decoding after it is not
+            model(ids[:, :1], attention_mask=torch.tensor([[1] * 4 + [0, 0, 1]]), cache=right_padded)
         with pytest.raises(ShapeError, match="logits_to_keep=0 with labels"):
             model(ids, labels=ids, logits_to_keep=1)
     assert KimiLinearForCausalLM.accepts_loss_kwargs is False  # Trainer must average accumulated steps itself

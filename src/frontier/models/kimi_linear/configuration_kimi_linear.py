@@ -169,7 +169,7 @@ class KimiLinearConfig(PreTrainedConfig):
                     f"num_experts_per_tok={self.num_experts_per_tok} must be from 1 to num_local_experts="
                     f"{self.num_local_experts}"
                 )
-            if not 1 <= self.topk_group <= self.n_group:
+            if not isinstance(self.topk_group, int) or not 1 <= self.topk_group <= self.n_group:
                 raise ConfigError(f"topk_group={self.topk_group} must be from 1 to n_group={self.n_group}")
         if self.hidden_act != "silu":
             raise ConfigError(f"hidden_act={self.hidden_act!r} is not supported: Kimi Linear's FFNs are SwiGLU (silu)")

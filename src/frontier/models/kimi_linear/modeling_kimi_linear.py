@@ -191,12 +191,13 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
                 raise ShapeError(f"attention_mask must be 2-D [B, S], got shape {list(attention_mask.shape)}")
             if attention_mask.all():
                 attention_mask = None  # nothing is padded: skip the masking work
-            elif cache is not None and cache.seen_tokens and not attention_mask[:, -inputs_embeds.shape[1] :].all():
-                # A KDA state cannot skip a padded token once it holds a context (the gate still decays it and the
-                # short convolution still shifts), so padding goes only before a sequence's first tokens.
+            elif cache is not None and cache.seen_tokens and (attention_mask[:, 1:] < attention_mask[:, :-1]).any():
+                # A KDA state cannot skip a padded token that follows real ones (the gate still decays the state
+                # and the short convolution still shifts), so a cached sequence may only have been padded on the left.
                 raise ShapeError(
-                    "attention_mask pads some of the new tokens of a cache that already holds "
-                    f"{cache.seen_tokens} tokens; Kimi Linear takes padding only on the left of a fresh sequence"
+                    f"attention_mask has padding after tokens of a sequence (the cache holds {cache.seen_tokens} "
+                    "tokens); Kimi Linear decodes only left-padded batches: pad on the left (tokenizer.padding_side "
+                    '= "left")'
                 )
 
         x = inputs_embeds
