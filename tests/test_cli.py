@@ -102,6 +102,19 @@ def test_reproduce_lists_the_registered_experiments():
     assert "embedded-model" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(["--only", ""], "--only got no experiment names"), (["--only", " , "], "--only got no experiment names"),
+     (["--only", "embedded-model", "--reports-dir", "FILE"], "is a file; give a folder")],
+    ids=["empty-only", "commas-only", "reports-dir-is-a-file"],
+)  # fmt: skip
+def test_reproduce_bad_arguments_give_one_line_errors(tmp_path, args, expected):
+    (tmp_path / "FILE").write_text("")
+    result = run_cli("reproduce", *args, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
+
+
 @pytest.fixture
 def untrained_heads(tmp_path, embedded_model):
     """Freshly initialised AutoDeco heads for the embedded model (hidden 576), saved as a user's heads folder."""

@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -61,9 +62,27 @@ def test_atomic_directory_clears_only_its_own_leftovers(tmp_path):
     others = [".final.json.abc123.tmp", ".final.v2.4242.old", ".run1.777.tmp"]  # other paths' temp files and folders
     for name in others:
         (tmp_path / name).mkdir()
-    (tmp_path / ".run[1].999.old").mkdir()  # this path's own leftover, with glob metacharacters in its name
+    finished = subprocess.Popen(["true"])  # its pid names a writer that was killed
+    finished.wait()
+    # this path's own leftovers (glob metacharacters in the name): a dead writer's go, a live writer's stay
+    (tmp_path / f".run[1].{finished.pid}.old").mkdir()
+    (tmp_path / f".run[1].{finished.pid}-x1y2.tmp").mkdir()
+    live = f".run[1].{os.getppid()}-a1b2.tmp"
+    (tmp_path / live).mkdir()
     with atomic_directory(tmp_path / "run[1]") as folder:
         (folder / "weights").write_text("v1")
     with atomic_directory(tmp_path / "final") as folder:
         (folder / "weights").write_text("v1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, "final", "run[1]"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, live, "final", "run[1]"])
+
+
+def test_strict_json_writes_non_finite_numbers_as_null(tmp_path):
+    data = {"loss": float("nan"), "values": [1.0, float("inf")], "nested": {"x": -float("inf")}}
+    atomic_write_json(tmp_path / "strict.json", data, strict=True)
+    assert json.loads((tmp_path / "strict.json").read_text()) == {
+        "loss": None,
+        "values": [1.0, None],
+        "nested": {"x": None},
+    }
+    atomic_write_json(tmp_path / "python.json", data)  # our own files keep NaN, which Python reads back
+    assert json.loads((tmp_path / "python.json").read_text())["values"][1] == float("inf")

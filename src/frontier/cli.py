@@ -436,6 +436,10 @@ def run_reproduce(args: argparse.Namespace) -> int:
             print(f"{name:24s} [{spec.system}] {spec.title}")
         return 0
     only = [name.strip() for item in args.only or [] for name in item.split(",") if name.strip()]
+    if args.only is not None and not only:  # `--only "$UNSET"` must not start every experiment
+        raise ConfigError("--only got no experiment names; list them (frontier reproduce --list) or leave --only out")
+    if args.reports_dir.exists() and not args.reports_dir.is_dir():
+        raise ConfigError(f"--reports-dir {args.reports_dir} is a file; give a folder for the reports")
     specs = registry.select(only)
     names = [spec.name for spec in specs]
     if args.resume and find_resumable(args.reports_dir, Mode(args.mode), args.seed, names) is None:

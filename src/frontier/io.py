@@ -6,6 +6,7 @@ A reader (or a resumed run) sees either the old file or the complete new one, ne
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -36,8 +37,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, data: Any, *, strict: bool = False) -> None:
+    """Write `data` as JSON. Python's JSON (the default) keeps NaN and infinities, so our own files read back as they
+    were written; `strict=True` writes them as null, for files other tools read (jq and browsers refuse NaN)."""
+    data = _finite(data) if strict else data
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=not strict) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
@@ -55,7 +69,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     one, never half-written. If the body raises, the temp folder is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    # The writer's pid is in the name, so a leftover is told from another live writer's folder (see the cleanup).
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp creates 0700; results are meant to be read by others
@@ -74,10 +89,24 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    leftover = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.(tmp|old)")  # this path's temp and old folders only
+    leftover = re.compile(rf"\.{re.escape(path.name)}\.(\d+)(-[^.]+)?\.(tmp|old)")  # this path's folders only
     for stale in path.parent.iterdir():
-        if leftover.fullmatch(stale.name):
+        match = leftover.fullmatch(stale.name)
+        if match and not _alive(int(match.group(1))):
             _remove(stale)  # left by a process killed mid-write; `path` is now complete
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs (another writer may be filling its temp folder right now)."""
+    if pid == os.getpid():
+        return False  # our own leftovers: this call's folders are already moved into place or removed
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

@@ -14,10 +14,10 @@ from frontier.errors import BackendUnavailableError, ConfigError, ModelLoadError
 from frontier.models import embedded_gguf_path, load_causal_lm, loading
 
 
-def _write_tiny_gguf(path: Path) -> Path:
+def _write_tiny_gguf(path: Path, architecture: str = "llama") -> Path:
     import gguf
 
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_tensor("token_embd.weight", np.arange(64 * 64, dtype=np.float32).reshape(64, 64))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -149,6 +149,12 @@ def test_truncated_gguf_error_names_the_file(tmp_path):
         load_causal_lm(path, cache_dir=tmp_path / "cache", progress=False)
     message = str(info.value)
     assert message.startswith(str(path)) and "truncated" in message and "\n" not in message
+
+
+def test_a_well_formed_gguf_transformers_cannot_read_is_a_model_load_error(tmp_path):
+    path = _write_tiny_gguf(tmp_path / "odd.gguf", architecture="rwkv7")
+    with pytest.raises(ModelLoadError, match=r"odd\.gguf: transformers cannot load this GGUF model"):
+        load_causal_lm(path, cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_file_that_is_not_gguf_is_refused(tmp_path):

@@ -105,6 +105,36 @@ def test_an_interrupted_run_resumes_without_repeating_finished_work(tmp_path):
     assert not list(tmp_path.glob(".partial-*"))
 
 
+def test_a_run_resumed_under_other_code_says_which_commit_computed_what(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(_registry(calls, interrupt_on="beta").select(None), Mode.QUICK, tmp_path, progress=False)
+    (partial,) = tmp_path.glob(".partial-*")
+    run = json.loads((partial / "run.json").read_text())
+    run["environment"]["git_commit"] = "0ld0ld0"  # as if the run had started at an older commit
+    (partial / "run.json").write_text(json.dumps(run))
+    stored = partial / "experiments" / "alpha.json"
+    stored.write_text(json.dumps({**json.loads(stored.read_text()), "git_commit": "0ld0ld0"}))
+    with pytest.warns(UserWarning, match="started at commit 0ld0ld0"):
+        outcome = run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)
+    report = (outcome.report_dir / "report.md").read_text()
+    beta = next(r for r in outcome.results if r.name == "beta")
+    assert beta.git_commit and f"computed at commit {beta.git_commit}" in report
+    assert "computed at commit 0ld0ld0" not in report and f"at commit {beta.git_commit} |" in report  # resumed row
+
+
+def test_an_unreadable_finished_experiment_is_run_again(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(_registry(calls, interrupt_on="beta").select(None), Mode.QUICK, tmp_path, progress=False)
+    (partial,) = tmp_path.glob(".partial-*")
+    (partial / "experiments" / "alpha.json").write_text("")
+    calls.clear()
+    with pytest.warns(UserWarning, match="alpha.json is unreadable"):
+        run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)
+    assert calls == ["alpha", "beta"]
+
+
 def test_resume_ignores_partial_runs_of_another_mode(tmp_path):
     calls: list[str] = []
     with pytest.raises(KeyboardInterrupt):

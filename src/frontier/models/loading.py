@@ -107,11 +107,15 @@ def check_safetensors_dir(folder: Path) -> None:
 
 
 def _gguf_cache_dir(gguf_path: Path, root: Path) -> Path:
-    """The cache folder for one GGUF file; keyed on its identity so a changed file gets a new entry."""
+    """The cache folder for one GGUF file; keyed on its identity and on the code that dequantises it (transformers,
+    the `gguf` package, torch), so a changed file or a new converter gets a new entry."""
+    from importlib.metadata import version
+
     import transformers
 
     stat = gguf_path.stat()
-    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}|{CACHE_FORMAT}"
+    converter = f"{transformers.__version__}|{version('gguf')}|{torch.__version__}"
+    key = f"{gguf_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{converter}|{CACHE_FORMAT}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return root / "models" / f"{gguf_path.stem}-{digest}"
 
@@ -158,11 +162,14 @@ def _load_gguf(gguf_path: Path, progress: bool):
         progress_steps(description, total=n_tensors + 1, enabled=progress) as step,
         _track_gguf_tensors(step),
     ):
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
-        step()
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True, dtype=torch.float32
-        )
+        try:  # a well-formed GGUF of an architecture transformers cannot read fails here
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True)
+            step()
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, gguf_file=gguf_path.name, local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelLoadError(f"{gguf_path}: transformers cannot load this GGUF model ({exc})") from exc
     # The weights are plain tensors after dequantisation; the quantizer flag only blocks save_pretrained.
     model.hf_quantizer = None
     return model, tokenizer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,8 +47,8 @@ class Measurement:
 
     def __str__(self) -> str:
         text = f"{self.value:.4g}"
-        if self.ci_low is not None and self.ci_high is not None:
-            text += f" [{self.ci_low:.4g}, {self.ci_high:.4g}]"
+        if self.ci_low is not None and self.ci_high is not None and math.isfinite(self.ci_low + self.ci_high):
+            text += f" [{self.ci_low:.4g}, {self.ci_high:.4g}]"  # one sample has no interval (NaN): none shown
         if self.unit:
             text += f" {self.unit}"
         if self.n is not None:
@@ -80,6 +81,7 @@ class ExperimentResult:
     title: str = ""
     mode: str = Mode.QUICK.value
     seconds: float = 0.0
+    git_commit: str = ""  # the code that computed it (a resumed run may finish under newer code); "" if unknown
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -110,12 +110,13 @@ def render_markdown(run: dict[str, Any], results: list[ExperimentResult]) -> str
         "|---|---|",
     ]
     lines += [f"| {key} | {_escape_cell(value)} |" for key, value in run["environment"].items()]
+    lines += [f"| resumed {r['at']} | at commit {_escape_cell(r['git_commit'])} |" for r in run.get("resumed", [])]
     for result in results:
         lines += [
             "",
             f"## {result.title} (`{result.name}`)",
             "",
-            f"{result.seconds:.1f} s, mode {result.mode}",
+            f"{result.seconds:.1f} s, mode {result.mode}{_other_commit(run, result)}",
             "",
         ]
         lines += ["| Claim | Measured | Verdict | Command |", "|---|---|---|---|"]
@@ -139,6 +140,13 @@ def render_markdown(run: dict[str, Any], results: list[ExperimentResult]) -> str
         for figure in result.figures:
             lines += ["", f"![{Path(figure).stem}]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _other_commit(run: dict[str, Any], result: ExperimentResult) -> str:
+    """ ", computed at commit X" when a resumed run finished this experiment under other code than it started with."""
+    if result.git_commit and result.git_commit != run["environment"].get("git_commit"):
+        return f", computed at commit {result.git_commit}"
+    return ""
 
 
 def _image_tag(report_dir: Path, figure: str) -> str:
@@ -165,10 +173,14 @@ def render_html(run: dict[str, Any], results: list[ExperimentResult], report_dir
         "<h2>Environment</h2><table>",
     ]
     parts += [f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in run["environment"].items()]
+    parts += [
+        f"<tr><th>resumed {esc(r['at'])}</th><td>at commit {esc(r['git_commit'])}</td></tr>"
+        for r in run.get("resumed", [])
+    ]
     parts.append("</table>")
     for result in results:
         parts.append(f"<h2>{esc(result.title)} (<code>{esc(result.name)}</code>)</h2>")
-        parts.append(f"<p>{result.seconds:.1f} s, mode {esc(result.mode)}</p>")
+        parts.append(f"<p>{result.seconds:.1f} s, mode {esc(result.mode)}{esc(_other_commit(run, result))}</p>")
         parts.append("<table><tr><th>Claim</th><th>Measured</th><th>Verdict</th><th>Command</th></tr>")
         for row in result.rows:
             source = f"<br><small>{esc(row.source)}</small>" if row.source else ""

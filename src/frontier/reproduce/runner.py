@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,20 @@ def _unique_stamp(reports_dir: Path) -> str:
     return candidate
 
 
+def _stored_result(path: Path) -> ExperimentResult | None:
+    """A finished experiment of the run being resumed; a file that cannot be read (a full disk, a hand edit) counts
+    as not finished, so the experiment runs again instead of breaking every resume."""
+    try:
+        return ExperimentResult.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"{path} is unreadable ({type(exc).__name__}: {exc}); running that experiment again", stacklevel=3
+        )
+        return None
+
+
 def _error_result(spec: ExperimentSpec, mode: Mode, seconds: float, exc: BaseException) -> ExperimentResult:
     row = ClaimRow(
         claim=f"{spec.title}: experiment ran to completion",
@@ -99,19 +114,29 @@ def run_experiments(
         atomic_write_json(work_dir / "run.json", run)
     else:
         run = json.loads((work_dir / "run.json").read_text())
+        commit = collect_environment()["git_commit"]
+        run.setdefault("resumed", []).append({"at": datetime.now().strftime("%Y-%m-%dT%H-%M-%S"), "git_commit": commit})
+        atomic_write_json(work_dir / "run.json", run)
+        if commit != run["environment"].get("git_commit"):
+            # Finished experiments and units are kept, not recomputed: the report names each experiment's commit.
+            warnings.warn(
+                f"resuming {work_dir.name}, started at commit {run['environment'].get('git_commit')}, under "
+                f"{commit}: its finished experiments and units are kept as they are",
+                stacklevel=2,
+            )
 
     results: list[ExperimentResult] = []
     for spec in specs:
         stored = work_dir / "experiments" / f"{spec.name}.json"
-        if stored.is_file():
-            result = ExperimentResult.from_dict(json.loads(stored.read_text()))
-        else:
+        result = _stored_result(stored)
+        if result is None:
             ctx = RunContext(mode=mode, seed=seed, out_dir=work_dir, progress=progress)
             t0 = time.perf_counter()
             try:
                 result = spec.fn(ctx)
                 result.seconds = time.perf_counter() - t0
                 result.name, result.title, result.mode = spec.name, spec.title, mode.value
+                result.git_commit = collect_environment()["git_commit"]
             except Exception as exc:  # an experiment's crash is reported, and the others still run
                 result = _error_result(spec, mode, time.perf_counter() - t0, exc)
             if result.rows and all(row.verdict is not Verdict.ERROR for row in result.rows):
@@ -121,7 +146,8 @@ def run_experiments(
             on_result(result)
 
     run["finished"] = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    atomic_write_json(work_dir / "results.json", {"run": run, "results": [r.to_dict() for r in results]})
+    results_json = {"run": run, "results": [r.to_dict() for r in results]}
+    atomic_write_json(work_dir / "results.json", results_json, strict=True)  # read by other tools: no NaN
     atomic_write_text(work_dir / "report.md", render_markdown(run, results))
     atomic_write_text(work_dir / "index.html", render_html(run, results, work_dir))
 
