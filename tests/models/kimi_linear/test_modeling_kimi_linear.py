@@ -262,3 +262,14 @@ def test_padding_after_a_cached_context_and_labels_with_logits_to_keep_are_refus
         with pytest.raises(ShapeError, match="logits_to_keep=0 with labels"):
             model(ids, labels=ids, logits_to_keep=1)
     assert KimiLinearForCausalLM.accepts_loss_kwargs is False  # Trainer must average accumulated steps itself
+
+
+def test_a_cache_filled_under_inference_mode_must_be_continued_under_it(tiny_config_kwargs):
+    model = _tiny_model(tiny_config_kwargs)
+    ids = torch.randint(3, 128, (1, 5), generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        cache = model(ids[:, :-1]).cache
+    with torch.no_grad(), pytest.raises(ConfigError, match="continue decoding under torch.inference_mode"):
+        model(ids[:, -1:], cache=cache)
+    with torch.inference_mode():
+        assert model(ids[:, -1:], cache=cache).logits.shape == (1, 1, model.config.vocab_size)

@@ -46,6 +46,9 @@ class KimiLinearCache:
     def nbytes(self) -> int:
         return sum(state.nbytes() for state in self.layers)
 
+    def holds_inference_tensors(self) -> bool:
+        return any(t.is_inference() for state in self.layers for t in state.tensors())
+
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         for state in self.layers:
             state.select(beam_idx)
@@ -186,6 +189,11 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
             cache = KimiLinearCache(self.config)
         if cache is not None and not isinstance(cache, KimiLinearCache):
             raise TypeError(f"Kimi Linear needs a KimiLinearCache, got {type(cache).__name__}")
+        if cache is not None and not torch.is_inference_mode_enabled() and cache.holds_inference_tensors():
+            raise ConfigError(
+                "this cache was filled under torch.inference_mode(), whose tensors cannot be updated in place "
+                "outside it: continue decoding under torch.inference_mode() too"
+            )
         if attention_mask is not None:
             if attention_mask.dim() != 2:
                 raise ShapeError(f"attention_mask must be 2-D [B, S], got shape {list(attention_mask.shape)}")
