@@ -144,10 +144,13 @@ def test_heads_without_model_load_the_base_they_were_trained_on(model_cache_dir,
     generated = run_cli("generate", "hi", "--decoding", "autodeco", "--heads", str(untrained_heads))
     assert generated.returncode != 0 and "/no/such/base" in generated.stderr, generated.stderr
 
+    from frontier.research.llm import LocalLLM
     from frontier.serving.server import build_app
 
-    with pytest.raises(Exception, match="/no/such/base"):
-        build_app(heads=untrained_heads, progress=False)
+    for load in (lambda: build_app(heads=untrained_heads, progress=False),
+                 lambda: LocalLLM.load(heads=str(untrained_heads), progress=False)):  # fmt: skip
+        with pytest.raises(Exception, match="/no/such/base"):
+            load()
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 import json
 import os
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -51,29 +53,56 @@ def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["weights"] and (target / "weights").read_text() == "v2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
     # A process killed mid-write leaves its temp or old folder; the next complete write clears them.
-    (tmp_path / ".final.123.tmp").mkdir()
-    (tmp_path / ".final.99.old").mkdir()
+    from frontier import io
+
+    killed = subprocess.Popen(["true"])
+    killed.wait()
+    (tmp_path / f".final.{io._HOST}-{killed.pid}-ab12.tmp").mkdir()
+    (tmp_path / f".final.{io._HOST}-{killed.pid}-ab12.old").mkdir()
     with atomic_directory(target) as folder:
         (folder / "weights").write_text("v3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
 
 
-def test_atomic_directory_clears_only_its_own_leftovers(tmp_path):
+def test_atomic_directory_clears_only_leftovers_of_writers_that_are_gone(tmp_path):
+    from frontier import io
+
     others = [".final.json.abc123.tmp", ".final.v2.4242.old", ".run1.777.tmp"]  # other paths' temp files and folders
-    for name in others:
-        (tmp_path / name).mkdir()
     finished = subprocess.Popen(["true"])  # its pid names a writer that was killed
     finished.wait()
-    # this path's own leftovers (glob metacharacters in the name): a dead writer's go, a live writer's stay
-    (tmp_path / f".run[1].{finished.pid}.old").mkdir()
-    (tmp_path / f".run[1].{finished.pid}-x1y2.tmp").mkdir()
-    live = f".run[1].{os.getppid()}-a1b2.tmp"
-    (tmp_path / live).mkdir()
+    host = io._HOST
+    # this path's own folders (glob metacharacters in its name): a dead writer's go, a live or foreign writer's stay
+    gone = [f".run[1].{host}-{finished.pid}-x1y2.tmp", f".run[1].{host}-{finished.pid}-x1y2.old", ".run[1].999.old"]
+    kept = [f".run[1].{host}-{os.getppid()}-a1b2.tmp", f".run[1].elsewhere-{finished.pid}-c3d4.tmp", ".run[1].998.old"]
+    for name in [*others, *gone, *kept]:
+        (tmp_path / name).mkdir()
+    day_old = time.time() - io.LEGACY_LEFTOVER_AGE_S - 60  # a leftover named before writers were recorded
+    os.utime(tmp_path / ".run[1].999.old", (day_old, day_old))
     with atomic_directory(tmp_path / "run[1]") as folder:
         (folder / "weights").write_text("v1")
     with atomic_directory(tmp_path / "final") as folder:
         (folder / "weights").write_text("v1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, live, "final", "run[1]"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*others, *kept, "final", "run[1]"])
+
+
+def test_atomic_directory_writers_in_threads_keep_each_others_folders(tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    def slow_writer():
+        with atomic_directory(tmp_path / "slow") as folder:
+            (folder / "part").write_text("1")
+            started.set()
+            release.wait(10)
+            (folder / "rest").write_text("2")
+
+    thread = threading.Thread(target=slow_writer)
+    thread.start()
+    started.wait(10)
+    with atomic_directory(tmp_path / "slow") as folder:  # finishes while the other thread still writes
+        (folder / "other").write_text("x")
+    release.set()
+    thread.join()
+    assert sorted(p.name for p in (tmp_path / "slow").iterdir()) == ["part", "rest"]
 
 
 def test_strict_json_writes_non_finite_numbers_as_null(tmp_path):

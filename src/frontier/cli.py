@@ -399,6 +399,8 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     pairs = read_jsonl_pairs(args.data)
     target = resolve_device(args.device)
+    if target.type == "cuda" and target.index is not None:
+        torch.cuda.set_device(target)  # one accelerate process trains on the current GPU: make it --device's
     state = PartialState(cpu=target.type == "cpu")
     # Under `accelerate launch` each process trains on its own GPU; the heads train where the base lives.
     device = state.device if state.num_processes > 1 else target

@@ -10,7 +10,10 @@ import math
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,20 +66,31 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
     os.replace(tmp, link)
 
 
+# Temp and old folders of `atomic_directory` carry their writer's host and pid, so a leftover of a killed writer is
+# told from a folder another writer is still filling; the folders this process is working in right now (several
+# threads may write at once) are listed here.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+LEGACY_LEFTOVER_AGE_S = 24 * 3600  # leftovers named before writers were recorded: removed once this old
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Fill a temp folder beside `path`, then put it in `path`'s place: `path` is the old folder or the complete new
-    one, never half-written. If the body raises, the temp folder is removed and `path` is left as it was."""
+    one, never half-written. If the body raises, the temp folder is removed and `path` is left as it was. Leftovers
+    of writers killed mid-write (on this host) are removed afterwards."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The writer's pid is in the name, so a leftover is told from another live writer's folder (see the cleanup).
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+    writer = f"{_HOST}-{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{writer}-", suffix=".tmp", dir=path.parent))
+    old = path.parent / f"{tmp.name.removesuffix('.tmp')}.old"
+    with _ACTIVE_LOCK:
+        _ACTIVE.update((tmp.name, old.name))
     try:
         yield tmp
         tmp.chmod(0o755)  # mkdtemp creates 0700; results are meant to be read by others
         if path.exists() or path.is_symlink():
-            old = path.parent / f".{path.name}.{os.getpid()}.old"
-            _remove(old)
             os.replace(path, old)  # a crash between the two renames leaves the old folder here, not lost
             try:
                 os.replace(tmp, path)
@@ -89,20 +103,36 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    leftover = re.compile(rf"\.{re.escape(path.name)}\.(\d+)(-[^.]+)?\.(tmp|old)")  # this path's folders only
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.difference_update((tmp.name, old.name))
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove this path's temp and old folders whose writer is gone: a dead process on this host, or this process
+    when it no longer works in them; folders of other hosts are left alone."""
+    name = re.escape(path.name)
+    recorded = re.compile(rf"\.{name}\.([A-Za-z0-9]+)-(\d+)-[^.]+\.(tmp|old)")
+    legacy = re.compile(rf"\.{name}\.[^.-]+\.(tmp|old)")  # named before writers were recorded
     for stale in path.parent.iterdir():
-        match = leftover.fullmatch(stale.name)
-        if match and not _alive(int(match.group(1))):
-            _remove(stale)  # left by a process killed mid-write; `path` is now complete
+        match = recorded.fullmatch(stale.name)
+        if match:
+            host, pid = match.group(1), int(match.group(2))
+            if host == _HOST and not _writing(pid, stale.name):
+                _remove(stale)
+        elif legacy.fullmatch(stale.name) and time.time() - stale.stat().st_mtime > LEGACY_LEFTOVER_AGE_S:
+            _remove(stale)
 
 
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid runs (another writer may be filling its temp folder right now)."""
+def _writing(pid: int, name: str) -> bool:
+    """Whether the process `pid` of this host may still be writing the folder `name`."""
     if pid == os.getpid():
-        return False  # our own leftovers: this call's folders are already moved into place or removed
+        with _ACTIVE_LOCK:
+            return name in _ACTIVE
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True

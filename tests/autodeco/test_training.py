@@ -59,6 +59,7 @@ def test_training_one_head_leaves_the_other_unchanged(tiny_llama, tmp_path, trai
     train_heads(model, _features(model), config, tmp_path, progress=False)
     after = getattr(model, frozen).state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
+    assert all(p.requires_grad for p in model.head_parameters())  # frozen for the run only
 
 
 def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, tmp_path):

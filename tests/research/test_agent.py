@@ -193,6 +193,17 @@ def test_a_forced_answer_right_after_resum_keeps_the_question_and_summary(script
     assert last.startswith("Question: Capital of France?") and last.endswith(FORCED_ANSWER_PROMPT)
 
 
+def test_a_tool_model_that_refuses_the_request_ends_the_run_with_the_reason(scripted_llm):
+    from frontier.research.llm import LLMRefusedError
+
+    def refusing_extractor(page, goal):
+        raise LLMRefusedError("extractor at http://x refused the request: 401 bad key", 401)
+
+    llm = scripted_llm([call("visit", url=["doc/france"], goal="capital"), "<answer>Paris</answer>"])
+    trajectory = ResearchAgent(llm, [VisitTool(DictPages(), refusing_extractor)]).run("Capital of France?")
+    assert trajectory.termination == "llm error" and "401 bad key" in trajectory.error
+
+
 def test_llm_failure_is_a_termination_not_a_crash(scripted_llm):
     trajectory = ResearchAgent(scripted_llm([]), tools()).run("q")
     assert trajectory.termination == "llm error" and "script exhausted" in trajectory.error

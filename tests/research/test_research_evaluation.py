@@ -41,9 +41,10 @@ def test_normalisation_and_scores():
 
 
 def test_judge_verdicts_are_read_or_refused():
-    assert judge_verdict("**Correct**") and judge_verdict("<think>is it incorrect? no</think>The answer is Correct.")
+    assert judge_verdict("**Correct**") and judge_verdict("<think>is it incorrect? no</think>\nCorrect.")
     assert not judge_verdict("Incorrect") and not judge_verdict("**Incorrect.** The correct answer is Paris.")
-    for unreadable in ("<think>so it looks correct, but let me", "Maybe", "<think>x</think>"):
+    prose = ["The correct answer is Paris, so Lyon is Incorrect.", "Not correct.", "Is it correct? Incorrect"]
+    for unreadable in ("<think>so it looks correct, but let me", "Maybe", "<think>x</think>", *prose):
         with pytest.raises(JudgeError):
             judge_verdict(unreadable)
 
@@ -72,6 +73,9 @@ def test_answers_made_with_other_settings_are_not_resumed(tmp_path):
     evaluate(QUESTIONS, runners, tmp_path, rollouts=2, settings={"llm": "model-a"})  # more rollouts: same run
     with pytest.raises(ConfigError, match="llm: 'model-a' then, 'model-b' now"):
         evaluate(QUESTIONS, runners, tmp_path, rollouts=1, settings={"llm": "model-b"})
+    # Other questions in the same folder are the same run too: their answers would sit in one score.
+    with pytest.raises(ConfigError, match="other settings"):
+        evaluate(QUESTIONS[1:], runners, tmp_path, rollouts=1, settings={"llm": "model-b"})
     # A run that only recorded failures (a wrong URL, say) may be rerun with corrected settings.
     down = Responder({"France": "Paris", "Czechia": "Prague"}, fail_on={"France", "Czechia"})
     failing = {"closed-book": closed_book_runner(down)}
@@ -183,3 +187,20 @@ def test_bad_settings_are_refused(tmp_path):
         evaluate(QUESTIONS, {"oracle": None}, tmp_path)
     with pytest.raises(ConfigError, match="unique"):
         evaluate([QUESTIONS[0], QUESTIONS[0]], {"closed-book": None}, tmp_path)
+
+
+def test_a_refused_judge_request_is_raised_once_the_answer_is_saved(tmp_path):
+    from frontier.research.llm import LLMRefusedError
+
+    class RefusingJudge:
+        name, context_window = "judge", None
+
+        def complete(self, messages, **kwargs):
+            raise LLMRefusedError("judge at http://x refused the request: 401 bad key", 401)
+
+    llm = Responder({"France": "Paris"})
+    with pytest.raises(LLMRefusedError, match="401"):
+        evaluate(QUESTIONS[:1], {"closed-book": closed_book_runner(llm)}, tmp_path, rollouts=1,
+                 judge=Judge(RefusingJudge()))  # fmt: skip
+    (record,) = read_records(tmp_path / "closed-book" / "rollout0.jsonl")
+    assert record["prediction"] == "Paris" and "401" in record["judge_error"]

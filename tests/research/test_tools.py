@@ -96,9 +96,14 @@ def test_a_request_refused_as_too_long_shrinks_the_page_and_other_failures_propa
     llm = Replies([LLMRefusedError("400 prompt too long", 400), good])
     out = VisitTool(Pages(), LLMExtractor(llm, page_tokens=40))({"url": "doc/fr", "goal": "capital"})
     assert "Paris is the capital." in out and llm.page_lengths == [40, 28]
-    for failure in (LLMRefusedError("401 bad key", 401), LLMError("no answer after 10 tries")):
-        with pytest.raises(LLMError, match=str(failure)):
-            VisitTool(Pages(), LLMExtractor(Replies([failure])))({"url": "doc/fr", "goal": "capital"})
+    refused = LLMRefusedError("401 bad key", 401)
+    with pytest.raises(LLMRefusedError, match="401 bad key"):
+        VisitTool(Pages(), LLMExtractor(Replies([refused])))({"url": "doc/fr", "goal": "capital"})
+    # An extractor that gives up on one page (after its retries) costs that page only.
+    llm = Replies([LLMError("no answer after 10 tries")])
+    with pytest.warns(UserWarning, match="could not extract doc/fr"):
+        out = VisitTool(Pages(), LLMExtractor(llm))({"url": ["doc/fr", "doc/missing"], "goal": "capital"})
+    assert out.count(UNAVAILABLE_EVIDENCE) == 2
 
 
 def test_visit_failures_give_the_reference_text():

@@ -292,6 +292,7 @@ GOOD = {"model": MODEL_NAME, "messages": ask(), "max_tokens": 4}
          "invalid_value"),
         ("/v1/chat/completions", {**GOOD, "tools": [{"type": "function"}]}, 400, "tools", "invalid_value"),
         ("/v1/chat/completions", {**GOOD, "functions": [{"name": "f"}]}, 400, "functions", "invalid_value"),
+        ("/v1/chat/completions", {**GOOD, "function_call": "auto"}, 400, "function_call", "invalid_value"),
         ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "echo": True}, 400, "echo", "invalid_value"),
         ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "logprobs": 2}, 400, "logprobs", "invalid_value"),
         ("/v1/completions", {"model": MODEL_NAME, "prompt": "Hi", "best_of": 3}, 400, "best_of", "invalid_value"),
@@ -300,7 +301,8 @@ GOOD = {"model": MODEL_NAME, "messages": ask(), "max_tokens": 4}
         "bad-json", "negative-temperature", "string-temperature", "zero-top-p", "empty-messages", "no-messages",
         "unknown-role", "unknown-model", "zero-max-tokens", "max-tokens-over-limit", "too-many-choices",
         "too-many-stops", "empty-prompt", "prompt-too-long", "unknown-path", "seed-too-large", "chat-logprobs",
-        "top-logprobs", "logit-bias", "json-mode", "tools", "functions", "echo", "completion-logprobs", "best-of",
+        "top-logprobs", "logit-bias", "json-mode", "tools", "functions", "function-call", "echo",
+        "completion-logprobs", "best-of",
     ],
 )  # fmt: skip
 def test_invalid_requests_get_openai_errors(static_server, path, body, status, param, code):

@@ -21,6 +21,8 @@ from frontier.io import atomic_write_text
 from frontier.models.generation import chat_inputs
 from frontier.models.sampling import eos_id_tensor, prefill, sample, static_params
 
+MODEL_NAME_OR_PATH = object()  # make_data's default model_id: the model's own config.name_or_path
+
 
 @dataclass
 class MakeDataSummary:
@@ -44,9 +46,14 @@ def _read_partial(path: Path, settings: dict, problems: list[Problem]) -> list[d
     if not lines:
         return []
     stored = lines[0].get("settings") if isinstance(lines[0], dict) else None
-    changed = sorted(k for k in settings if stored is None or stored.get(k) != settings[k])
+    if stored is None:
+        raise ConfigError(
+            f"{path} holds samples of an interrupted run by an older frontier, which recorded no settings: delete it "
+            "to start afresh"
+        )
+    changed = sorted(k for k in settings if stored.get(k) != settings[k])
     if changed:
-        was = "no recorded settings" if stored is None else ", ".join(f"{k}={stored.get(k)!r}" for k in changed)
+        was = ", ".join(f"{k}={stored.get(k)!r}" for k in changed)
         now = ", ".join(f"{k}={settings[k]!r}" for k in changed)
         raise ConfigError(
             f"{path} holds samples of an interrupted run with other settings ({was}; now {now}): rerun with those "
@@ -72,12 +79,15 @@ def make_data(
     batch_size: int = 32,
     seed: int = 0,
     progress: bool = True,
-    model_id: str | None = None,
+    model_id: str | object | None = MODEL_NAME_OR_PATH,
 ) -> MakeDataSummary:
     """Sample the base on `problems`, keep the distinct correct completions, write them as JSONL to `output`.
 
-    `model_id` names the base in the resume record (e.g. its resolved path; None: the embedded model), so an
-    interrupted run is not resumed with another base."""
+    `model_id` names the base in the resume record, so an interrupted run is not resumed with another base: by
+    default the model's `config.name_or_path`; callers that know a steadier name pass it (the CLI: the resolved
+    --model path, None for the embedded model, whose converted copy's path changes with the cache)."""
+    if model_id is MODEL_NAME_OR_PATH:
+        model_id = getattr(model.config, "name_or_path", None)
     if samples_per_problem < 1 or batch_size < 1:
         raise ConfigError("samples_per_problem and batch_size must be positive integers")
     output = Path(output)

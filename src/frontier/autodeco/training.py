@@ -148,14 +148,13 @@ def heads_accelerator(model: AutoDecoForCausalLM):
     from accelerate import Accelerator
 
     device = model.base_model.device
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)  # a single accelerate process runs on the current CUDA device
     accelerator = Accelerator(cpu=device.type == "cpu")
     placed = torch.device(accelerator.device)
-    if placed.type != device.type or (device.type == "cuda" and placed.index not in (None, device.index)):
+    index = torch.cuda.current_device() if placed.type == "cuda" and placed.index is None else placed.index
+    if placed.type != device.type or (device.type == "cuda" and index != device.index):
         raise ConfigError(
-            f"the base model is on {device} but this process trains on {placed}; under `accelerate launch` load the "
-            "base on accelerate's device (PartialState().device)"
+            f"the base model is on {device} but this process trains on {placed}: load the base on accelerate's "
+            f"device (PartialState().device), or make {device} the current one (torch.cuda.set_device)"
         )
     return accelerator
 
@@ -246,7 +245,8 @@ def _check_same_run(state: dict, config: TrainConfig, fingerprint: str, checkpoi
             f"{checkpoint} was trained with other settings ({details}); rerun with the same settings to resume, "
             "or give another output folder to start afresh"
         )
-    if state.get("data") not in (None, fingerprint):  # None: a checkpoint from before data was recorded
+    # None: a checkpoint from before data was recorded; a bare hash: from before the base was part of it.
+    if state.get("data") not in (None, fingerprint, fingerprint.split(" ", 1)[0]):
         raise ConfigError(
             f"{checkpoint} was trained on other data or another base model; rerun with the same "
             "data and base to resume, or give another output folder to start afresh"

@@ -102,26 +102,28 @@ def run_experiments(
     """Run `specs` in order and write the report; `on_result(result)` is called as each one finishes."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     names = [spec.name for spec in specs]
+    environment = collect_environment()
+    commit = environment["git_commit"]  # read once: the code this process imported, whatever the checkout does later
     work_dir = find_resumable(reports_dir, mode, seed, names) if resume else None
     if work_dir is None:
         started = _unique_stamp(reports_dir)
         work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
         work_dir.mkdir()
         run = {
-            "started": started, "mode": mode.value, "seed": seed, "experiments": names,
-            "environment": collect_environment(),
+            "started": started, "mode": mode.value, "seed": seed, "experiments": names, "environment": environment,
         }  # fmt: skip
         atomic_write_json(work_dir / "run.json", run)
     else:
         run = json.loads((work_dir / "run.json").read_text())
-        commit = collect_environment()["git_commit"]
         run.setdefault("resumed", []).append({"at": datetime.now().strftime("%Y-%m-%dT%H-%M-%S"), "git_commit": commit})
         atomic_write_json(work_dir / "run.json", run)
-        if commit != run["environment"].get("git_commit"):
+        started_at = run["environment"].get("git_commit")
+        if commit != started_at or commit.endswith("-dirty"):
             # Finished experiments and units are kept, not recomputed: the report names each experiment's commit.
+            changed = "uncommitted changes cannot be compared" if commit == started_at else f"now {commit}"
             warnings.warn(
-                f"resuming {work_dir.name}, started at commit {run['environment'].get('git_commit')}, under "
-                f"{commit}: its finished experiments and units are kept as they are",
+                f"resuming {work_dir.name}, started at commit {started_at} ({changed}): its finished experiments "
+                "and units are kept as they are",
                 stacklevel=2,
             )
 
@@ -136,7 +138,7 @@ def run_experiments(
                 result = spec.fn(ctx)
                 result.seconds = time.perf_counter() - t0
                 result.name, result.title, result.mode = spec.name, spec.title, mode.value
-                result.git_commit = collect_environment()["git_commit"]
+                result.git_commit = commit
             except Exception as exc:  # an experiment's crash is reported, and the others still run
                 result = _error_result(spec, mode, time.perf_counter() - t0, exc)
             if result.rows and all(row.verdict is not Verdict.ERROR for row in result.rows):

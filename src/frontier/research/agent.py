@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from frontier.errors import ConfigError
-from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ChatLLM, LLMError
+from frontier.research.llm import DEFAULT_TEMPERATURE, DEFAULT_TOP_P, ChatLLM, LLMError, LLMRefusedError
 from frontier.research.parsing import Turn, between, parse_turn
 from frontier.research.prompts import (
     CALLS_EXHAUSTED_MESSAGE,
@@ -270,6 +270,8 @@ class _Run:
                     result, error = tool(call.arguments, call.code), False
                 except ToolArgumentError as exc:
                     result = str(exc)
+                except LLMRefusedError:
+                    raise  # a tool's model refused the request (wrong key or name): the run ends with the reason
                 except Exception as exc:  # a failing backend must not end the run; the model can try otherwise
                     result = f"Error: Tool {name} failed: {type(exc).__name__}: {exc}"
         self._emit(Step("tool", result, time.monotonic() - start, tool=name, error=error))

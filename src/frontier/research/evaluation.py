@@ -93,14 +93,16 @@ class Judge:
 
 
 def judge_verdict(reply: str) -> bool:
-    """The first "Correct" or "Incorrect" after any <think> block ("**Incorrect.** The correct answer is …" is
-    Incorrect). A reply cut off inside <think>, or with no verdict, raises `JudgeError`: unreadable is not wrong."""
+    """The verdict the prompt asks for: the reply's first word after any <think> block, markdown and punctuation
+    aside, is "Correct" or "Incorrect" ("**Incorrect.** The correct answer is …" is Incorrect). Anything else (a
+    sentence around the verdict, a reply cut off inside <think>) raises `JudgeError`: unreadable is not wrong, and
+    guessing from prose ("Not correct.") would score it wrongly."""
     if reply.rfind("<think>") > reply.rfind("</think>"):
         raise JudgeError(f"the judge's reply ends inside <think> (raise its max_tokens): {reply[-200:]!r}")
-    verdict = re.search(r"\b(incorrect|correct)\b", reply.rsplit("</think>", 1)[-1].lower())
-    if verdict is None:
-        raise JudgeError(f"the judge's reply is neither Correct nor Incorrect: {reply[-200:]!r}")
-    return verdict.group(1) == "correct"
+    first = re.match(r"[\W_]*([a-z]+)", reply.rsplit("</think>", 1)[-1].lower())
+    if first is None or first.group(1) not in ("correct", "incorrect"):
+        raise JudgeError(f"the judge's reply does not start with Correct or Incorrect: {reply[-200:]!r}")
+    return first.group(1) == "correct"
 
 
 def _single_turn(llm: ChatLLM, question: str, prompt: str, max_tokens: int, seed: int | None) -> Trajectory:
@@ -225,7 +227,7 @@ def check_run_settings(output: Path, settings: dict[str, Any], answered: bool) -
         details = ", ".join(f"{key}: {stored.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
         raise ConfigError(
             f"{output} holds answers made with other settings ({details}); rerun with those settings to resume, "
-            "or give another --output"
+            "or give another --output (also for answers recorded by an older frontier, whose settings differ in form)"
         )
 
 
@@ -293,7 +295,8 @@ def evaluate(
             on_done(mode, record)
 
     if settings is not None:
-        check_run_settings(output, {**settings, "seed": seed}, answered=len(tasks) < len(runners) * rollouts * len(ids))
+        answered = any(not r.get("error") for path in output.glob("*/rollout*.jsonl") for r in read_records(path))
+        check_run_settings(output, {**settings, "seed": seed}, answered=answered)
 
     def judge_again(item) -> None:
         path, q, record = item

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from frontier.errors import FrontierError
-from frontier.research.llm import ChatLLM, LLMRefusedError
+from frontier.research.llm import ChatLLM, LLMError, LLMRefusedError
 from frontier.research.parsing import PYTHON_TOOL
 from frontier.research.prompts import EXTRACTOR_PROMPT, TOOL_SIGNATURES
 from frontier.research.web import PageUnavailableError
@@ -289,7 +290,13 @@ class VisitTool:
             page = self.pages.read(link)
         except PageUnavailableError:
             return visit_text(link, goal, UNAVAILABLE_EVIDENCE, UNAVAILABLE_SUMMARY)
-        extracted = self.extractor(page.text, goal)
+        try:
+            extracted = self.extractor(page.text, goal)
+        except LLMRefusedError:
+            raise  # a wrong extractor key or model name: the agent run stops and says so
+        except LLMError as exc:  # the extractor gave up on this page after its retries; the call's other pages stay
+            warnings.warn(f"visit could not extract {link}: {exc}", stacklevel=2)
+            return visit_text(link, goal, UNAVAILABLE_EVIDENCE, UNAVAILABLE_SUMMARY)
         if extracted is None:
             return visit_text(link, goal, UNAVAILABLE_EVIDENCE, UNAVAILABLE_SUMMARY)
         return visit_text(link, goal, extracted["evidence"], extracted["summary"])

@@ -269,7 +269,7 @@ def test_a_cache_filled_under_inference_mode_must_be_continued_under_it(tiny_con
     ids = torch.randint(3, 128, (1, 5), generator=torch.Generator().manual_seed(8))
     with torch.inference_mode():
         cache = model(ids[:, :-1]).cache
-    with torch.no_grad(), pytest.raises(ConfigError, match="continue decoding under torch.inference_mode"):
+    with torch.no_grad(), pytest.raises(ConfigError, match=r"continue decoding under torch\.inference_mode"):
         model(ids[:, -1:], cache=cache)
     with torch.inference_mode():
         assert model(ids[:, -1:], cache=cache).logits.shape == (1, 1, model.config.vocab_size)

@@ -59,6 +59,9 @@ FULL = Scale(train_problems=1500, train_samples=4, steps=400, batch_size=32, eva
 LEARNING_RATE = 1e-3
 MAKE_DATA_TEMPERATURE = 1.0
 ANSWER_TOKENS = 24  # make-data: long enough for the base's usual "To add 3 and 4, … = 7." answers
+# Bumped when make-data or training changes what they produce, so cached heads of the old rules are not reused:
+# 2 = samples cut off at the token limit are dropped (2026-12-07).
+DATA_RULES = 2
 EVAL_TOKENS = 16  # evaluation: the answers asked for are one number; the long tail only costs time
 
 
@@ -84,7 +87,7 @@ def trained_heads(ctx: RunContext):
     scale = _scale(ctx)
     # Keyed by everything that shapes the data and heads, so a changed setting never reuses stale heads.
     key = json.dumps([scale.train_problems, scale.train_samples, scale.families, scale.steps, scale.batch_size,
-                      LEARNING_RATE, MAKE_DATA_TEMPERATURE, ANSWER_TOKENS])  # fmt: skip
+                      LEARNING_RATE, MAKE_DATA_TEMPERATURE, ANSWER_TOKENS, DATA_RULES])  # fmt: skip
     folder = cache_root() / "autodeco-reproduce" / f"{ctx.mode.value}-seed{ctx.seed}-{zlib.crc32(key.encode()):08x}"
     base, tokenizer = load_causal_lm(progress=ctx.progress)
     data_path = folder / "solutions.jsonl"
@@ -94,7 +97,7 @@ def trained_heads(ctx: RunContext):
         started = time.perf_counter()
         summary = make_data(base, tokenizer, problems, data_path, samples_per_problem=scale.train_samples,
                             temperature=MAKE_DATA_TEMPERATURE, max_new_tokens=ANSWER_TOKENS, seed=ctx.seed,
-                            progress=ctx.progress)  # fmt: skip
+                            progress=ctx.progress, model_id=None)  # fmt: skip
         info = {**summary.__dict__, "seconds": time.perf_counter() - started}
         atomic_write_json(info_path, info)
     info = json.loads(info_path.read_text())
