@@ -57,8 +57,8 @@ def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path):
 
     killed = subprocess.Popen(["true"])
     killed.wait()
-    (tmp_path / f".final.{io._HOST}-{killed.pid}-ab12.tmp").mkdir()
-    (tmp_path / f".final.{io._HOST}-{killed.pid}-ab12.old").mkdir()
+    (tmp_path / f".final.{io.HOST_TAG}-{killed.pid}-ab12.tmp").mkdir()
+    (tmp_path / f".final.{io.HOST_TAG}-{killed.pid}-ab12.old").mkdir()
     with atomic_directory(target) as folder:
         (folder / "weights").write_text("v3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]
@@ -70,10 +70,15 @@ def test_atomic_directory_clears_only_leftovers_of_writers_that_are_gone(tmp_pat
     others = [".final.json.abc123.tmp", ".final.v2.4242.old", ".run1.777.tmp"]  # other paths' temp files and folders
     finished = subprocess.Popen(["true"])  # its pid names a writer that was killed
     finished.wait()
-    host = io._HOST
+    host = io.HOST_TAG
     # this path's own folders (glob metacharacters in its name): a dead writer's go, a live or foreign writer's stay
     gone = [f".run[1].{host}-{finished.pid}-x1y2.tmp", f".run[1].{host}-{finished.pid}-x1y2.old", ".run[1].999.old"]
-    kept = [f".run[1].{host}-{os.getppid()}-a1b2.tmp", f".run[1].elsewhere-{finished.pid}-c3d4.tmp", ".run[1].998.old"]
+    elsewhere = "0123456789ab" if host != "0123456789ab" else "ba9876543210"  # another host's tag
+    kept = [
+        f".run[1].{host}-{os.getppid()}-a1b2.tmp",
+        f".run[1].{elsewhere}-{finished.pid}-c3d4.tmp",
+        ".run[1].998.old",
+    ]
     for name in [*others, *gone, *kept]:
         (tmp_path / name).mkdir()
     day_old = time.time() - io.LEGACY_LEFTOVER_AGE_S - 60  # a leftover named before writers were recorded

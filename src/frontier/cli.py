@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -399,7 +400,7 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     pairs = read_jsonl_pairs(args.data)
     target = resolve_device(args.device)
-    if target.type == "cuda" and target.index is not None:
+    if target.type == "cuda" and target.index is not None and "LOCAL_RANK" not in os.environ:
         torch.cuda.set_device(target)  # one accelerate process trains on the current GPU: make it --device's
     state = PartialState(cpu=target.type == "cpu")
     # Under `accelerate launch` each process trains on its own GPU; the heads train where the base lives.

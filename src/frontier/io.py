@@ -5,6 +5,7 @@ A reader (or a resumed run) sees either the old file or the complete new one, ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -69,7 +70,7 @@ def atomic_symlink(target: str | os.PathLike, link: str | os.PathLike) -> None:
 # Temp and old folders of `atomic_directory` carry their writer's host and pid, so a leftover of a killed writer is
 # told from a folder another writer is still filling; the folders this process is working in right now (several
 # threads may write at once) are listed here.
-_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]  # names this host in temp folder names
 _ACTIVE: set[str] = set()
 _ACTIVE_LOCK = threading.Lock()
 LEGACY_LEFTOVER_AGE_S = 24 * 3600  # leftovers named before writers were recorded: removed once this old
@@ -82,10 +83,10 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     of writers killed mid-write (on this host) are removed afterwards."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = f"{_HOST}-{os.getpid()}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{writer}-", suffix=".tmp", dir=path.parent))
-    old = path.parent / f"{tmp.name.removesuffix('.tmp')}.old"
-    with _ACTIVE_LOCK:
+    writer = f"{HOST_TAG}-{os.getpid()}"
+    with _ACTIVE_LOCK:  # listed before another thread's cleanup can see it
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{writer}-", suffix=".tmp", dir=path.parent))
+        old = path.parent / f"{tmp.name.removesuffix('.tmp')}.old"
         _ACTIVE.update((tmp.name, old.name))
     try:
         yield tmp
@@ -113,16 +114,19 @@ def _remove_leftovers(path: Path) -> None:
     """Remove this path's temp and old folders whose writer is gone: a dead process on this host, or this process
     when it no longer works in them; folders of other hosts are left alone."""
     name = re.escape(path.name)
-    recorded = re.compile(rf"\.{name}\.([A-Za-z0-9]+)-(\d+)-[^.]+\.(tmp|old)")
-    legacy = re.compile(rf"\.{name}\.[^.-]+\.(tmp|old)")  # named before writers were recorded
+    recorded = re.compile(rf"\.{name}\.([0-9a-f]{{12}})-(\d+)-[^.]+\.(tmp|old)")
+    legacy = re.compile(rf"\.{name}\.[^.]+\.(tmp|old)")  # named before writers were recorded
     for stale in path.parent.iterdir():
-        match = recorded.fullmatch(stale.name)
-        if match:
-            host, pid = match.group(1), int(match.group(2))
-            if host == _HOST and not _writing(pid, stale.name):
+        try:  # best effort: `path` is already complete, and another writer may clear the same leftover
+            match = recorded.fullmatch(stale.name)
+            if match:
+                host, pid = match.group(1), int(match.group(2))
+                if host == HOST_TAG and not _writing(pid, stale.name):
+                    _remove(stale)
+            elif legacy.fullmatch(stale.name) and time.time() - stale.stat().st_mtime > LEGACY_LEFTOVER_AGE_S:
                 _remove(stale)
-        elif legacy.fullmatch(stale.name) and time.time() - stale.stat().st_mtime > LEGACY_LEFTOVER_AGE_S:
-            _remove(stale)
+        except OSError:
+            continue
 
 
 def _writing(pid: int, name: str) -> bool:

@@ -93,12 +93,13 @@ def test_temp_folders_of_killed_conversions_are_removed_and_live_ones_kept(tmp_p
 
     killed = subprocess.Popen(["true"])
     killed.wait()
-    folder = tmp_path / "models" / "SmolLM2-abc"
-    dead, live = f".tmp-{folder.name}-{killed.pid}-1a2b", f".tmp-{folder.name}-{os.getppid()}-3c4d"
-    for name in (dead, live, ".tmp-other-entry-1-5e6f"):
+    folder, host = tmp_path / "models" / "SmolLM2-abc", loading.HOST_TAG
+    dead, live = f".tmp-{folder.name}-{host}-{killed.pid}-1a2b", f".tmp-{folder.name}-{host}-{os.getppid()}-3c4d"
+    kept = [live, f".tmp-{folder.name}-otherhost0000-{killed.pid}-7a8b", f".tmp-other-entry-{host}-1-5e6f"]
+    for name in (dead, *kept):
         (folder.parent / name).mkdir(parents=True)
     loading.remove_dead_writers_temp(folder)
-    assert sorted(p.name for p in folder.parent.iterdir()) == sorted([live, ".tmp-other-entry-1-5e6f"])
+    assert sorted(p.name for p in folder.parent.iterdir()) == sorted(kept)
 
 
 def test_unfinished_cache_entry_is_replaced_by_a_complete_one(embedded_model, tmp_path):

