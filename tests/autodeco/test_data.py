@@ -34,19 +34,24 @@ def test_only_correct_distinct_answers_are_kept(embedded_model, tmp_path):
     assert not (tmp_path / "out.jsonl.partial").exists()
 
 
-def test_interrupted_run_resumes_without_redrawing(embedded_model, tmp_path, monkeypatch):
-    model, tokenizer = embedded_model
-    make_data(model, tokenizer, PROBLEMS, tmp_path / "straight.jsonl", **KWARGS)
-
+def _interrupt_sampling_at(call: int, monkeypatch) -> list[int]:
+    """Make make-data's `call`-th sampling call raise KeyboardInterrupt; returns the list of calls made."""
     real_sample, calls = data_module.sample, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == call:
             raise KeyboardInterrupt
         return real_sample(*args, **kwargs)
 
     monkeypatch.setattr(data_module, "sample", interrupted)
+    return calls
+
+
+def test_interrupted_run_resumes_without_redrawing(embedded_model, tmp_path, monkeypatch):
+    model, tokenizer = embedded_model
+    make_data(model, tokenizer, PROBLEMS, tmp_path / "straight.jsonl", **KWARGS)
+    calls = _interrupt_sampling_at(3, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         make_data(model, tokenizer, PROBLEMS, tmp_path / "resumed.jsonl", **KWARGS)
     assert len(_lines(tmp_path / "resumed.jsonl.partial")) == 1 + 4  # settings, two problems × two samples
@@ -58,15 +63,8 @@ def test_interrupted_run_resumes_without_redrawing(embedded_model, tmp_path, mon
 
 def test_a_resume_with_other_settings_is_refused(embedded_model, tmp_path, monkeypatch):
     model, tokenizer = embedded_model
-    real_sample, calls = data_module.sample, []
-
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_sample(*args, **kwargs)
-
-    monkeypatch.setattr(data_module, "sample", interrupted)
+    real_sample = data_module.sample
+    _interrupt_sampling_at(2, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         make_data(model, tokenizer, PROBLEMS, tmp_path / "out.jsonl", **KWARGS)
     monkeypatch.setattr(data_module, "sample", real_sample)
