@@ -171,3 +171,16 @@ def test_report_cites_visited_pages_and_answer_bearing_results(scripted_llm):
     assert [(c.link, c.how) for c in found] == [("doc/fr", "search result")]
     report = render_report(trajectory)
     assert "**Answer:** Paris" in report and "[1] France — doc/fr (search result)" in report
+
+
+def test_report_cites_the_readable_pages_of_a_visit_and_links_with_spaces(scripted_llm):
+    search = FixedSearch([SearchResult("Notes", "notes/a (1).md", "Capital: Paris")])
+    tools = [SearchTool(search), VisitTool(Pages(), GoalLinesExtractor())]
+    call = '<tool_call>{{"name": "{}", "arguments": {}}}</tool_call>'
+    llm = scripted_llm([
+        call.format("search", '{"query": ["capital France"]}'),
+        call.format("visit", '{"url": ["doc/missing", "doc/fr"], "goal": "capital"}'),
+        "<answer>Paris</answer>",
+    ])  # fmt: skip
+    found = citations(ResearchAgent(llm, tools).run("capital of France?"))
+    assert [(c.link, c.how) for c in found] == [("doc/fr", "visited"), ("notes/a (1).md", "search result")]

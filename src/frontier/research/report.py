@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 from frontier.research.agent import Trajectory
 from frontier.research.evaluation import normalize_answer
+from frontier.research.tools import RESULT_SEPARATOR, UNAVAILABLE_EVIDENCE
 
-# A search result line in the reference's format: "1. [title](link)".
-RESULT_LINE = re.compile(r"^\d+\. \[(?P<title>.*)\]\((?P<link>[^()\s]*)\)$", re.MULTILINE)
+# A search result line in the reference's format: "1. [title](link)"; a link (a document id) may hold spaces and
+# parentheses, so it runs to the line's last ")".
+RESULT_LINE = re.compile(r"^\d+\. \[(?P<title>.*)\]\((?P<link>.*)\)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,11 @@ def citations(trajectory: Trajectory) -> list[Citation]:
                 titles.setdefault(match["link"], match["title"])
         elif step.tool == "visit":
             links = step.arguments.get("url", [])
+            # One part per page; a page that could not be read is not cited, the call's other pages are.
+            parts = result.content.split(RESULT_SEPARATOR)
             for link in [links] if isinstance(links, str) else links:
-                if link not in seen and "could not be accessed" not in result.content:
+                part = next((p for p in parts if p.startswith(f"The useful information in {link} for")), "")
+                if link not in seen and part and UNAVAILABLE_EVIDENCE not in part:
                     seen.add(link)
                     found.append(Citation(link, titles.get(link, link), "visited"))
     answer = normalize_answer(trajectory.prediction)
