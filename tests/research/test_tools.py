@@ -156,16 +156,21 @@ def test_the_weaker_sandbox_is_announced_when_namespaces_are_unavailable(monkeyp
     assert [t.name for t in tools] == ["search", "visit", "PythonInterpreter"]
 
 
-def test_report_cites_visited_pages_and_answer_bearing_results(scripted_llm):
-    search = FixedSearch([SearchResult("France", "doc/fr", "Capital: Paris"), SearchResult("Spain", "doc/es", "x")])
-    tools = [SearchTool(search), VisitTool(Pages(), GoalLinesExtractor())]
+def _search_visit_answer(scripted_llm, results: list[SearchResult], urls: list[str]):
+    """A run that searches (finding `results`), visits `urls` and answers Paris."""
+    tools = [SearchTool(FixedSearch(results)), VisitTool(Pages(), GoalLinesExtractor())]
     call = '<tool_call>{{"name": "{}", "arguments": {}}}</tool_call>'
     llm = scripted_llm([
         call.format("search", '{"query": ["capital France"]}'),
-        call.format("visit", '{"url": ["doc/es"], "goal": "capital"}'),
+        call.format("visit", json.dumps({"url": urls, "goal": "capital"})),
         "<answer>Paris</answer>",
     ])  # fmt: skip
-    trajectory = ResearchAgent(llm, tools).run("capital of France?")
+    return ResearchAgent(llm, tools).run("capital of France?")
+
+
+def test_report_cites_visited_pages_and_answer_bearing_results(scripted_llm):
+    results = [SearchResult("France", "doc/fr", "Capital: Paris"), SearchResult("Spain", "doc/es", "x")]
+    trajectory = _search_visit_answer(scripted_llm, results, ["doc/es"])
     found = citations(trajectory)
     # doc/es was visited but unreadable: not a source; doc/fr's snippet carries the answer
     assert [(c.link, c.how) for c in found] == [("doc/fr", "search result")]
@@ -174,13 +179,6 @@ def test_report_cites_visited_pages_and_answer_bearing_results(scripted_llm):
 
 
 def test_report_cites_the_readable_pages_of_a_visit_and_links_with_spaces(scripted_llm):
-    search = FixedSearch([SearchResult("Notes", "notes/a (1).md", "Capital: Paris")])
-    tools = [SearchTool(search), VisitTool(Pages(), GoalLinesExtractor())]
-    call = '<tool_call>{{"name": "{}", "arguments": {}}}</tool_call>'
-    llm = scripted_llm([
-        call.format("search", '{"query": ["capital France"]}'),
-        call.format("visit", '{"url": ["doc/missing", "doc/fr"], "goal": "capital"}'),
-        "<answer>Paris</answer>",
-    ])  # fmt: skip
-    found = citations(ResearchAgent(llm, tools).run("capital of France?"))
+    results = [SearchResult("Notes", "notes/a (1).md", "Capital: Paris")]
+    found = citations(_search_visit_answer(scripted_llm, results, ["doc/missing", "doc/fr"]))
     assert [(c.link, c.how) for c in found] == [("doc/fr", "visited"), ("notes/a (1).md", "search result")]
