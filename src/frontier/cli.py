@@ -247,13 +247,14 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.text import Text
 
-    from frontier.autodeco.modeling import AutoDecoForCausalLM, saved_heads_config
+    from frontier.autodeco.modeling import AutoDecoForCausalLM, base_for_heads
     from frontier.models import SamplingSettings, chat_inputs, load_causal_lm
 
     temperature = 1.0 if args.temperature is None else args.temperature
     SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=temperature, top_p=args.top_p)  # validates
-    base_name = args.model if args.model is not None else saved_heads_config(args.heads)["base_model_name_or_path"]
-    base, tokenizer = load_causal_lm(base_name, device=args.device, dtype=torch_dtype(args.dtype))
+    base, tokenizer = load_causal_lm(
+        base_for_heads(args.heads, args.model), device=args.device, dtype=torch_dtype(args.dtype)
+    )
     model = AutoDecoForCausalLM.from_pretrained(args.heads, base_model=base)
     inputs = chat_inputs(tokenizer, [args.prompt])
     console = Console(highlight=False)

@@ -63,6 +63,11 @@ def saved_heads_config(folder: str | os.PathLike) -> dict:
     return json.loads(config_path.read_text())
 
 
+def base_for_heads(heads: str | os.PathLike, model: str | os.PathLike | None) -> str | os.PathLike | None:
+    """The base to load with saved `heads`: `model` when one is given, else the base they were trained on."""
+    return model if model is not None else saved_heads_config(heads)["base_model_name_or_path"]
+
+
 class AutoDecoForCausalLM(nn.Module):
     """A frozen causal LM plus the temperature and top-p heads.
 

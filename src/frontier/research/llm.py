@@ -96,10 +96,9 @@ class LocalLLM:
 
         if heads is not None:
             check_heads_folder(heads)
-            if path is None:
-                from frontier.autodeco.modeling import saved_heads_config
+            from frontier.autodeco.modeling import base_for_heads
 
-                path = saved_heads_config(heads)["base_model_name_or_path"]
+            path = base_for_heads(heads, path)
         model, tokenizer = load_causal_lm(path, progress=progress, device=device, dtype=dtype or torch.float32)
         autodeco = None
         if heads is not None:

@@ -61,10 +61,9 @@ def build_app(
         raise ConfigError(f"max_tokens_limit must be a positive integer, got {max_tokens_limit!r}")
     if heads is not None:
         check_heads_folder(heads)
-        if model is None:  # the base the heads were trained on
-            from frontier.autodeco.modeling import saved_heads_config
+        from frontier.autodeco.modeling import base_for_heads
 
-            model = saved_heads_config(heads)["base_model_name_or_path"]
+        model = base_for_heads(heads, model)
     base, tokenizer = load_causal_lm(model, progress=progress, device=device, dtype=dtype)
     autodeco = None
     if heads is not None:
