@@ -153,3 +153,68 @@ def test_gradcheck_float64_factored(kda_inputs, ut_transforms):
 
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-5)
     assert set(ut_transforms) == {"factored_ut_transform"}
+
+
+@pytest.fixture
+def inference_calls(monkeypatch):
+    """Counts the chunk_kda calls that take the inference path."""
+    from frontier.kda import chunk as chunk_module
+
+    calls = []
+    original = chunk_module.inference_chunk_kda
+
+    def spy(*args):
+        calls.append(args[7:])  # (N, C)
+        return original(*args)
+
+    monkeypatch.setattr(chunk_module, "inference_chunk_kda", spy)
+    return calls
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["h0-none", "h0"])
+@pytest.mark.parametrize(
+    ("B", "T", "H", "HV", "K", "V", "tile_matrices"),
+    [(2, 1, 2, 2, 16, 16, 64), (2, 2, 2, 4, 16, 8, 64), (2, 63, 2, 2, 32, 16, 64), (2, 64, 1, 3, 16, 24, 64),
+     (2, 65, 2, 4, 16, 16, 8), (1, 200, 2, 2, 32, 32, 4), (3, 200, 2, 2, 32, 32, 64)],
+    ids=lambda v: str(v),
+)  # fmt: skip
+def test_inference_path_matches_naive_recurrent(
+    kda_inputs, monkeypatch, inference_calls, B, T, H, HV, K, V, tile_matrices, with_state
+):
+    """Without gradients chunk_kda takes the tiled in-place path; small tiles make a sequence span several of them."""
+    from frontier.kda import chunk as chunk_module
+
+    monkeypatch.setattr(chunk_module, "INFERENCE_TILE_MATRICES", tile_matrices)
+    inputs = kda_inputs(B, T, H, HV, K, V, with_state)
+    o_ref, s_ref = naive_recurrent_kda(**inputs, output_final_state=True)
+    with torch.no_grad():
+        o, s = chunk_kda(**inputs, output_final_state=True, chunk_size=64 if T < 200 else 16)
+    assert len(inference_calls) == 1
+    assert_close("o", o_ref, o, atol=1e-4)
+    assert_close("final_state", s_ref, s, atol=1e-4)
+
+
+@pytest.mark.parametrize(("per_token", "inference"), [(-1.99, True), (-2.01, False)])
+def test_inference_path_is_taken_within_its_decay_bound(kda_inputs, inference_calls, per_token, inference):
+    """A channel decaying by 2 per token spans 128 over a 64-token chunk, the bound; both sides match the reference."""
+    inputs = kda_inputs(2, 150, 2, 2, 16, 16, with_state=True)
+    inputs["g"][..., 5] = per_token
+    o_ref, s_ref = naive_recurrent_kda(**inputs, output_final_state=True)
+    with torch.inference_mode():
+        o, s = chunk_kda(**inputs, output_final_state=True)
+    assert len(inference_calls) == int(inference)
+    assert_close("o", o_ref, o, atol=1e-4)
+    assert_close("final_state", s_ref, s, atol=1e-4)
+
+
+def test_inference_path_float64_and_grad_inputs(kda_inputs, inference_calls):
+    """float64 stays float64 on the inference path; inputs that need gradients never take it."""
+    inputs = kda_inputs(1, 100, 2, 4, 8, 8, with_state=True, dtype=torch.float64)
+    o_ref, s_ref = naive_recurrent_kda(**inputs, output_final_state=True)
+    o, s = chunk_kda(**inputs, output_final_state=True, chunk_size=32)
+    assert o.dtype == s.dtype == torch.float64
+    assert_close("o", o_ref, o, atol=1e-10)
+    assert_close("final_state", s_ref, s, atol=1e-10)
+    assert len(inference_calls) == 1
+    _run(chunk_kda, inputs, chunk_size=32)
+    assert len(inference_calls) == 1

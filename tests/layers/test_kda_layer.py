@@ -91,6 +91,6 @@ def test_compiled_chunk_setting_reaches_the_op_while_training(monkeypatch):
     ids = torch.randint(0, 64, (1, 12))
     training_logits = model(ids, use_cache=False).logits
     assert len(calls) == 1
-    with torch.no_grad():
-        assert_close("logits", model(ids, use_cache=False).logits, training_logits.detach(), atol=0)
+    with torch.no_grad():  # the eager op's inference path: the same logits up to rounding
+        assert_close("logits", model(ids, use_cache=False).logits, training_logits.detach(), atol=1e-5)
     assert len(calls) == 1  # inference ran the eager op

@@ -47,6 +47,6 @@ def check_kda_inputs(
         raise ShapeError(f"v has {HV} heads, which is not a multiple of the {H} query/key heads (q {_shape(q)})")
     if initial_state is not None and tuple(initial_state.shape) != (B, HV, K, V):
         raise ShapeError(f"initial_state has shape {_shape(initial_state)}, expected [{B}, {HV}, {K}, {V}]")
-    if g.numel() and g.detach().max() > 0:  # one reduction, no [B, T, HV, K] mask
+    if g.numel() and g.detach().amax() > 0:  # one reduction, no [B, T, HV, K] mask
         raise ConfigError(f"g holds log-decays and must be <= 0, but max(g) = {g.max().item():.4g} (g {_shape(g)})")
     return B, T, H, HV, K, V
