@@ -5,6 +5,7 @@ A reader (or a resumed run) sees either the old file or the complete new one, ne
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -146,6 +147,18 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, *, wait: bool = True) -> Iterator[None]:
+    """An exclusive advisory lock on the file `path` (created if missing) for the block. The kernel drops it when its
+    holder dies, so it never goes stale. With `wait=False` a lock held by another process raises BlockingIOError."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove(path: Path) -> None:

@@ -225,3 +225,21 @@ def test_missing_gpu_fails_before_the_model_loads(monkeypatch):
     monkeypatch.setattr(loading, "_load", lambda *args: pytest.fail("loaded a model for a device that is not there"))
     with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
         load_causal_lm(device="cuda")
+
+
+def test_unreadable_generation_config_is_an_error_not_defaults(tmp_path):
+    """transformers would fall back to defaults (losing eos ids and sampling settings) and only log it."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=4,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=7, temperature=0.3, do_sample=True)
+    model.save_pretrained(tmp_path)
+    path = tmp_path / "generation_config.json"
+    path.write_text(path.read_text()[:30])  # cut short, as by a full disk
+    with pytest.raises(ModelLoadError, match="unreadable generation config") as info:
+        load_causal_lm(tmp_path, progress=False)
+    assert str(path) in str(info.value)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from frontier.errors import ConfigError, ExperimentNotFoundError
+from frontier.io import exclusive_lock
 from frontier.reproduce import (
     ClaimRow,
     ExperimentResult,
@@ -20,6 +21,7 @@ from frontier.reproduce import (
 )
 from frontier.reproduce.plots import bar_chart
 from frontier.reproduce.report import allocator_settings, render_html, render_markdown
+from frontier.reproduce.runner import RUN_LOCK
 
 
 def _row(verdict: Verdict, claim: str = "a claim") -> ClaimRow:
@@ -199,3 +201,17 @@ def test_allocator_settings_name_what_changes_memory_reuse(monkeypatch):
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
     monkeypatch.setenv("MALLOCX", "not an allocator setting")  # only MALLOC_*, LD_PRELOAD, PYTORCH_CUDA_ALLOC_CONF
     assert allocator_settings() == "LD_PRELOAD=/usr/lib/libjemalloc.so.2, MALLOC_TRIM_THRESHOLD_=17179869184"
+
+
+def test_a_partial_run_in_use_cannot_be_resumed_by_a_second_process(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(_registry(calls, interrupt_on="beta").select(None), Mode.QUICK, tmp_path, progress=False)
+    (partial,) = tmp_path.glob(".partial-*")
+    calls.clear()
+    in_use = pytest.raises(ConfigError, match="being run by another `frontier reproduce` process")
+    with exclusive_lock(partial / RUN_LOCK), in_use:  # held as the process running it would hold it
+        run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)
+    assert calls == []
+    run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)
+    assert calls == ["beta"]

@@ -215,6 +215,7 @@ def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"{folder}: not a Hugging Face model folder (no config.json)")
     check_safetensors_dir(folder)
+    _check_generation_config(folder)
     with hf_progress_bars_off(), progress_steps(f"Loading {folder.name}", total=2, enabled=progress) as step:
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -224,6 +225,19 @@ def _load_hf_dir(folder: Path, dtype: torch.dtype, progress: bool):
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{folder}: could not load model or tokenizer ({exc})") from exc
     return model, tokenizer
+
+
+def _check_generation_config(folder: Path) -> None:
+    """transformers replaces an unreadable generation_config.json with defaults and only logs it, which would
+    silently change sampling (end-of-sequence ids, temperature): here it is an error that names the file."""
+    from transformers import GenerationConfig
+
+    path = folder / "generation_config.json"
+    if path.is_file():
+        try:
+            GenerationConfig.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: unreadable generation config ({exc}); repair or delete the file") from exc
 
 
 def _has_tokenizer(folder: Path) -> bool:

@@ -9,6 +9,7 @@ already finished; long experiments also keep finished units of work (`RunContext
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from frontier.io import atomic_symlink, atomic_write_json, atomic_write_text
+from frontier.errors import ConfigError
+from frontier.io import atomic_symlink, atomic_write_json, atomic_write_text, exclusive_lock
 from frontier.reproduce.registry import (
     ClaimRow,
     ExperimentResult,
@@ -29,6 +31,7 @@ from frontier.reproduce.registry import (
 from frontier.reproduce.report import collect_environment, render_html, render_markdown
 
 PARTIAL_PREFIX = ".partial-"
+RUN_LOCK = ".lock"  # held by the process running a partial folder, so that a second `--resume` cannot join it
 
 
 @dataclass
@@ -103,12 +106,37 @@ def run_experiments(
     reports_dir.mkdir(parents=True, exist_ok=True)
     names = [spec.name for spec in specs]
     environment = collect_environment()
-    commit = environment["git_commit"]  # read once: the code this process imported, whatever the checkout does later
     work_dir = find_resumable(reports_dir, mode, seed, names) if resume else None
     if work_dir is None:
         started = _unique_stamp(reports_dir)
         work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
         work_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(work_dir / RUN_LOCK, wait=False))
+        except BlockingIOError:
+            raise ConfigError(
+                f"{work_dir} is being run by another `frontier reproduce` process: wait for it to finish, or stop "
+                "it and run again with --resume"
+            ) from None
+        return _run_locked(specs, mode, seed, names, environment, work_dir, progress, on_result)
+
+
+def _run_locked(
+    specs: list[ExperimentSpec],
+    mode: Mode,
+    seed: int,
+    names: list[str],
+    environment: dict,
+    work_dir: Path,
+    progress: bool,
+    on_result,
+) -> RunOutcome:
+    """`run_experiments` in its partial folder, holding the folder's lock."""
+    reports_dir = work_dir.parent
+    commit = environment["git_commit"]  # read once: the code this process imported, whatever the checkout does later
+    if not (work_dir / "run.json").exists():
+        started = work_dir.name.removeprefix(PARTIAL_PREFIX)
         run = {
             "started": started, "mode": mode.value, "seed": seed, "experiments": names, "environment": environment,
         }  # fmt: skip
@@ -124,7 +152,7 @@ def run_experiments(
             warnings.warn(
                 f"resuming {work_dir.name}, started at commit {started_at} ({changed}): its finished experiments "
                 "and units are kept as they are",
-                stacklevel=2,
+                stacklevel=3,
             )
 
     results: list[ExperimentResult] = []

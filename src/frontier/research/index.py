@@ -18,9 +18,7 @@ leftover temp folder.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,7 +27,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +37,7 @@ import numpy as np
 import tantivy
 
 from frontier.errors import BackendUnavailableError, ConfigError, FrontierError
-from frontier.io import atomic_symlink, atomic_write_json
+from frontier.io import atomic_symlink, atomic_write_json, exclusive_lock
 from frontier.research.corpus import (
     FACTBOOK_VERSION,
     SUPPORTED_SUFFIXES,
@@ -365,7 +363,7 @@ def build_index(
             "pass the folder or files that hold your documents"
         )
     (index_dir / GENERATIONS_DIR).mkdir(parents=True, exist_ok=True)
-    with _build_lock(index_dir):
+    with exclusive_lock(index_dir / LOCK_FILE):  # one builder at a time; the others wait
         _remove_stale_generations(index_dir)
         previous = _usable_generation(index_dir)
         old_hashes = _document_hashes(previous) if previous else {}
@@ -451,17 +449,6 @@ def _file_source(file: SourceFile) -> _Source:
 def _document_source(doc: Document) -> _Source:
     content = json.dumps([doc.title, doc.text, doc.source], ensure_ascii=False).encode("utf-8")
     return _Source(doc.doc_id, hashlib.blake2b(content, digest_size=16).hexdigest(), lambda: doc)
-
-
-@contextlib.contextmanager
-def _build_lock(index_dir: Path) -> Iterator[None]:
-    """An exclusive lock for the whole build; the kernel drops it if the builder dies, so it never goes stale."""
-    with open(index_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _usable_generation(index_dir: Path) -> Path | None:
