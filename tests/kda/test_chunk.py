@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from frontier.errors import ConfigError
 from frontier.kda import chunk_kda, naive_recurrent_kda
 from frontier.testing import assert_close
 
@@ -218,3 +219,32 @@ def test_inference_path_float64_and_grad_inputs(kda_inputs, inference_calls):
     assert len(inference_calls) == 1
     _run(chunk_kda, inputs, chunk_size=32)
     assert len(inference_calls) == 1
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "head-major", "q-is-k"])
+def test_inference_path_leaves_the_callers_tensors_alone(kda_inputs, inference_calls, layout):
+    """With one head (or head-major views) a chunk view is already contiguous; the in-place path must still copy."""
+    inputs = kda_inputs(1, 128, 1, 1, 16, 16, with_state=True)
+    if layout == "head-major":  # [B, H, T, D] storage seen through fla's layout
+        inputs = {n: t.transpose(1, 2).contiguous().transpose(1, 2) if t.dim() == 4 else t for n, t in inputs.items()}
+    if layout == "q-is-k":
+        inputs["k"] = inputs["q"]
+    before = {n: t.clone() for n, t in inputs.items()}
+    o_ref, s_ref = naive_recurrent_kda(**inputs, output_final_state=True)
+    with torch.no_grad():
+        o, s = chunk_kda(**inputs, output_final_state=True)
+    assert len(inference_calls) == 1
+    for name, tensor in inputs.items():
+        assert torch.equal(tensor, before[name]), f"{name} was modified"
+    assert_close("o", o_ref, o, atol=1e-4)
+    assert_close("final_state", s_ref, s, atol=1e-4)
+
+
+def test_empty_sequence_and_a_tensor_scale(kda_inputs):
+    inputs = kda_inputs(2, 0, 2, 2, 16, 16, with_state=True)
+    with torch.no_grad():
+        o, s = chunk_kda(**inputs, output_final_state=True)
+    assert o.shape == (2, 0, 2, 16)
+    assert torch.equal(s, inputs["initial_state"])
+    with pytest.raises(ConfigError, match="scale must be a number"):
+        chunk_kda(**kda_inputs(1, 8, 1, 1, 4, 4, with_state=False), scale=torch.tensor(0.5))

@@ -22,12 +22,13 @@ than assumed.
 
 Without autograd (inference, prefill), `inference_chunk_kda` goes further where no chunk decays by more than
 INFERENCE_MAX_SPAN: the whole chunk factors through one reference, so all scores come from two matmuls, and it works
-through the sequence tile by tile, updating its buffers in place, so its intermediates stay the size of a tile.
+through the sequence tile by tile, updating buffers of its own in place, so its working buffers stay tile-sized.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -153,7 +154,9 @@ def run_chunk_stages(
     B, T, _, HV, K, V = check_kda_inputs(q, k, v, g, beta, initial_state)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    scale = K**-0.5 if scale is None else scale
+    if scale is not None and not isinstance(scale, numbers.Real):
+        raise ConfigError(f"scale must be a number (or None for K^-0.5), got {type(scale).__name__}")
+    scale = K**-0.5 if scale is None else float(scale)
     compute = torch.float64 if v.dtype == torch.float64 else torch.float32
     # A sequence shorter than one chunk needs only a chunk of its own length (rounded up to 16-token blocks); the
     # result is the same, the padding work is not.
@@ -163,14 +166,15 @@ def run_chunk_stages(
     S = v.new_zeros(B, HV, K, V, dtype=compute) if initial_state is None else initial_state.to(compute)
     tensors = (q, k, v, g, beta, initial_state)
     needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    if inference_path and not needs_grad and C % FACTORED_BLOCK == 0 and block_decay(g, C) <= INFERENCE_MAX_SPAN:
+    blocked = C % FACTORED_BLOCK == 0
+    if inference_path and T and not needs_grad and blocked and block_decay(inputs[3], C) <= INFERENCE_MAX_SPAN:
         o, S = inference_chunk_kda(*inputs, scale, S, N, C)
-        return o.to(v.dtype), (S if output_final_state else None)
-    factored = C % FACTORED_BLOCK == 0 and block_decay(g, FACTORED_BLOCK) <= FACTORED_MAX_SPAN
-    q_effective, AU, transition, injection = intra_chunk_stage(*inputs, N, C, factored)
-    S0, S = inter_chunk(transition, injection, S)
-    o = output_stage(q_effective, AU, S0, T, scale)
-    return o.to(v.dtype, memory_format=torch.contiguous_format), (S if output_final_state else None)
+    else:
+        factored = blocked and block_decay(inputs[3], FACTORED_BLOCK) <= FACTORED_MAX_SPAN
+        q_effective, AU, transition, injection = intra_chunk_stage(*inputs, N, C, factored)
+        S0, S = inter_chunk(transition, injection, S)
+        o = output_stage(q_effective, AU, S0, T, scale).contiguous()
+    return o.to(v.dtype), (S if output_final_state else None)
 
 
 def block_decay(g: torch.Tensor, length: int) -> float:
@@ -309,7 +313,7 @@ def _chunk_major(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def chunk_output(q_effective: torch.Tensor, AU: torch.Tensor, S0: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     """O = scale · (Q_eff S0 + Aqk U) for every chunk (see `intra_chunk`), back in fla's layout [B, T, HV, V]."""
     o = torch.baddbmm(AU.flatten(0, 2), q_effective.flatten(0, 2), S0.flatten(0, 2), beta=scale, alpha=scale)
-    return o.view(AU.shape).permute(0, 2, 3, 1, 4).flatten(1, 2)[:, :T]  # a view: callers copy it once
+    return o.view(AU.shape).permute(0, 2, 3, 1, 4).flatten(1, 2)[:, :T]  # a strided view: callers copy it once
 
 
 def inference_chunk_kda(
@@ -355,7 +359,8 @@ def factored_chunks_in_place(
     16-token blocks, each block's own system solved by its precomputed inverse.
     """
     V = v.shape[-1]
-    q, k, gc = (_to_chunks(x, N, C) for x in (q, k, g))  # private copies: updated in place below
+    # Copies of our own, updated in place below: `contiguous()` could return the caller's tensor itself.
+    q, k, gc = (_chunk_view(x, N, C).clone(memory_format=torch.contiguous_format) for x in (q, k, g))
     gc.cumsum_(-2)
     beta = _chunk_view(beta, N, C)[..., None]
     gc_end = gc[..., -1:, :].clone()  # [B, HV, N, 1, K]
