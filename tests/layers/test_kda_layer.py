@@ -94,3 +94,20 @@ def test_compiled_chunk_setting_reaches_the_op_while_training(monkeypatch):
     with torch.no_grad():  # the eager op's inference path: the same logits up to rounding
         assert_close("logits", model(ids, use_cache=False).logits, training_logits.detach(), atol=1e-5)
     assert len(calls) == 1  # inference ran the eager op
+
+
+@pytest.mark.parametrize("width", [1, 2, 4])
+def test_depthwise_causal_conv_matches_conv1d_with_gradients(width):
+    from frontier.layers.kda import depthwise_causal_conv
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 9 + width - 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, width, generator=gen, dtype=torch.float64, requires_grad=True)
+    reference = torch.nn.functional.conv1d(x, weight[:, None], groups=6)
+    out = depthwise_causal_conv(x, weight)
+    assert_close("conv", reference, out, atol=1e-12)
+    grad = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    expected = torch.autograd.grad(reference, (x, weight), grad)
+    got = torch.autograd.grad(out, (x, weight), grad)
+    for name, a, b in zip(("dx", "dweight"), expected, got, strict=True):
+        assert_close(name, a, b, atol=1e-12)

@@ -53,6 +53,17 @@ def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x / torch.sqrt((x * x).sum(-1, keepdim=True) + eps)
 
 
+def depthwise_causal_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """`F.conv1d(x, weight[:, None], groups=C)` for a short kernel, as W shifted multiply-adds: x [B, C, T + W − 1]
+    (already left-padded), weight [C, W] → [B, C, T]. On a CPU its forward+backward takes half the time of the
+    depthwise conv's (whose backward dominated a KDA layer's training step)."""
+    length = x.shape[-1] - weight.shape[-1] + 1
+    out = x[..., :length] * weight[:, :1]
+    for shift in range(1, weight.shape[-1]):
+        out = out + x[..., shift : shift + length] * weight[:, shift : shift + 1]
+    return out
+
+
 class KimiDeltaAttention(nn.Module):
     """KDA token mixer with short convolutions, channel-wise gate, delta rule and gated output norm.
 
@@ -134,7 +145,7 @@ class KimiDeltaAttention(nn.Module):
         weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # [C, 1, W]
         if x.shape[-1] == self.conv_size:  # one decode step: a dot product per channel beats a conv call
             return F.silu((x * weight[:, 0]).sum(-1, keepdim=True))
-        return F.silu(F.conv1d(x, weight, groups=x.shape[1]))
+        return F.silu(depthwise_causal_conv(x, weight[:, 0]))
 
     def forward(
         self,
