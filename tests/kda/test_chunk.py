@@ -93,6 +93,23 @@ def test_matches_fla_naive_recurrent_and_chunk(kda_inputs, fla_naive):
         assert_close(f"{op.__name__} state vs fla naive_chunk", s_fla_chunk, s, atol=1e-4)
 
 
+@pytest.mark.parametrize("transform", ["factored", "exact"])
+def test_gradients_match_fla_naive_recurrent(kda_inputs, fla_naive, monkeypatch, transform):
+    """Both autograd paths of chunk_kda, and our reference, against fla's own token-by-token function."""
+    from frontier.kda import chunk as chunk_module
+
+    if transform == "exact":
+        monkeypatch.setattr(chunk_module, "FACTORED_MAX_SPAN", -1.0)
+    inputs = kda_inputs(2, 100, 2, 4, 16, 16, with_state=True)
+    o_fla, s_fla, grads_fla = _run(fla_naive.naive_recurrent_kda, inputs)
+    for op in (naive_recurrent_kda, chunk_kda):
+        o, s, grads = _run(op, inputs)
+        assert_close(f"{op.__name__} o", o_fla, o, atol=1e-4)
+        assert_close(f"{op.__name__} final_state", s_fla, s, atol=1e-4)
+        for name in GRAD_NAMES:
+            assert_close(f"{op.__name__} d{name}", grads_fla[name], grads[name], atol=1e-4)
+
+
 @pytest.fixture
 def ut_transforms(monkeypatch):
     """Records which UT transform each chunk_kda call takes."""

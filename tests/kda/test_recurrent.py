@@ -18,6 +18,14 @@ def test_fused_recurrent_matches_naive(kda_inputs, T, H, HV, with_state):
     assert_close("final_state", s_ref, s, atol=1e-5)
 
 
+def test_fused_recurrent_matches_fla_naive_recurrent(kda_inputs, fla_naive):
+    inputs = kda_inputs(2, 37, 2, 4, 16, 8, with_state=True)
+    o_fla, s_fla = fla_naive.naive_recurrent_kda(**inputs, output_final_state=True)
+    o, s = fused_recurrent_kda(**inputs, output_final_state=True)
+    assert_close("o", o_fla, o, atol=1e-5)
+    assert_close("final_state", s_fla, s, atol=1e-5)
+
+
 def test_one_token_steps_update_the_state_in_place(kda_inputs):
     inputs = kda_inputs(2, 20, 2, 4, 16, 8, with_state=True)
     o_ref, s_ref = naive_recurrent_kda(**inputs, output_final_state=True)
