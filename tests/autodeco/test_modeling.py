@@ -40,10 +40,21 @@ def test_heads_only_checkpoint_round_trip(model, tmp_path, tiny_llama):
     assert torch.equal(a.temperature, b.temperature) and torch.equal(a.top_p, b.top_p)
 
 
-def test_heads_for_another_hidden_size_are_refused(model, tmp_path, tiny_llama):
+def test_heads_for_another_base_are_refused(model, tmp_path, tiny_llama):
+    """Another width, architecture or vocabulary: heads that would run on it, silently wrong, are refused."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     model.save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="hidden size 32, but the base model has hidden size 48"):
+    with pytest.raises(ConfigError, match="hidden_size 32, but this base has 48"):
         AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=tiny_llama(hidden=48))
+    other_vocab = tiny_llama()
+    other_vocab.config.vocab_size = 256
+    with pytest.raises(ConfigError, match="base_vocab_size 128, but this base has 256"):
+        AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=other_vocab)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=2))  # fmt: skip
+    with pytest.raises(ConfigError, match="base_model_type 'llama', but this base has 'qwen2'"):
+        AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=qwen)
 
 
 def test_missing_or_corrupt_heads_folder(tmp_path, model, tiny_llama):

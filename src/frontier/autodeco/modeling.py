@@ -173,6 +173,7 @@ class AutoDecoForCausalLM(nn.Module):
                 "model_type": "autodeco",
                 "base_model_name_or_path": self.base_model_name_or_path,
                 "base_model_type": self.base_model.config.model_type,
+                "base_vocab_size": self.base_model.config.vocab_size,
                 "hidden_size": self.hidden_size,
                 "enable_temperature_head": True,
                 "enable_top_p_head": True,
@@ -193,12 +194,17 @@ class AutoDecoForCausalLM(nn.Module):
             from frontier.models import load_causal_lm
 
             base_model, _ = load_causal_lm(config["base_model_name_or_path"], progress=progress)
-        if base_model.config.hidden_size != config["hidden_size"]:
-            raise ConfigError(
-                f"{folder}: these heads were trained for hidden size {config['hidden_size']}, but the base model has "
-                f"hidden size {base_model.config.hidden_size}; load them with the base they were trained on "
-                f"({config.get('base_model_name_or_path') or 'the embedded SmolLM2'})"
-            )
+        # Heads read the base's hidden states and scale its logits: another architecture or vocabulary of the same
+        # width would run, silently wrong. (Folders saved before the vocabulary was recorded skip that check.)
+        base = base_model.config
+        for key, value in (("hidden_size", base.hidden_size), ("base_model_type", base.model_type),
+                           ("base_vocab_size", base.vocab_size)):  # fmt: skip
+            if key in config and config[key] != value:
+                raise ConfigError(
+                    f"{folder}: these heads were trained on a base with {key} {config[key]!r}, but this base has "
+                    f"{value!r}; load them with the base they were trained on "
+                    f"({config.get('base_model_name_or_path') or 'the embedded SmolLM2'})"
+                )
         model = cls(base_model, config["base_model_name_or_path"])
         try:
             with safe_open(heads_path, framework="pt") as handle:

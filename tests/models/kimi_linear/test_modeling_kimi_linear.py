@@ -264,6 +264,21 @@ def test_padding_after_a_cached_context_and_labels_with_logits_to_keep_are_refus
     assert KimiLinearForCausalLM.accepts_loss_kwargs is False  # Trainer must average accumulated steps itself
 
 
+def test_inputs_and_masks_of_the_wrong_shape_name_the_expected_one(tiny_config_kwargs):
+    model = _tiny_model(tiny_config_kwargs)
+    ids = torch.randint(3, 128, (2, 5), generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        with pytest.raises(ShapeError, match=r"input_ids must be 2-D \[B, T\], got shape \[5\]"):
+            model(ids[0])
+        with pytest.raises(ShapeError, match=r"inputs_embeds must be \[B, T, "):
+            model(inputs_embeds=torch.zeros(2, 5, 3))
+        with pytest.raises(ShapeError, match=r"attention_mask has shape \[2, 6\], expected \[2, 5\]"):
+            model(ids, attention_mask=torch.ones(2, 6, dtype=torch.long))
+        cache = model(ids).cache
+        with pytest.raises(ShapeError, match=r"expected \[2, 6\]"):  # cached + new tokens
+            model(ids[:, :1], attention_mask=torch.ones(2, 1, dtype=torch.long), cache=cache)
+
+
 def test_a_cache_filled_under_inference_mode_must_be_continued_under_it(tiny_config_kwargs):
     model = _tiny_model(tiny_config_kwargs)
     ids = torch.randint(3, 128, (1, 5), generator=torch.Generator().manual_seed(8))

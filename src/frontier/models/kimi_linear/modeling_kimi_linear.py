@@ -182,6 +182,14 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
         cache = _cache_argument(cache, kwargs)
         if (input_ids is None) == (inputs_embeds is None):
             raise ShapeError("pass exactly one of input_ids [B, T] or inputs_embeds [B, T, hidden]")
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ShapeError(f"input_ids must be 2-D [B, T], got shape {list(input_ids.shape)} (add a batch dim)")
+        if inputs_embeds is not None and (
+            inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.hidden_size
+        ):
+            raise ShapeError(
+                f"inputs_embeds must be [B, T, {self.config.hidden_size}], got shape {list(inputs_embeds.shape)}"
+            )
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -195,8 +203,13 @@ class KimiLinearModel(KimiLinearPreTrainedModel):
                 "outside it: continue decoding under torch.inference_mode() too"
             )
         if attention_mask is not None:
-            if attention_mask.dim() != 2:
-                raise ShapeError(f"attention_mask must be 2-D [B, S], got shape {list(attention_mask.shape)}")
+            B, T = inputs_embeds.shape[:2]
+            expected = [B, (cache.seen_tokens if cache is not None else 0) + T]
+            if list(attention_mask.shape) != expected:
+                raise ShapeError(
+                    f"attention_mask has shape {list(attention_mask.shape)}, expected {expected}: one row per "
+                    "sequence, one column per cached and new token"
+                )
             if attention_mask.all():
                 attention_mask = None  # nothing is padded: skip the masking work
             elif cache is not None and cache.seen_tokens and (attention_mask[:, 1:] < attention_mask[:, :-1]).any():
