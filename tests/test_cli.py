@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,10 @@ def test_generate_with_autodeco_heads_streams_and_reports_parameters(model_cache
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
     assert "mean predicted T" in result.stderr
+    assert "decoding parameters per token" in result.stderr
+    rows = [line for line in result.stderr.splitlines() if re.match(r"\W*\d+\W.*\b[01]\.\d{3}\W+[01]\.\d{3}", line)]
+    tokens = int(re.search(r"over (\d+) tokens", result.stderr).group(1))
+    assert len(rows) == tokens > 0  # one row per generated token, with its T and p
 
 
 def test_heads_without_model_load_the_base_they_were_trained_on(model_cache_dir, untrained_heads):

@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="static: fixed temperature/top-p; autodeco: per-token T and p from AutoDeco heads (needs --heads)",
     )  # fmt: skip
     generate.add_argument("--heads", type=Path, default=None, help="folder written by AutoDecoForCausalLM")
-    generate.add_argument("--show-params", action="store_true", help="autodeco: colour tokens by T, print mean T/p")
+    generate.add_argument(
+        "--show-params", action="store_true",
+        help="autodeco: colour the streamed tokens by T, then list every token's T and p (colour-coded) on stderr",
+    )  # fmt: skip
     add_device_options(generate)
     generate.set_defaults(handler=run_generate)
 
@@ -242,7 +245,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def _generate_autodeco(args: argparse.Namespace) -> int:
-    """Stream an AutoDeco answer; with --show-params each piece is coloured by its temperature (blue cold, red hot)."""
+    """Stream an AutoDeco answer; with --show-params each piece is coloured by its temperature (blue cold, red hot),
+    and a table of every token's T and p follows on stderr."""
     import torch
     from rich.console import Console
     from rich.text import Text
@@ -267,9 +271,7 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
         text = tokenizer.decode(generated, skip_special_tokens=True)
         piece, printed = text[len(printed) :], text
         if args.show_params:
-            heat = min(max(float(t[0]) / 2, 0.0), 1.0)  # T in (0, 2) → 0..1
-            colour = f"rgb({int(255 * heat)},60,{int(255 * (1 - heat))})"
-            console.print(Text(piece, style=colour), end="")
+            console.print(Text(piece, style=_heat_colour(float(t[0]) / 2)), end="")  # T in (0, 2)
         else:
             print(piece, end="", flush=True)
 
@@ -280,12 +282,33 @@ def _generate_autodeco(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print()
     if args.show_params:
+        _print_decoding_params(tokenizer, generated, out.temperatures[0].tolist(), out.top_ps[0].tolist())
         print(
             f"mean predicted T {out.temperatures.mean():.3f}, p {out.top_ps.mean():.3f} "
             f"over {out.temperatures.shape[1]} tokens",
             file=sys.stderr,
         )
     return 0
+
+
+def _heat_colour(level: float) -> str:
+    """0 → blue, 1 → red (clamped)."""
+    level = min(max(level, 0.0), 1.0)
+    return f"rgb({int(255 * level)},60,{int(255 * (1 - level))})"
+
+
+def _print_decoding_params(tokenizer, tokens: list[int], temperatures: list[float], top_ps: list[float]) -> None:
+    """Every generated token with the T and p it was sampled with, colour-coded as the streamed text (p: blue when
+    the nucleus is narrow, red when it is the whole distribution)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("#", "token", "T", "p", title="decoding parameters per token", title_justify="left")
+    for index, (token, t, p) in enumerate(zip(tokens, temperatures, top_ps, strict=True)):
+        piece = Text(repr(tokenizer.decode([token])))  # Text, not markup: a token may hold "[...]"
+        table.add_row(str(index), piece, Text(f"{t:.3f}", style=_heat_colour(t / 2)), Text(f"{p:.3f}", _heat_colour(p)))
+    Console(stderr=True, highlight=False).print(table)
 
 
 def add_device_options(
