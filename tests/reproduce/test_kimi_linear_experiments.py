@@ -19,6 +19,10 @@ def test_decode_experiment_at_short_context(tmp_path):
     cache = result.metrics["cache_bytes"]
     assert cache["hybrid/b1/256"] < cache["all-MLA/b1/256"]
     assert cache["hybrid/b2/256"] == 2 * cache["hybrid/b1/256"]
+    per_token = result.metrics["cache_bytes_per_token"]
+    assert per_token["all-MLA/b2/256"] == cache["all-MLA/b2/256"] / (2 * 256)
+    assert set(result.metrics["parameters"]) == {"hybrid", "all-MLA"}
+    assert "bytes (transformers' cache" in result.rows[-2].measured and "M parameters" in result.rows[-2].measured
     assert all((tmp_path / figure).stat().st_size > 1000 for figure in result.figures)
 
 

@@ -17,6 +17,7 @@ import time
 import torch
 
 from frontier.console import hf_progress_bars_off
+from frontier.reproduce.experiments.kimi_linear_quality import count_parameters
 from frontier.reproduce.plots import line_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, Measurement, RunContext, Verdict, experiment
 from frontier.stats import mean_ci
@@ -112,7 +113,8 @@ def measure(contexts: list[int], batches: list[int], steps: int, seed: int) -> d
     """Per (model, batch, context): seconds per token samples, cache bytes, and the logit gap to transformers."""
     hybrid, all_mla, reference = build_models(seed)
     gen = torch.Generator().manual_seed(seed)
-    results: dict = {"seconds": {}, "cache_bytes": {}, "max_logit_gap": 0.0}
+    results: dict = {"seconds": {}, "cache_bytes": {}, "cache_bytes_per_token": {}, "max_logit_gap": 0.0}
+    results["parameters"] = {"hybrid": count_parameters(hybrid), "all-MLA": count_parameters(all_mla)}
     with torch.inference_mode():
         for batch in batches:
             for context in contexts:
@@ -127,6 +129,7 @@ def measure(contexts: list[int], batches: list[int], steps: int, seed: int) -> d
                 for name, (model, cache) in runs.items():
                     size = cache.nbytes() if name != "transformers" else _transformers_cache_bytes(cache)
                     results["cache_bytes"][f"{name}/b{batch}/{context}"] = size
+                    results["cache_bytes_per_token"][f"{name}/b{batch}/{context}"] = size / (batch * context)
                     samples, first_logits[name] = _step_seconds(model, cache, batch, steps)
                     results["seconds"][f"{name}/b{batch}/{context}"] = samples
                 gap = (first_logits["hybrid"] - first_logits["transformers"]).abs().max().item()
@@ -169,10 +172,16 @@ def run(ctx: RunContext, contexts: list[int], batches: list[int], steps: int) ->
     hybrid_bytes = data["cache_bytes"][f"hybrid/b{batch}/{longest}"]
     mla_bytes = data["cache_bytes"][f"all-MLA/b{batch}/{longest}"]
     share = hybrid_bytes / mla_bytes
+    per_token_bytes = {name: data["cache_bytes_per_token"][f"{name}/b{batch}/{longest}"]
+                       for name in ("hybrid", "all-MLA", "transformers")}  # fmt: skip
+    params = data["parameters"]
     rows.append(
         ClaimRow(
             claim=f"Cache at {longest // 1024}K context ≤ 27% of all-MLA (paper: up to 75% less KV cache)",
-            measured=f"hybrid {hybrid_bytes / 2**20:.1f} MiB vs all-MLA {mla_bytes / 2**20:.1f} MiB = {share:.1%}",
+            measured=f"hybrid {hybrid_bytes / 2**20:.1f} MiB vs all-MLA {mla_bytes / 2**20:.1f} MiB = {share:.1%}; "
+            f"per token and sequence {per_token_bytes['hybrid']:.0f} vs {per_token_bytes['all-MLA']:.0f} bytes "
+            f"(transformers' cache {per_token_bytes['transformers']:.0f}); the models have the same dimensions, "
+            f"{params['hybrid'] / 1e6:.2f}M vs {params['all-MLA'] / 1e6:.2f}M parameters",
             verdict=Verdict.PASS if share <= 0.27 else Verdict.FAIL,
             command=COMMAND,
             source="issue 3 target; Kimi Linear §1, §6.3",
@@ -191,6 +200,8 @@ def run(ctx: RunContext, contexts: list[int], batches: list[int], steps: int) ->
     metrics = {
         "ms_per_token": {key: m.value for key, m in per_token.items()},
         "cache_bytes": data["cache_bytes"],
+        "cache_bytes_per_token": data["cache_bytes_per_token"],
+        "parameters": data["parameters"],
         "max_logit_gap": data["max_logit_gap"],
     }
     config = {"model": BENCH_CONFIG, "contexts": contexts, "batches": batches, "steps": steps}
