@@ -147,3 +147,19 @@ def test_a_child_run_keeps_only_its_newest_checkpoint(tmp_path: Path, monkeypatc
     assert command[command.index("--checkpoint-every") + 1] == "500"
     widths = [command[i + 1] for i, arg in enumerate(command) if arg == "--hidden-size"]
     assert widths == ["128", "160"]  # the variant's width comes last, and argparse keeps the last
+
+
+def test_full_runs_report_the_fusion_depth_sweep_and_the_kimi_linear_backbone():
+    depth = {"fusion from layer 0": 0.6, "fusion from layer 1": 0.7, "fusion from layer 3": 0.75, "no fusion": 0.5}
+    all_scores = {"unified": scores(0.8, 0.9, 0.5), "late fusion": scores(0.7, 0.95, 0.4),
+                  "Kimi Linear layers": scores(0.85, 0.9, 0.5), **{n: scores(v, 0.9, 0.5) for n, v in depth.items()},
+                  **{name: scores(0.75, 0.85, 0.6) for name in SEPARATE}}  # fmt: skip
+    trained = {name: training(1000, 300, 30.0, 500) for name in all_scores}
+    trained["Kimi Linear layers"] = training(1060, 300, 60.0, 520)
+    rows = {r.claim.split(":")[0]: r for r in claim_rows(trained, all_scores)}
+    sweep = rows["fusion depth N (text reads the image from layer N of 4; 4 = never)"]
+    assert sweep.verdict is Verdict.NOT_COMPARABLE
+    assert [part.split(":")[0] for part in sweep.measured.split("; ")] == ["N=0", "N=1", "N=2", "N=3", "N=4"]
+    assert "N=2: 80.0%" in sweep.measured and "N=4: 50.0%" in sweep.measured
+    kimi = rows["the same unified model on Kimi Linear layers (3 KDA "]
+    assert "1,060 vs 1,000 parameters" in kimi.measured and "+5.0" in kimi.measured

@@ -231,6 +231,24 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
                 command=COMMAND + " --full", detail=COMPARISON_DETAIL,
                 source="review §1.4; anchors/multimodal.md §2 (the fusion-depth knob)",
             ))  # fmt: skip
+    sweep = {layer: name for layer, name in ((0, "fusion from layer 0"), (1, "fusion from layer 1"), (2, "unified"),
+                                            (3, "fusion from layer 3"), (4, "no fusion")) if name in scores}  # fmt: skip
+    if len(sweep) > 2:  # --full: the whole fusion-depth sweep, one figure per depth
+        rows.append(ClaimRow(
+            claim="fusion depth N (text reads the image from layer N of 4; 4 = never): VQA accuracy (test)",
+            measured="; ".join(f"N={layer}: {vqa_row_value(scores[name]['test'])}" for layer, name in sweep.items()),
+            verdict=Verdict.NOT_COMPARABLE, command=COMMAND + " --full",
+            source="anchors/multimodal.md §2 (the fusion-depth knob); the paper gives no figure at this scale",
+        ))  # fmt: skip
+    if "Kimi Linear layers" in scores:
+        kimi = scores["Kimi Linear layers"]["test"]
+        rows.append(ClaimRow(
+            claim="the same unified model on Kimi Linear layers (3 KDA : 1 softmax) vs softmax layers: VQA (test)",
+            measured=f"{vqa_row_value(kimi)} vs {vqa_row_value(unified)}: {compare(kimi, unified, 'vqa')}; "
+            f"{trained['Kimi Linear layers']['parameters']:,} vs {trained['unified']['parameters']:,} parameters",
+            verdict=Verdict.NOT_COMPARABLE, command=COMMAND + " --full", detail=COMPARISON_DETAIL,
+            source="the systems compose: Kimi Linear layers as the multimodal backbone",
+        ))  # fmt: skip
     for split in ("zero-shot", "few-shot"):
         held = scores["unified"][split]
         gap = unified["vqa_accuracy"] - held["vqa_accuracy"]
