@@ -231,8 +231,8 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
                 command=COMMAND + " --full", detail=COMPARISON_DETAIL,
                 source="review §1.4; anchors/multimodal.md §2 (the fusion-depth knob)",
             ))  # fmt: skip
-    sweep = {layer: name for layer, name in ((0, "fusion from layer 0"), (1, "fusion from layer 1"), (2, "unified"),
-                                            (3, "fusion from layer 3"), (4, "no fusion")) if name in scores}  # fmt: skip
+    depths = ("fusion from layer 0", "fusion from layer 1", "unified", "fusion from layer 3", "no fusion")
+    sweep = {layer: name for layer, name in enumerate(depths) if name in scores}
     if len(sweep) > 2:  # --full: the whole fusion-depth sweep, one figure per depth
         rows.append(ClaimRow(
             claim="fusion depth N (text reads the image from layer N of 4; 4 = never): VQA accuracy (test)",
