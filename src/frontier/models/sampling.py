@@ -22,6 +22,8 @@ DecodingParamsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, to
 OnToken = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
 # A temperature below this is treated as this (dividing logits by ~0 overflows).
 MIN_TEMPERATURE = 1e-4
+# How many of the most probable tokens `sample_next` looks for the nucleus among before it sorts the vocabulary.
+NUCLEUS_CANDIDATES = 256
 
 
 @dataclass
@@ -149,10 +151,40 @@ def hard_top_p_mask(probs: torch.Tensor, top_p: torch.Tensor | float) -> torch.T
 def sample_next(
     logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """One token per row from softmax(logits / T) restricted to the hard top-p nucleus; logits [B, V] → [B]."""
+    """One token per row from softmax(logits / T) restricted to the hard top-p nucleus; logits [B, V] → [B].
+
+    The distribution is `hard_top_p_mask`'s, found without sorting the vocabulary where possible (a sort of 49K
+    probabilities costs more than a small model's decode step on a CPU): a row whose nucleus lies within its
+    NUCLEUS_CANDIDATES most probable tokens samples among those, a row with p ≥ 1 samples the whole distribution, and
+    only the others take the full mask.
+    """
     probs = torch.softmax(logits / temperature.clamp(min=MIN_TEMPERATURE)[:, None], dim=-1)
-    probs = probs * hard_top_p_mask(probs, top_p.clamp(max=1.0))
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    top_p = top_p.clamp(max=1.0).to(probs.dtype)
+    candidates, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)  # sorted, most probable first
+    mass_above = candidates.cumsum(dim=-1) - candidates
+    within = mass_above[:, -1] >= top_p  # the last candidate is already outside the nucleus, so all later ones are
+    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    for rows, weights, index in _nucleus_groups(probs, top_p, candidates, ids, mass_above, within):
+        # multinomial, not an inverse CDF: its draw moves only when two tokens nearly tie, not when rounding moves
+        # the running total of 49K probabilities (a prompt-cache hit must sample what a fresh prefill samples)
+        drawn = torch.multinomial(weights, 1, generator=generator)
+        tokens[rows] = drawn.squeeze(-1) if index is None else index.gather(-1, drawn).squeeze(-1)
+    return tokens
+
+
+def _nucleus_groups(probs, top_p, candidates, ids, mass_above, within):
+    """(rows, weights to sample from, ids of the weights' columns or None for the vocabulary) for the three kinds of
+    rows `sample_next` tells apart; weights are unnormalised, as `torch.multinomial` takes them."""
+    if within.any():
+        keep = mass_above[within] < top_p[within, None]
+        keep[:, 0] = True
+        yield within, candidates[within] * keep, ids[within]
+    whole = ~within & (top_p >= 1)
+    if whole.any():
+        yield whole, probs[whole], None
+    masked = ~within & (top_p < 1)
+    if masked.any():
+        yield masked, probs[masked] * hard_top_p_mask(probs[masked], top_p[masked]), None
 
 
 def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, presence: float, frequency: float) -> torch.Tensor:
