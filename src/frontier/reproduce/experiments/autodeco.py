@@ -282,11 +282,15 @@ def overhead(ctx: RunContext) -> ExperimentResult:
         versus_loop = median["frontier loop, AutoDeco heads"] / median["frontier loop, static T/p"] - 1
         metrics[f"batch{batch}"] = {name: {"median_s": median[name], "tokens_per_s": batch * n / median[name],
                                            "times_s": times[name]} for name in runs}  # fmt: skip
-        measured = (f"+{100 * versus_hf:.1f}% vs HF sampling, +{100 * versus_loop:.1f}% vs the same loop without "
+        measured = (f"{100 * versus_hf:+.1f}% vs HF sampling, {100 * versus_loop:+.1f}% vs the same loop without "
                     f"heads (median of {scale.overhead_repeats}, {n} new tokens)")  # fmt: skip
+        # Against both baselines: our loop samples faster than HF's (no sort of the vocabulary), which alone must not
+        # pass the heads' own cost.
         rows.append(ClaimRow(
-            claim=f"AutoDeco adds at most 2% generation latency at batch {batch} (paper Table 3: 1-2%)",
-            measured=measured, verdict=Verdict.PASS if versus_hf <= 0.02 else Verdict.FAIL, command=command,
+            claim=f"AutoDeco adds at most 2% generation latency at batch {batch}, against HF's sampling and against "
+                  "the same loop without heads (paper Table 3: 1-2%)",
+            measured=measured, verdict=Verdict.PASS if max(versus_hf, versus_loop) <= 0.02 else Verdict.FAIL,
+            command=command,
             source=f"{SOURCE} §5",
             detail="a 135M model's vocabulary projection is a large share of each step, so the heads' full-vocabulary "
                    "statistics weigh more than on the paper's 7B model",
