@@ -108,17 +108,24 @@ def test_sample_next_draws_from_the_reference_nucleus_distribution(monkeypatch, 
         assert (frequency[expected == 0] == 0).all()
 
 
-def test_sample_next_is_stable_under_rounding_noise():
-    """A prompt-cache hit gives logits slightly off a fresh prefill's; the same seed must still draw the same token.
-    (An inverse CDF over the vocabulary would not: noise moves its running total across token boundaries, 30 of
-    these 200 draws at this noise, over the whole vocabulary.)"""
+def test_sample_next_draws_what_multinomial_over_the_masked_distribution_draws(monkeypatch):
+    """The same token as `torch.multinomial(probs · hard_top_p_mask, 1)` for the same generator, row by row, whichever
+    way a row's nucleus is found; a NaN p keeps the top token, as the mask does; a scalar p applies to every row."""
+    from frontier.models import sampling
+
     gen = torch.Generator().manual_seed(0)
-    logits = 2 * torch.randn(1, 49152, generator=gen)
-    noisy = logits + 1e-3 * torch.randn(1, 49152, generator=gen)
-    for p in (0.9, 1.0):
-        same = sum(
-            int(sample_next(logits, torch.ones(1), torch.full((1,), p), torch.Generator().manual_seed(seed)))
-            == int(sample_next(noisy, torch.ones(1), torch.full((1,), p), torch.Generator().manual_seed(seed)))
-            for seed in range(200)
-        )
-        assert same >= 195, (p, same)
+    logits = torch.cat([8 * torch.randn(3, 5000, generator=gen), torch.randn(3, 5000, generator=gen)])  # peaked, flat
+    top_p = torch.tensor([0.5, 0.9, 1.0, 0.9, 0.99, float("nan")])
+    temperature = torch.full((6,), 0.8)
+    probs = torch.softmax(logits / 0.8, -1)
+    for candidates in (256, 8):
+        monkeypatch.setattr(sampling, "NUCLEUS_CANDIDATES", candidates)
+        for seed in range(20):
+            expected = torch.multinomial(probs * hard_top_p_mask(probs, top_p), 1, generator=_seeded(seed))
+            drawn = sample_next(logits, temperature, top_p, _seeded(seed))
+            assert drawn.tolist() == expected.squeeze(-1).tolist(), (candidates, seed)
+    assert sample_next(logits, temperature, torch.tensor(0.0), _seeded(0)).tolist() == probs.argmax(-1).tolist()
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

@@ -215,3 +215,20 @@ def test_a_partial_run_in_use_cannot_be_resumed_by_a_second_process(tmp_path):
     assert calls == []
     run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)
     assert calls == ["beta"]
+
+
+def test_a_partial_run_finished_while_resuming_is_a_clear_error(tmp_path, monkeypatch):
+    from frontier.reproduce import runner
+
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_experiments(_registry(calls, interrupt_on="beta").select(None), Mode.QUICK, tmp_path, progress=False)
+    (partial,) = tmp_path.glob(".partial-*")
+
+    def finished_first(path, **kwargs):  # the other process renames the folder just before we lock it
+        partial.rename(tmp_path / "finished")
+        return exclusive_lock(path, **kwargs)
+
+    monkeypatch.setattr(runner, "exclusive_lock", finished_first)
+    with pytest.raises(ConfigError, match="was finished by another process just now"):
+        run_experiments(_registry(calls).select(None), Mode.QUICK, tmp_path, resume=True, progress=False)

@@ -149,42 +149,34 @@ def hard_top_p_mask(probs: torch.Tensor, top_p: torch.Tensor | float) -> torch.T
 
 
 def sample_next(
-    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor | float, generator: torch.Generator | None
 ) -> torch.Tensor:
     """One token per row from softmax(logits / T) restricted to the hard top-p nucleus; logits [B, V] → [B].
 
-    The distribution is `hard_top_p_mask`'s, found without sorting the vocabulary where possible (a sort of 49K
-    probabilities costs more than a small model's decode step on a CPU): a row whose nucleus lies within its
-    NUCLEUS_CANDIDATES most probable tokens samples among those, a row with p ≥ 1 samples the whole distribution, and
-    only the others take the full mask.
+    The draw is `torch.multinomial(probs · hard_top_p_mask(probs, p), 1)`'s, the same token for the same generator:
+    the argmax of the nucleus' probabilities divided by one Exp(1) number per vocabulary entry. What is faster is
+    finding the nucleus (a sort of 49K probabilities costs more than a small model's decode step on a CPU): a row
+    whose nucleus lies within its NUCLEUS_CANDIDATES most probable tokens looks only at those, a row with p ≥ 1 at
+    the whole distribution, and only the others (including a NaN p, which keeps the top token) sort.
     """
     probs = torch.softmax(logits / temperature.clamp(min=MIN_TEMPERATURE)[:, None], dim=-1)
-    top_p = top_p.clamp(max=1.0).to(probs.dtype)
-    candidates, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)  # sorted, most probable first
+    top_p = torch.as_tensor(top_p, dtype=probs.dtype, device=probs.device).clamp(max=1.0).expand(probs.shape[0])
+    race = probs / torch.empty_like(probs).exponential_(1, generator=generator)  # multinomial's own draw, per entry
+    candidates, ids = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)  # most probable first
     mass_above = candidates.cumsum(dim=-1) - candidates
     within = mass_above[:, -1] >= top_p  # the last candidate is already outside the nucleus, so all later ones are
-    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    for rows, weights, index in _nucleus_groups(probs, top_p, candidates, ids, mass_above, within):
-        # multinomial, not an inverse CDF: its draw moves only when two tokens nearly tie, not when rounding moves
-        # the running total of 49K probabilities (a prompt-cache hit must sample what a fresh prefill samples)
-        drawn = torch.multinomial(weights, 1, generator=generator)
-        tokens[rows] = drawn.squeeze(-1) if index is None else index.gather(-1, drawn).squeeze(-1)
-    return tokens
-
-
-def _nucleus_groups(probs, top_p, candidates, ids, mass_above, within):
-    """(rows, weights to sample from, ids of the weights' columns or None for the vocabulary) for the three kinds of
-    rows `sample_next` tells apart; weights are unnormalised, as `torch.multinomial` takes them."""
+    whole = ~within & (top_p >= 1)
+    tokens = race.argmax(dim=-1)  # right for the `whole` rows
     if within.any():
         keep = mass_above[within] < top_p[within, None]
         keep[:, 0] = True
-        yield within, candidates[within] * keep, ids[within]
-    whole = ~within & (top_p >= 1)
-    if whole.any():
-        yield whole, probs[whole], None
-    masked = ~within & (top_p < 1)
+        ranked = torch.where(keep, race[within].gather(-1, ids[within]), -1.0)
+        tokens[within] = ids[within].gather(-1, ranked.argmax(dim=-1, keepdim=True)).squeeze(-1)
+    masked = ~within & ~whole
     if masked.any():
-        yield masked, probs[masked] * hard_top_p_mask(probs[masked], top_p[masked]), None
+        nucleus = hard_top_p_mask(probs[masked], top_p[masked])
+        tokens[masked] = torch.where(nucleus, race[masked], -1.0).argmax(dim=-1)
+    return tokens
 
 
 def apply_penalties(logits: torch.Tensor, counts: torch.Tensor, presence: float, frequency: float) -> torch.Tensor:

@@ -77,7 +77,7 @@ def _stored_result(path: Path) -> ExperimentResult | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warnings.warn(
-            f"{path} is unreadable ({type(exc).__name__}: {exc}); running that experiment again", stacklevel=3
+            f"{path} is unreadable ({type(exc).__name__}: {exc}); running that experiment again", stacklevel=4
         )
         return None
 
@@ -107,10 +107,12 @@ def run_experiments(
     names = [spec.name for spec in specs]
     environment = collect_environment()
     work_dir = find_resumable(reports_dir, mode, seed, names) if resume else None
+    resumed = work_dir is not None
     if work_dir is None:
         started = _unique_stamp(reports_dir)
         work_dir = reports_dir / f"{PARTIAL_PREFIX}{started}"
         work_dir.mkdir()
+    finished_meanwhile = ConfigError(f"{work_dir} was finished by another process just now: run again")
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(exclusive_lock(work_dir / RUN_LOCK, wait=False))
@@ -119,6 +121,10 @@ def run_experiments(
                 f"{work_dir} is being run by another `frontier reproduce` process: wait for it to finish, or stop "
                 "it and run again with --resume"
             ) from None
+        except FileNotFoundError:  # renamed to its final name between our finding it and locking it
+            raise finished_meanwhile from None
+        if resumed and not (work_dir / "run.json").is_file():  # locked the moment its finisher let go
+            raise finished_meanwhile
         return _run_locked(specs, mode, seed, names, environment, work_dir, progress, on_result)
 
 
