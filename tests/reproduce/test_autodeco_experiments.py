@@ -1,5 +1,5 @@
 """The AutoDeco experiments end to end through the CLI (slow: they sample the embedded model for minutes; the
-BIG-bench ones download the 358 MB sdist once into the cache)."""
+BIG-bench ones fetch the 358 KB `bigbench==0.0.1` generator sdist once into the cache)."""
 
 import pytest
 
