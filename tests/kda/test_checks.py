@@ -23,7 +23,7 @@ CASES = {
     "heads-not-divisible": (
         lambda d: d.update(v=d["v"][:, :, :3], g=d["g"][:, :, :3], beta=d["beta"][:, :, :3],
                            initial_state=d["initial_state"][:, :3]),
-        "v has 3 heads, which is not a multiple of the 2 query/key heads",
+        r"v has 3 heads, which is not a multiple of the 2 query/key heads \(q \[2, 8, 2, 16\], v \[2, 8, 3, 8\]\)",
     ),
     "state-shape": (
         lambda d: d.update(initial_state=d["initial_state"][..., :4]),

@@ -44,7 +44,10 @@ def check_kda_inputs(
                 f"{name} has shape {_shape(t)}, expected [{', '.join(map(str, shape))}] (from q {_shape(q)})"
             )
     if HV % H != 0:
-        raise ShapeError(f"v has {HV} heads, which is not a multiple of the {H} query/key heads (q {_shape(q)})")
+        raise ShapeError(
+            f"v has {HV} heads, which is not a multiple of the {H} query/key heads (q {_shape(q)}, v {_shape(v)}): "
+            f"give v a multiple of {H} heads, or q and k a divisor of {HV}"
+        )
     if initial_state is not None and tuple(initial_state.shape) != (B, HV, K, V):
         raise ShapeError(f"initial_state has shape {_shape(initial_state)}, expected [{B}, {HV}, {K}, {V}]")
     if g.numel() and g.detach().amax() > 0:  # one reduction, no [B, T, HV, K] mask
