@@ -143,7 +143,7 @@ class KimiDeltaAttention(nn.Module):
         if state is not None:
             state.conv = x[..., x.shape[-1] - window :].detach() if window else x[..., :0]
         weight = torch.cat([self.q_conv1d.weight, self.k_conv1d.weight, self.v_conv1d.weight])  # [C, 1, W]
-        if x.shape[-1] == self.conv_size:  # one decode step: a dot product per channel beats a conv call
+        if x.shape[-1] == self.conv_size:  # one decode step: one dot product per channel, fewer ops than W shifts
             return F.silu((x * weight[:, 0]).sum(-1, keepdim=True))
         return F.silu(depthwise_causal_conv(x, weight[:, 0]))
 

@@ -125,7 +125,7 @@ def run_experiments(
             raise finished_meanwhile from None
         if resumed and not (work_dir / "run.json").is_file():  # locked the moment its finisher let go
             raise finished_meanwhile
-        return _run_locked(specs, mode, seed, names, environment, work_dir, progress, on_result)
+        return _run_locked(specs, mode, seed, names, environment, work_dir, resumed, progress, on_result)
 
 
 def _run_locked(
@@ -135,13 +135,14 @@ def _run_locked(
     names: list[str],
     environment: dict,
     work_dir: Path,
+    resumed: bool,
     progress: bool,
     on_result,
 ) -> RunOutcome:
     """`run_experiments` in its partial folder, holding the folder's lock."""
     reports_dir = work_dir.parent
     commit = environment["git_commit"]  # read once: the code this process imported, whatever the checkout does later
-    if not (work_dir / "run.json").exists():
+    if not resumed:
         started = work_dir.name.removeprefix(PARTIAL_PREFIX)
         run = {
             "started": started, "mode": mode.value, "seed": seed, "experiments": names, "environment": environment,
