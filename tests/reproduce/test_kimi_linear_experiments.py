@@ -110,14 +110,15 @@ def test_pydoc_corpus_is_real_text():
     assert b"for_stmt" in bytes(data[:200_000].tolist()) or b"The for statement" in bytes(data.tolist())
 
 
-def test_the_full_lm_corpus_holds_out_whole_documents_and_fits_about_two_passes():
+def test_the_full_lm_corpus_holds_out_whole_documents_and_is_read_less_than_once():
     quick_train, quick_validation = kimi_linear_quality.lm_corpus(with_factbook=False)
     train, validation = kimi_linear_quality.lm_corpus(with_factbook=True)
     assert torch.equal(train[: len(quick_train)], quick_train)
     assert torch.equal(validation[: len(quick_validation)], quick_validation)
     assert 0.08 < len(validation) / (len(train) + len(validation)) < 0.12
-    steps, batch, seq = 2000, 16, 512  # --full
-    assert 1.5 < steps * batch * seq / len(train) < 2.5  # passes over the training text (38 on the topics alone)
+    full = kimi_linear_quality.FULL_LM_RUN
+    passes = full["steps"] * full["batch"] * full["seq"] / len(train)
+    assert 0.5 < passes < 1.0  # 2000 steps on the topics alone were 38 passes, and the models memorised them
     held_out = bytes(validation[len(quick_validation) : len(quick_validation) + 2000].tolist()).decode()
     assert held_out.startswith("Introduction > Background:") and held_out[:2000] not in bytes(train.tolist()).decode()
 
