@@ -19,6 +19,8 @@ def stand_in_pool(tiny_catalogs, monkeypatch):
     monkeypatch.setattr(catalog, "default_catalogs", lambda: tiny_catalogs)
     monkeypatch.setattr(catalog, "FASHION_CLASSES", tuple(sorted({o.name for o in tiny_catalogs["train"]
                                                                    if o.source == "fashion-mnist"})))  # fmt: skip
+    monkeypatch.setattr(catalog, "DEFAULT_EMOJI", ("apple",))
+    monkeypatch.setattr(catalog, "DEFAULT_FLAGS", ("flag of france",))
     monkeypatch.setattr(catalog, "DEFAULT_FEW_SHOT", ("apple",))
 
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from frontier.errors import ConfigError
-from frontier.multimodal.scenes import CELLS, COLOURS, NUMBER_WORDS, SceneConfig, SceneGenerator
+from frontier.multimodal.scenes import (
+    CELLS,
+    COLOURS,
+    NUMBER_WORDS,
+    SceneConfig,
+    SceneGenerator,
+    default_heldout_cells,
+)
 
 HELDOUT = (("sneaker", "red"), ("bag", "blue"))
 
@@ -33,6 +40,30 @@ def test_heldout_pairs_appear_only_in_the_zero_shot_split(tiny_catalogs):
             assert not pairs & set(HELDOUT), (split, i)
     for i in range(50):
         assert {(o.name, o.colour) for o in gen.scene("zero-shot", i).objects} & set(HELDOUT)
+
+
+def test_heldout_cells_appear_only_in_the_zero_shot_split_and_every_scene_size_stays_likely(tiny_catalogs):
+    names = ("sneaker", "bag", "coat", "apple", "flag of france")
+    cells = default_heldout_cells(names)
+    assert {cell for _, cell in cells} == set(CELLS) and len(cells) == len(names)
+    gen = generator(tiny_catalogs, heldout_cells=cells)
+    sizes = []
+    for split in ("train", "test"):
+        for i in range(300):
+            scene = gen.scene(split, i)
+            assert not {(o.name, o.cell) for o in scene.objects} & set(cells), (split, i)
+            assert not {(o.name, o.colour) for o in scene.objects} & set(HELDOUT), (split, i)
+            sizes.append(len(scene.objects))
+    assert all(sizes.count(n) > 100 for n in range(1, 5))  # drawn per cell, not rejected: sizes stay uniform
+    kinds = {"colour": 0, "cell": 0}
+    for i in range(100):
+        objects = gen.scene("zero-shot", i).objects
+        by_colour = {(o.name, o.colour) for o in objects} & set(HELDOUT)
+        by_cell = {(o.name, o.cell) for o in objects} & set(cells)
+        assert by_colour or by_cell, i
+        kinds["colour"] += bool(by_colour)
+        kinds["cell"] += bool(by_cell)
+    assert min(kinds.values()) > 25  # both kinds of unseen combination are tested
 
 
 def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
@@ -103,6 +134,11 @@ def test_bad_configurations_are_refused(tiny_catalogs):
         generator(tiny_catalogs, few_shot_names=("zebra",))
     with pytest.raises(ConfigError, match="held-out pairs must pair a tintable"):
         SceneGenerator(tiny_catalogs, SceneConfig(heldout_pairs=(("apple", "red"),)))
+    with pytest.raises(ConfigError, match="held-out cells must pair an object"):
+        generator(tiny_catalogs, heldout_cells=(("sneaker", "middle"),))
+    with pytest.raises(ConfigError, match="leave a cell with no object"):
+        names = ("sneaker", "bag", "coat", "apple", "flag of france")
+        generator(tiny_catalogs, heldout_cells=tuple((n, "top left") for n in names))
     with pytest.raises(ConfigError, match="max_objects"):
         generator(tiny_catalogs, max_objects=5)
     with pytest.raises(ConfigError, match="unknown split"):

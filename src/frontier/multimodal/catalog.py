@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 from frontier.errors import ConfigError
-from frontier.multimodal.scenes import SceneConfig, SceneGenerator, default_heldout_pairs
+from frontier.multimodal.scenes import SceneConfig, SceneGenerator, default_heldout_cells, default_heldout_pairs
 from frontier.multimodal.sources import FASHION_CLASSES, ObjectImage, emoji_objects, fashion_objects, flag_objects
 
 DEFAULT_EMOJI = (
@@ -20,8 +20,9 @@ DEFAULT_EMOJI = (
 )  # fmt: skip
 DEFAULT_FLAGS = tuple(f"flag of {c}" for c in ("brazil", "canada", "france", "germany", "india", "italy", "japan",
                                                "sweden"))  # fmt: skip
-# Shown in only `few_shot_k` training scenes each: the few-shot split asks about them.
-DEFAULT_FEW_SHOT = ("guitar", "flag of sweden")
+# Shown in only `few_shot_k` training scenes each: the few-shot split asks about them. The ankle boot's few-shot
+# scenes show Fashion-MNIST test images, which no training scene shows; an emoji or a flag has only its one image.
+DEFAULT_FEW_SHOT = ("guitar", "flag of sweden", "ankle boot")
 TRAIN_PER_CLASS, TEST_PER_CLASS = 2000, 200  # Fashion-MNIST images kept per class
 
 
@@ -40,8 +41,14 @@ def default_catalogs(train_per_class: int = TRAIN_PER_CLASS, test_per_class: int
 
 
 def default_scene_config(**overrides) -> SceneConfig:
-    """Held-out (item, colour) pairs: one colour per Fashion-MNIST class; few-shot names: DEFAULT_FEW_SHOT."""
-    config = SceneConfig(heldout_pairs=default_heldout_pairs(FASHION_CLASSES), few_shot_names=DEFAULT_FEW_SHOT)
+    """Few-shot names: DEFAULT_FEW_SHOT. Held out of training, for every other name: one cell each, and for
+    Fashion-MNIST classes one colour each."""
+    common = [n for n in (*FASHION_CLASSES, *DEFAULT_EMOJI, *DEFAULT_FLAGS) if n not in DEFAULT_FEW_SHOT]
+    config = SceneConfig(
+        heldout_pairs=default_heldout_pairs([n for n in FASHION_CLASSES if n in common]),
+        heldout_cells=default_heldout_cells(common),
+        few_shot_names=DEFAULT_FEW_SHOT,
+    )
     return replace(config, **overrides)
 
 
@@ -58,4 +65,5 @@ def scene_config_from_dict(data: dict) -> SceneConfig:
     data = dict(data)
     data["few_shot_names"] = tuple(data.get("few_shot_names", ()))
     data["heldout_pairs"] = tuple(tuple(pair) for pair in data.get("heldout_pairs", ()))
+    data["heldout_cells"] = tuple(tuple(pair) for pair in data.get("heldout_cells", ()))
     return SceneConfig(**data)

@@ -21,7 +21,7 @@ MULTIMODAL_EXAMPLES = """examples:
   frontier multimodal scenes --split test --count 8 --output scenes/       # PNGs + their captions and questions
   frontier multimodal train --output runs/unified --steps 3000              # caption + VQA + retrieval at once
   frontier multimodal train --output runs/kda --backend kimi_linear         # Kimi Linear layers (3 KDA : 1 softmax)
-  frontier multimodal eval --model runs/unified/final --split zero-shot    # held-out (item, colour) pairs
+  frontier multimodal eval --model runs/unified/final --split zero-shot    # held-out (item, colour), (item, cell) pairs
   frontier multimodal compare unified-test.json late-test.json     # paired differences of two `eval --output`s
   frontier multimodal ask --model runs/unified/final scenes/test-0000.png "what is in the top left?"
   frontier multimodal caption --model runs/unified/final scenes/test-0000.png

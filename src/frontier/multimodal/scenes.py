@@ -9,9 +9,10 @@ scene graph, never written by hand, so every caption and answer is right by cons
               there ? → two · what colour is the sneaker ? → red · is there a bag ? → no
 
 Scene i of a split is a function of (seed, split, i) alone. Splits: `train`; `test` (same distribution, Fashion-MNIST
-test images); `zero-shot` (every scene shows an (object, colour) pair that training never shows); `few-shot` (every
-scene shows a held-out object that training shows in only `few_shot_k` scenes). Every split but `train` draws its
-images from the "test" catalog when one is given.
+test images); `zero-shot` (every scene shows a combination that training never shows: an (object, colour) pair or an
+(object, cell) pair, each object and each colour and cell still seen in training); `few-shot` (every scene shows a
+held-out object that training shows in only `few_shot_k` scenes). Every split but `train` draws its images from the
+"test" catalog when one is given.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class SceneConfig:
     few_shot_names: tuple[str, ...] = ()
     few_shot_k: int = 4  # training scenes that show a few-shot name
     heldout_pairs: tuple[tuple[str, str], ...] = ()  # (name, colour) never in training
+    heldout_cells: tuple[tuple[str, str], ...] = ()  # (name, cell) never in training
     seed: int = 0
 
 
@@ -86,6 +88,11 @@ def default_heldout_pairs(tintable_names: Sequence[str]) -> tuple[tuple[str, str
     """One colour per tintable name, rotating through COLOURS: every name and every colour stays in training."""
     colours = list(COLOURS)
     return tuple((name, colours[i % len(colours)]) for i, name in enumerate(sorted(tintable_names)))
+
+
+def default_heldout_cells(names: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """One cell per name, rotating through CELLS: training shows each name in the other three cells."""
+    return tuple((name, CELLS[i % len(CELLS)]) for i, name in enumerate(sorted(names)))
 
 
 class SceneGenerator:
@@ -115,7 +122,16 @@ class SceneGenerator:
         if bad:
             raise ConfigError(f"held-out pairs must pair a tintable (grey) object with one of {', '.join(COLOURS)}: "
                               f"{bad}")  # fmt: skip
+        self.heldout_cells = set(config.heldout_cells)
+        bad = sorted(p for p in self.heldout_cells if p[0] not in self.names or p[1] not in CELLS)
+        if bad:
+            raise ConfigError(f"held-out cells must pair an object of the catalog with one of {', '.join(CELLS)}: "
+                              f"{bad}")  # fmt: skip
         self.common_names = [n for n in self.names if n not in config.few_shot_names]
+        # Drawn per cell, so held-out cells cost no rejections and scenes of every size stay equally likely.
+        self.names_for_cell = [[n for n in self.common_names if (n, cell) not in self.heldout_cells] for cell in CELLS]
+        if not all(self.names_for_cell):
+            raise ConfigError("the held-out cells leave a cell with no object that training may place there")
 
     def catalog_split(self, split: str) -> str:
         return "train" if split == "train" or "test" not in self.by_name else "test"
@@ -131,20 +147,14 @@ class SceneGenerator:
         for _ in range(1000):  # rejection sampling: a few tries suffice for any split
             count = rng.randint(1, cfg.max_objects)
             cells = sorted(rng.sample(range(len(CELLS)), count))
-            names = [rng.choice(self.common_names) for _ in cells]
+            names = [rng.choice(self.names_for_cell[cell]) for cell in cells]
             if few_shot_scene:
                 which = index % len(cfg.few_shot_names) if split == "train" else rng.randrange(len(cfg.few_shot_names))
                 names[rng.randrange(count)] = cfg.few_shot_names[which]
-            colours = [
-                rng.choice(list(COLOURS)) if n in self.tintable and rng.random() < cfg.tint_probability else None
-                for n in names
-            ]
-            if split == "zero-shot" and self.heldout:
-                slot = rng.randrange(count)
-                name, colour = rng.choice(sorted(self.heldout))
-                names[slot], colours[slot] = name, colour
-            pairs = {(n, c) for n, c in zip(names, colours, strict=True) if c}
-            if split != "zero-shot" and pairs & self.heldout:
+            colours = [self._tint(n, rng) for n in names]
+            if split == "zero-shot" and not self._place_unseen_combination(rng, cells, names, colours):
+                continue
+            if split != "zero-shot" and self.unseen_combinations(cells, names, colours):
                 continue
             images = self.by_name[self.catalog_split(split)]
             objects = tuple(
@@ -154,6 +164,34 @@ class SceneGenerator:
             )  # fmt: skip
             return Scene(objects, background_seed=rng.getrandbits(32))
         raise ConfigError(f"could not draw a {split} scene: the held-out pairs exclude nearly every combination")
+
+    def _tint(self, name: str, rng: random.Random) -> str | None:
+        return (
+            rng.choice(list(COLOURS)) if name in self.tintable and rng.random() < self.config.tint_probability else None
+        )
+
+    def unseen_combinations(self, cells: Sequence[int], names: Sequence[str], colours: Sequence[str | None]) -> list:
+        """The held-out (name, colour) and (name, cell) pairs among these objects: training never shows one."""
+        found = [(n, c) for n, c in zip(names, colours, strict=True) if (n, c) in self.heldout]
+        return found + [(n, CELLS[c]) for n, c in zip(names, cells, strict=True) if (n, CELLS[c]) in self.heldout_cells]
+
+    def _place_unseen_combination(self, rng: random.Random, cells: list[int], names: list[str], colours: list) -> bool:
+        """Overwrite one object of a zero-shot scene with a held-out combination, of a kind drawn at random among
+        those configured; False when none fits these cells."""
+        kinds = [kind for kind, pairs in (("colour", self.heldout), ("cell", self.heldout_cells)) if pairs]
+        if not kinds:
+            return True  # nothing is held out: the zero-shot split is the test distribution
+        if rng.choice(kinds) == "colour":
+            slot = rng.randrange(len(cells))
+            names[slot], colours[slot] = rng.choice(sorted(self.heldout))
+            return True
+        fitting = sorted((n, cell) for n, cell in self.heldout_cells if CELLS.index(cell) in cells)
+        if not fitting:
+            return False
+        name, cell = rng.choice(fitting)
+        slot = cells.index(CELLS.index(cell))
+        names[slot], colours[slot] = name, self._tint(name, rng)
+        return True
 
     def render(self, scene: Scene, split: str) -> np.ndarray:
         """uint8 [size, size, 3]: noisy dark background, each object alpha-composited into its cell."""

@@ -2,8 +2,8 @@
 
 Every model is trained by `frontier multimodal train` in its own process (so its peak memory is its own, read from
 the OS when the process ends) on the default scene pool (Fashion-MNIST items, emoji, flags), then scored on the
-test split (same distribution, unseen Fashion-MNIST images), the zero-shot split (held-out item–colour pairs) and
-the few-shot split (objects shown in only a few training scenes):
+test split (same distribution, unseen Fashion-MNIST images), the zero-shot split (held-out item–colour and
+item–cell pairs) and the few-shot split (objects shown in only a few training scenes):
 
     unified        4 shared layers, fusion from layer 2, caption + VQA + retrieval in every step
     late fusion    two 2-layer towers (per-modality weights), fused in the last layer: the same parameter count
@@ -258,7 +258,8 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
             f"captions token F1 {held['caption_token_f1']:.3f} vs {unified['caption_token_f1']:.3f})",
             verdict=Verdict.PASS if gap <= ZERO_SHOT_GAP else Verdict.FAIL,
             command=COMMAND, source=SOURCE,
-            detail="zero-shot: item–colour pairs never shown in training; few-shot: objects in only 4 training scenes",
+            detail="zero-shot: item–colour and item–cell pairs never shown in training; few-shot: objects in only 4 "
+            "training scenes",
         ))  # fmt: skip
     return rows
 
@@ -328,7 +329,7 @@ def multimodal_draw(ctx: RunContext) -> ExperimentResult:
         figures.append(str(path.relative_to(ctx.out_dir)))
     rows = []
     for split, key, what in (("test", "object_accuracy", "objects"), ("test", "colour_accuracy", "colours"),
-                             ("zero-shot", "colour_accuracy", "colours of held-out item–colour pairs")):  # fmt: skip
+                             ("zero-shot", "colour_accuracy", "colours of unseen combinations")):  # fmt: skip
         drawn, ceiling, real = (results[split][name][key] for name in ("drawn", "reconstructed", "real"))
         unguided = plain[split]["drawn"][key]
         rows.append(ClaimRow(
