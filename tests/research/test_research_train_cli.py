@@ -110,6 +110,28 @@ def test_sft_lora_final_loads_merged_into_its_base(base, sft_data, tmp_path, cap
     assert not torch.allclose(expected, base_logits)  # the adapter learned something
 
 
+def test_research_ask_runs_the_agent_on_a_trained_adapter(base, sft_data, tmp_path, capsys):
+    output = tmp_path / "run"
+    assert train("--stage", "sft", "--data", sft_data, "--base", base, "--output", output, "--steps", 2,
+                 "--lr", 1e-2) == 0  # fmt: skip
+    capsys.readouterr()
+
+    def ask(model) -> dict:
+        code = main(["research", "ask", "What is the capital of Norway?", "--llm", f"local:{model}",
+                     "--max-llm-calls", "2", "--max-tokens-per-turn", "8", "--no-python", "--extractor", "lines",
+                     "--json", "--seed", "0"])  # fmt: skip
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        return json.loads(captured.out)
+
+    tuned, untuned = ask(output / "final"), ask(base)
+    assert tuned["model"] == "final" and tuned["llm_calls"] == 2 and tuned["error"] is None
+    replies = [
+        [step["content"] for step in result["steps"] if step["kind"] == "assistant"] for result in (tuned, untuned)
+    ]
+    assert replies[0] != replies[1]  # the same seed samples differently: the adapter was merged in
+
+
 def test_midtrain_full_final_is_a_whole_model(base, mid_data, tmp_path, capsys):
     output = tmp_path / "run"
     args = ("--stage", "midtrain", "--data", mid_data, "--base", base, "--output", output, "--full", "--lr", 1e-2)
