@@ -183,6 +183,12 @@ def test_autodeco_train_writes_heads_that_generate_can_use(model_cache_dir, embe
     answer = run_cli("generate", "What is the capital of France?", "--decoding", "autodeco", "--heads",
                      str(tmp_path / "heads"), "--temperature", "0", "--max-new-tokens", "12")  # fmt: skip
     assert answer.returncode == 0 and "Paris" in answer.stdout
+    # The same data streamed: the windows fingerprint alike, so the run resumes from the cached run's checkpoint.
+    streamed = run_cli("autodeco", "train", "--data", str(data), "--output", str(tmp_path / "heads"), "--steps", "3",
+                       "--batch-size", "2", "--stream")  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    assert "caching base features" not in streamed.stderr
+    assert (tmp_path / "heads" / "checkpoint-3" / "trainer_state.json").is_file()
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ AUTODECO_MAKE_DATA_EXAMPLES = """examples:
 AUTODECO_TRAIN_EXAMPLES = """examples:
   frontier autodeco train --data solutions.jsonl --output heads/            # embedded SmolLM2 as the base
   frontier autodeco train --data solutions.jsonl --output heads/ --steps 50 --train temperature
+  frontier autodeco train --data big.jsonl --output heads/ --stream         # no feature cache: bounded memory
   accelerate launch -m frontier.cli autodeco train --data solutions.jsonl --output heads/
 """
 
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-dft-weighting", action="store_true", help="do not weight tokens by the base's probability")
     train.add_argument("--easy-token-drop", type=float, default=0.6, help="share of easy tokens dropped (default 0.6)")
     train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
+    train.add_argument(
+        "--stream", action="store_true",
+        help="run the base on each step's batch instead of caching its hidden states first: for data whose hidden "
+        "states do not fit in memory (each step then costs a base forward)",
+    )  # fmt: skip
     add_device_options(train)
     train.set_defaults(handler=run_autodeco_train)
 
@@ -407,7 +413,13 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
 
     from frontier.autodeco.loss import AutoDecoLossConfig
     from frontier.autodeco.modeling import AutoDecoForCausalLM
-    from frontier.autodeco.training import TrainConfig, cache_features, encode_examples, train_heads
+    from frontier.autodeco.training import (
+        StreamedFeatures,
+        TrainConfig,
+        cache_features,
+        encode_examples,
+        train_heads,
+    )
     from frontier.console import progress_steps
     from frontier.models import load_causal_lm
     from frontier.models.loading import resolve_device
@@ -433,9 +445,12 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # the heads' initial weights
     model = AutoDecoForCausalLM(base, model_source(args.model))  # what `from_pretrained` loads as their base
     examples = encode_examples(tokenizer, pairs)
-    with progress_steps("caching base features", total=1) as advance:
-        features = cache_features(model, examples)
-        advance()
+    if args.stream:
+        features = StreamedFeatures(model, examples)
+    else:
+        with progress_steps("caching base features", total=1) as advance:
+            features = cache_features(model, examples)
+            advance()
     history = train_heads(model, features, config, args.output)
     if not state.is_main_process:  # under `accelerate launch`, one process writes and reports
         return 0

@@ -1,22 +1,34 @@
-"""Head training on cached features: it learns, only the heads change, and an interrupted run resumes exactly."""
+"""Head training on cached or streamed features: it learns, only the heads change, an interrupted run resumes
+exactly, and streaming trains the same heads as the cache."""
 
 import pytest
 import torch
 
 from frontier.autodeco.modeling import AutoDecoForCausalLM
-from frontier.autodeco.training import Example, TrainConfig, cache_features, train_heads
+from frontier.autodeco.training import (
+    Example,
+    StreamedFeatures,
+    TrainConfig,
+    cache_features,
+    features_fingerprint,
+    train_heads,
+)
 from frontier.errors import ConfigError
 
 
-def _features(model, n=6, length=20):
+def _examples(n=6, lengths=(20,)):
     gen = torch.Generator().manual_seed(0)
     examples = []
-    for _ in range(n):
-        ids = torch.randint(3, 128, (length,), generator=gen)
+    for i in range(n):
+        ids = torch.randint(3, 128, (lengths[i % len(lengths)],), generator=gen)
         labels = ids.clone()
         labels[:8] = -100
         examples.append(Example(ids, labels))
-    return cache_features(model, examples)
+    return examples
+
+
+def _features(model, n=6, length=20):
+    return cache_features(model, _examples(n, (length,)))
 
 
 def test_training_lowers_the_loss_and_touches_only_the_heads(tiny_llama, tmp_path):
@@ -73,6 +85,39 @@ def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, 
         train_heads(model, features[:-1], TrainConfig(steps=4, batch_size=3), tmp_path, progress=False)
     history = train_heads(model, features, TrainConfig(steps=4, batch_size=3), tmp_path, progress=False)
     assert len(history) == 2  # steps 3 and 4, resumed from the checkpoint at step 2
+
+
+def test_streamed_features_train_the_same_heads_as_cached_ones_and_resume_them(tiny_llama, tmp_path):
+    examples = _examples(n=7, lengths=(12, 20, 31))  # unequal lengths: the cache pads its batches, streaming does not
+
+    def run(features_of, folder, steps):
+        torch.manual_seed(0)
+        model = AutoDecoForCausalLM(tiny_llama())
+        features = features_of(model)
+        config = TrainConfig(steps=steps, batch_size=3, learning_rate=3e-3, checkpoint_every=4)
+        train_heads(model, features, config, folder, progress=False)
+        return model, features
+
+    cached, cached_features = run(lambda m: cache_features(m, examples), tmp_path / "cached", 8)
+    streamed, streamed_features = run(lambda m: StreamedFeatures(m, examples), tmp_path / "streamed", 8)
+    assert isinstance(streamed_features, StreamedFeatures) and len(streamed_features) == len(examples)
+    for (hidden_a, labels_a), (hidden_b, labels_b) in zip(cached_features, streamed_features, strict=True):
+        torch.testing.assert_close(hidden_a, hidden_b, atol=1e-5, rtol=1e-5)
+        assert torch.equal(labels_a, labels_b)
+    assert features_fingerprint(cached_features) == features_fingerprint(streamed_features)
+    for a, b in zip(cached.head_parameters(), streamed.head_parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+    run(lambda m: cache_features(m, examples), tmp_path / "switched", 4)
+    switched, _ = run(lambda m: StreamedFeatures(m, examples), tmp_path / "switched", 8)  # resumes at step 4
+    for a, b in zip(cached.head_parameters(), switched.head_parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_streamed_features_refuse_an_example_without_a_completion(tiny_llama):
+    ids = torch.arange(3, 13)
+    with pytest.raises(ConfigError, match="no completion tokens"):
+        StreamedFeatures(AutoDecoForCausalLM(tiny_llama()), [Example(ids, torch.full_like(ids, -100))])
 
 
 def test_bad_training_config():

@@ -1,9 +1,11 @@
-"""Training AutoDeco's heads on a frozen base, optionally from cached base features (paper §2.1, §3.1).
+"""Training AutoDeco's heads on a frozen base, from cached or streamed base features (paper §2.1, §3.1).
 
-The base never changes, so its final hidden states can be computed once per example and stored; each step then
-only runs the LM head (to rebuild the logits) and the two tiny heads. Runs through `accelerate` (one process on a
-laptop, DDP under `accelerate launch`); checkpoints are written atomically every `checkpoint_every` steps and a
-rerun with the same output folder resumes from the newest one.
+The base never changes, so its final hidden states can be computed once per example and stored (`cache_features`);
+each step then only runs the LM head (to rebuild the logits) and the two tiny heads. Data whose hidden states do not
+fit in memory streams instead (`StreamedFeatures`): each step runs the base on its own batch. Both give the same
+windows, so the same training run. Runs through `accelerate` (one process on a laptop, DDP under `accelerate
+launch`); checkpoints are written atomically every `checkpoint_every` steps and a rerun with the same output folder
+resumes from the newest one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,12 +65,7 @@ def cache_features(
     at the other positions, and prompts are usually most of the sequence. Examples of similar length are run
     together, right-padded: under a causal mask the padding after a sequence cannot change its hidden states.
     """
-    windows = []
-    for example in examples:
-        learned = (example.labels != -100).nonzero()
-        if len(learned) == 0:
-            raise ConfigError("an example has no completion tokens to learn from (all labels are -100)")
-        windows.append(max(int(learned[0]) - 1, 0))
+    windows = [completion_window(example) for example in examples]
     features: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(examples)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
     for first in range(0, len(order), batch_size):
@@ -78,11 +76,45 @@ def cache_features(
         for row, i in enumerate(group):
             ids[row, : len(examples[i].input_ids)] = examples[i].input_ids
             mask[row, : len(examples[i].input_ids)] = 1
-        hidden, _, _ = model.base_forward(ids, mask, logits_to_keep=1)  # only the hidden states are kept
+        device = model.base_model.device
+        hidden, _, _ = model.base_forward(ids.to(device), mask.to(device), logits_to_keep=1)  # hidden states only
         for row, i in enumerate(group):
             end = len(examples[i].input_ids)
-            features[i] = (hidden[row, windows[i] : end].clone(), examples[i].labels[windows[i] :])
+            # A copy in host memory: the cache must not pin the batch's tensor, nor fill a GPU.
+            features[i] = (hidden[row, windows[i] : end].to("cpu", copy=True), examples[i].labels[windows[i] :])
     return features
+
+
+def completion_window(example: Example) -> int:
+    """Where an example's feature window starts: its prompt's last token, the one that predicts the completion."""
+    learned = (example.labels != -100).nonzero()
+    if len(learned) == 0:
+        raise ConfigError("an example has no completion tokens to learn from (all labels are -100)")
+    return max(int(learned[0]) - 1, 0)
+
+
+class StreamedFeatures(Sequence):
+    """`cache_features`' windows, computed by the frozen base each time one is read and never stored: training
+    memory stays that of one batch, at the cost of a base forward per example per step."""
+
+    def __init__(self, model: AutoDecoForCausalLM, examples: list[Example]) -> None:
+        self.model, self.examples = model, examples
+        self.windows = [completion_window(example) for example in examples]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        example, start = self.examples[index], self.windows[index]
+        ids = example.input_ids[None].to(self.model.base_model.device)
+        hidden, _, _ = self.model.base_forward(ids, logits_to_keep=1)
+        return hidden[0, start:], example.labels[start:]
+
+    def shapes_and_labels(self):
+        """What `features_fingerprint` reads, without running the base."""
+        hidden_size = self.model.base_model.config.hidden_size
+        for example, start in zip(self.examples, self.windows, strict=True):
+            yield (len(example.input_ids) - start, hidden_size), example.labels[start:]
 
 
 @dataclass
@@ -117,15 +149,19 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
 
 def train_heads(
     model: AutoDecoForCausalLM,
-    features: list[tuple[torch.Tensor, torch.Tensor]],
+    features: Sequence[tuple[torch.Tensor, torch.Tensor]],
     config: TrainConfig,
     output_dir: str | Path,
     progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train the heads on cached features; returns per-step losses (of this run, after any resume)."""
+    """Train the heads on cached (a list) or `StreamedFeatures`; returns per-step losses (of this run, after any
+    resume)."""
     if not features:
         raise ConfigError("no training examples")
-    if any(len(labels) == 0 or labels[0] != -100 for _, labels in features):
+    # Streamed windows start at a prompt token by construction; checking them here would run the base on all of them.
+    if not isinstance(features, StreamedFeatures) and any(
+        len(labels) == 0 or labels[0] != -100 for _, labels in features
+    ):
         raise ConfigError("each feature window must start at a prompt position (label -100); use cache_features")
     output_dir = Path(output_dir)
     accelerator = heads_accelerator(model)
@@ -220,11 +256,16 @@ def head_inputs(lm_head: torch.nn.Module, hidden: torch.Tensor, device: torch.de
     return hidden.to(device), logits.to(device)
 
 
-def features_fingerprint(features: list[tuple[torch.Tensor, torch.Tensor]]) -> str:
-    """A hash of the training windows' labels and shapes: a resumed run must train on the same data."""
+def features_fingerprint(features: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> str:
+    """A hash of the training windows' labels and shapes: a resumed run must train on the same data. Cached and
+    streamed features of the same examples hash alike, so a run may resume in the other mode."""
+    if isinstance(features, StreamedFeatures):
+        windows = features.shapes_and_labels()
+    else:
+        windows = ((tuple(hidden.shape), labels) for hidden, labels in features)
     digest = hashlib.sha256()
-    for hidden, labels in features:
-        digest.update(str(tuple(hidden.shape)).encode())
+    for shape, labels in windows:
+        digest.update(str(shape).encode())
         digest.update(labels.cpu().numpy().tobytes())
     return digest.hexdigest()
 
