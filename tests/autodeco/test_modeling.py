@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from frontier.autodeco import soft_top_p
-from frontier.autodeco.modeling import HEADS_NAME, AutoDecoForCausalLM
+from frontier.autodeco.modeling import CONFIG_NAME, HEADS_NAME, AutoDecoForCausalLM
 from frontier.errors import ConfigError, ModelLoadError
 
 
@@ -55,6 +55,31 @@ def test_heads_for_another_base_are_refused(model, tmp_path, tiny_llama):
                                         num_attention_heads=4, num_key_value_heads=2))  # fmt: skip
     with pytest.raises(ConfigError, match="base_model_type 'llama', but this base has 'qwen2'"):
         AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=qwen)
+
+
+def test_heads_record_where_their_base_was_loaded_from(model, tmp_path, tiny_llama, char_tokenizer):
+    from frontier.models import load_causal_lm
+
+    model.save_pretrained(tmp_path / "in-memory")  # a base built in memory has no name to record
+    with pytest.raises(ModelLoadError, match="trained on a base model built in memory"):
+        AutoDecoForCausalLM.from_pretrained(tmp_path / "in-memory")
+
+    tiny_llama(seed=3).save_pretrained(tmp_path / "base")
+    char_tokenizer.save_pretrained(tmp_path / "base")
+    base, _ = load_causal_lm(tmp_path / "base", progress=False)
+    AutoDecoForCausalLM(base).save_pretrained(tmp_path / "heads")
+    reloaded = AutoDecoForCausalLM.from_pretrained(tmp_path / "heads")  # finds its base without being told
+    assert reloaded.base_model_name_or_path == str((tmp_path / "base").resolve())
+    for a, b in zip(reloaded.base_model.parameters(), base.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_heads_on_the_embedded_model_name_no_path(embedded_model, tmp_path):
+    import json
+
+    AutoDecoForCausalLM(embedded_model[0]).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    assert config["base_model_name_or_path"] is None and config["base_model_known"] is True
 
 
 def test_missing_or_corrupt_heads_folder(tmp_path, model, tiny_llama):

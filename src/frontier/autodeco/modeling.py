@@ -65,7 +65,16 @@ def saved_heads_config(folder: str | os.PathLike) -> dict:
 
 def base_for_heads(heads: str | os.PathLike, model: str | os.PathLike | None) -> str | os.PathLike | None:
     """The base to load with saved `heads`: `model` when one is given, else the base they were trained on."""
-    return model if model is not None else saved_heads_config(heads)["base_model_name_or_path"]
+    if model is not None:
+        return model
+    config = saved_heads_config(heads)
+    # Folders saved before "base_model_known" was recorded: null meant the embedded model.
+    if not config.get("base_model_known", True):
+        raise ModelLoadError(
+            f"{heads}: these heads were trained on a base model built in memory, so their folder cannot name it; "
+            "give that model too (--model PATH, or from_pretrained(..., base_model=model))"
+        )
+    return config["base_model_name_or_path"]
 
 
 class AutoDecoForCausalLM(nn.Module):
@@ -73,12 +82,19 @@ class AutoDecoForCausalLM(nn.Module):
 
     Args:
         base_model: any transformers causal LM whose forward accepts `output_hidden_states=True`.
-        base_model_name_or_path: what `from_pretrained` should load as the base (None = the embedded SmolLM2).
+        base_model_name_or_path: what `from_pretrained` should load as the base. None: where `load_causal_lm` read
+            `base_model` from (None again for the embedded SmolLM2); a base built in memory stays unknown, and its
+            saved heads can only be loaded onto a base passed in.
     """
 
     def __init__(self, base_model: nn.Module, base_model_name_or_path: str | None = None) -> None:
+        from frontier.models.loading import loaded_from
+
         super().__init__()
         self.base_model = base_model.requires_grad_(False).eval()
+        self.base_model_known = True
+        if base_model_name_or_path is None:
+            base_model_name_or_path, self.base_model_known = loaded_from(base_model)
         self.base_model_name_or_path = base_model_name_or_path
         hidden = base_model.config.hidden_size
         device = next(base_model.parameters()).device  # the heads sit beside the LM head (they stay float32)
@@ -172,6 +188,7 @@ class AutoDecoForCausalLM(nn.Module):
             {
                 "model_type": "autodeco",
                 "base_model_name_or_path": self.base_model_name_or_path,
+                "base_model_known": self.base_model_known,
                 "base_model_type": self.base_model.config.model_type,
                 "base_vocab_size": self.base_model.config.vocab_size,
                 "hidden_size": self.hidden_size,
@@ -193,7 +210,7 @@ class AutoDecoForCausalLM(nn.Module):
         if base_model is None:
             from frontier.models import load_causal_lm
 
-            base_model, _ = load_causal_lm(config["base_model_name_or_path"], progress=progress)
+            base_model, _ = load_causal_lm(base_for_heads(folder, None), progress=progress)
         # Heads read the base's hidden states and scale its logits: another architecture or vocabulary of the same
         # width would run, silently wrong. (Folders saved before the vocabulary was recorded skip that check.)
         base = base_model.config

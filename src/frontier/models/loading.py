@@ -362,7 +362,24 @@ def load_causal_lm(
                 "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
             )
     model, tokenizer = _load(path, dtype, cache_dir, progress, (path.resolve(),))
+    # What was asked for (the GGUF file, the adapter), not the cache or base folder the weights came from:
+    # `loaded_from` reads it back, e.g. for AutoDeco heads to record their base.
+    model.config.name_or_path = str(path.resolve())
     model.to(target).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def loaded_from(model) -> tuple[str | None, bool]:
+    """(what `load_causal_lm` takes to load `model` again, whether that is known): (None, True) for the embedded
+    SmolLM2, (its path, True) for a model `load_causal_lm` read from a local file or folder, (None, False) for one
+    built in memory or loaded some other way."""
+    name = getattr(model.config, "name_or_path", "") or ""
+    if not name or not Path(name).exists():
+        return None, False
+    try:
+        embedded = embedded_gguf_path().resolve()
+    except BackendUnavailableError:
+        embedded = None
+    return (None, True) if Path(name).resolve() == embedded else (str(Path(name).resolve()), True)
