@@ -114,10 +114,23 @@ def test_streamed_features_train_the_same_heads_as_cached_ones_and_resume_them(t
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_streamed_features_refuse_an_example_without_a_completion(tiny_llama):
+def test_streaming_runs_the_base_once_per_example_per_step(tiny_llama, tmp_path, monkeypatch):
+    model = AutoDecoForCausalLM(tiny_llama())
+    calls = []
+    forward = model.base_forward
+    monkeypatch.setattr(model, "base_forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    train_heads(model, StreamedFeatures(model, _examples(n=6)), TrainConfig(steps=2, batch_size=3), tmp_path,
+                progress=False)  # fmt: skip
+    assert len(calls) == 2 * 3
+
+
+def test_streamed_features_refuse_examples_that_cannot_be_windowed(tiny_llama):
+    model = AutoDecoForCausalLM(tiny_llama())
     ids = torch.arange(3, 13)
     with pytest.raises(ConfigError, match="no completion tokens"):
-        StreamedFeatures(AutoDecoForCausalLM(tiny_llama()), [Example(ids, torch.full_like(ids, -100))])
+        StreamedFeatures(model, [Example(ids, torch.full_like(ids, -100))])
+    with pytest.raises(ConfigError, match="at least one prompt token"):  # nothing before the first learned token
+        StreamedFeatures(model, [Example(ids, ids.clone())])
 
 
 def test_bad_training_config():

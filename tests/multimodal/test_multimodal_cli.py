@@ -45,6 +45,8 @@ def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
     assert (trained / "scene_config.json").is_file() and (trained / "tokenizer.json").is_file()
     summary = json.loads((trained.parent / "train-summary.json").read_text())
     assert summary["steps"] == 3 and summary["positions"] > 3 * 4 * 16 and summary["peak_rss_mib"] > 50
+    # Forward and backward cost about 6 FLOPs per parameter a position passes through (the embeddings it skips).
+    assert 2 * summary["parameters"] < summary["flops"] / summary["positions"] < 6 * summary["parameters"]
     metrics_path = tmp_path / "metrics.json"
     assert main(["multimodal", "eval", "--model", str(trained), "--scenes", "4", "--output", str(metrics_path)]) == 0
     assert "VQA accuracy" in capsys.readouterr().out

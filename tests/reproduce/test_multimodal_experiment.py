@@ -36,7 +36,8 @@ def scores(vqa: float, f1: float, r1: float) -> dict:
 
 
 def training(parameters: int, positions: int, seconds: float, memory: float) -> dict:
-    return {"parameters": parameters, "positions": positions, "train_seconds": seconds, "peak_rss_mib": memory}
+    return {"parameters": parameters, "positions": positions, "flops": 6 * parameters * positions,
+            "train_seconds": seconds, "peak_rss_mib": memory}  # fmt: skip
 
 
 def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
@@ -50,7 +51,11 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     assert "difference -0.050 [-0.05" in rows[1].measured and "(behind;" in rows[1].measured
     compute, memory = rows[3], rows[4]
     assert compute.verdict is Verdict.PASS and "0.67×" in compute.measured  # 300 vs 450 positions
+    assert "0.00 vs 0.00 TFLOPs" in compute.measured  # 1.8M vs 2.7M FLOPs
     assert memory.verdict is Verdict.PASS and "500 vs 1350 MiB" in memory.measured
+    against_late_fusion = rows[5]
+    assert against_late_fusion.verdict is Verdict.NOT_COMPARABLE
+    assert "30 vs 28 s; 500 vs 480 MiB peak" in against_late_fusion.measured
     single = [r for r in rows if r.claim.startswith("multi-task")]
     assert [r.verdict for r in single] == [Verdict.PASS, Verdict.PASS, Verdict.FAIL]
     zero, few = rows[-2], rows[-1]

@@ -217,10 +217,13 @@ class AutoDecoForCausalLM(nn.Module):
         for key, value in (("hidden_size", base.hidden_size), ("base_model_type", base.model_type),
                            ("base_vocab_size", base.vocab_size)):  # fmt: skip
             if key in config and config[key] != value:
+                if not config.get("base_model_known", True):
+                    trained_on = "a model built in memory"
+                else:
+                    trained_on = config.get("base_model_name_or_path") or "the embedded SmolLM2"
                 raise ConfigError(
                     f"{folder}: these heads were trained on a base with {key} {config[key]!r}, but this base has "
-                    f"{value!r}; load them with the base they were trained on "
-                    f"({config.get('base_model_name_or_path') or 'the embedded SmolLM2'})"
+                    f"{value!r}; load them with the base they were trained on ({trained_on})"
                 )
         model = cls(base_model, config["base_model_name_or_path"])
         try:

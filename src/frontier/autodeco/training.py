@@ -100,6 +100,10 @@ class StreamedFeatures(Sequence):
     def __init__(self, model: AutoDecoForCausalLM, examples: list[Example]) -> None:
         self.model, self.examples = model, examples
         self.windows = [completion_window(example) for example in examples]
+        if any(example.labels[start] != -100 for example, start in zip(examples, self.windows, strict=True)):
+            # Windows are concatenated per step: one that starts on a learned token would learn it from the previous
+            # example's last position.
+            raise ConfigError("each example must start with at least one prompt token (label -100)")
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -158,7 +162,7 @@ def train_heads(
     resume)."""
     if not features:
         raise ConfigError("no training examples")
-    # Streamed windows start at a prompt token by construction; checking them here would run the base on all of them.
+    # StreamedFeatures check their windows when built; reading them here would run the base on every one.
     if not isinstance(features, StreamedFeatures) and any(
         len(labels) == 0 or labels[0] != -100 for _, labels in features
     ):
@@ -229,8 +233,9 @@ def _train(model, features, config: TrainConfig, output_dir: Path, accelerator, 
             optimizer.zero_grad(set_to_none=True)
             # One sequence per step: each window starts at a prompt token (label −100), so the last position of
             # one example never learns the first token of the next.
-            hidden = torch.cat([features[i][0] for i in picks])[None]
-            labels = torch.cat([features[i][1] for i in picks])[None].to(accelerator.device)
+            windows = [features[i] for i in picks]  # read once: a streamed window costs a base forward
+            hidden = torch.cat([hidden for hidden, _ in windows])[None]
+            labels = torch.cat([labels for _, labels in windows])[None].to(accelerator.device)
             hidden, logits = head_inputs(lm_head, hidden, accelerator.device)
             temperature, top_p = heads(hidden, logits)
             loss, parts = autodeco_loss(logits, temperature, top_p, labels, config.loss, generator)

@@ -36,6 +36,7 @@ EMBEDDED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV_VAR = "FRONTIER_CACHE_DIR"
 # Written last into a cache entry: a folder without it was never finished and is never read.
 CACHE_MARKER = "frontier-cache.json"
+SOURCE_ATTRIBUTE = "frontier_loaded_from"  # set by `load_causal_lm` on each model it returns
 # Bump when the cache layout changes so old entries are rebuilt instead of misread.
 CACHE_FORMAT = 1
 ADAPTER_CONFIG = "adapter_config.json"
@@ -362,9 +363,9 @@ def load_causal_lm(
                 "save_pretrained (frontier never downloads models), or omit it for the embedded SmolLM2"
             )
     model, tokenizer = _load(path, dtype, cache_dir, progress, (path.resolve(),))
-    # What was asked for (the GGUF file, the adapter), not the cache or base folder the weights came from:
-    # `loaded_from` reads it back, e.g. for AutoDeco heads to record their base.
-    model.config.name_or_path = str(path.resolve())
+    # What was asked for (the GGUF file, the adapter), not the cache or base folder the weights came from; on the
+    # model, not its config, so a model merely built from this config is not taken for it. `loaded_from` reads it.
+    setattr(model, SOURCE_ATTRIBUTE, str(path.resolve()))
     model.to(target).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -374,8 +375,8 @@ def load_causal_lm(
 def loaded_from(model) -> tuple[str | None, bool]:
     """(what `load_causal_lm` takes to load `model` again, whether that is known): (None, True) for the embedded
     SmolLM2, (its path, True) for a model `load_causal_lm` read from a local file or folder, (None, False) for one
-    built in memory or loaded some other way."""
-    name = getattr(model.config, "name_or_path", "") or ""
+    built in memory or loaded some other way. (Weights changed in memory after loading are not noticed.)"""
+    name = getattr(model, SOURCE_ATTRIBUTE, None)
     if not name or not Path(name).exists():
         return None, False
     try:

@@ -14,7 +14,7 @@ from frontier.errors import ConfigError
 from frontier.io import atomic_write_json, atomic_write_text
 
 SCENE_CONFIG_NAME = "scene_config.json"  # the scene generator's settings, beside a trained model
-TRAIN_SUMMARY_NAME = "train-summary.json"  # parameters, steps, seconds, positions and peak memory of a run
+TRAIN_SUMMARY_NAME = "train-summary.json"  # parameters, steps, seconds, positions, FLOPs and peak memory of a run
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 MULTIMODAL_EXAMPLES = """examples:
@@ -212,8 +212,10 @@ def run_train(args: argparse.Namespace) -> int:
     # The first PartialState fixes the process group: on CPUs it must say so, or `accelerate launch` processes each
     # train alone (as in research/train_cli.py).
     state = PartialState(cpu=not torch.cuda.is_available())
-    _check_run_file(args.output, architecture, write=state.is_main_process)
     scene_config = default_scene_config(image_size=args.image_size, seed=args.seed)
+    # The scenes too: checkpoints trained on other splits (held-out pairs, few-shot objects) must not be continued.
+    scenes = json.loads(json.dumps(asdict(scene_config)))  # as the run file stores it: tuples become lists
+    _check_run_file(args.output, {**architecture, "scenes": scenes}, write=state.is_main_process)
     generator = default_generator(scene_config)
     tokenizer = build_tokenizer(generator.vocabulary())
     codebook = None
@@ -242,6 +244,8 @@ def run_train(args: argparse.Namespace) -> int:
         "steps": len(log),
         "train_seconds": sum(r["seconds"] for r in log),
         "positions": sum(r["positions"] for r in log),
+        # None when part of the run was trained before FLOPs were logged.
+        "flops": sum(r["flops"] for r in log) if all("flops" in r for r in log) else None,
         # The largest of the processes that ran its steps (a resumed run has several), this one included.
         "peak_rss_mib": max(
             [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]

@@ -128,7 +128,7 @@ class SceneGenerator:
             raise ConfigError(f"held-out cells must pair an object of the catalog with one of {', '.join(CELLS)}: "
                               f"{bad}")  # fmt: skip
         self.common_names = [n for n in self.names if n not in config.few_shot_names]
-        # Drawn per cell, so held-out cells cost no rejections and scenes of every size stay equally likely.
+        # Drawn per cell, so held-out cells cost no rejections (held-out colours still do, a few per hundred scenes).
         self.names_for_cell = [[n for n in self.common_names if (n, cell) not in self.heldout_cells] for cell in CELLS]
         if not all(self.names_for_cell):
             raise ConfigError("the held-out cells leave a cell with no object that training may place there")
@@ -181,7 +181,8 @@ class SceneGenerator:
         kinds = [kind for kind, pairs in (("colour", self.heldout), ("cell", self.heldout_cells)) if pairs]
         if not kinds:
             return True  # nothing is held out: the zero-shot split is the test distribution
-        if rng.choice(kinds) == "colour":
+        # One kind: no draw, so configurations without held-out cells keep the zero-shot scenes they always had.
+        if (kinds[0] if len(kinds) == 1 else rng.choice(kinds)) == "colour":
             slot = rng.randrange(len(cells))
             names[slot], colours[slot] = rng.choice(sorted(self.heldout))
             return True

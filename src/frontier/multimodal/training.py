@@ -11,6 +11,7 @@ per-step log and the final save are the shared `TrainingRun`'s.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
@@ -109,8 +111,8 @@ def step_batch(
 
 
 def batch_positions(batch: dict, num_patches: int) -> int:
-    """Sequence positions a step runs through the blocks (patches plus real tokens): the measure of its compute,
-    about 6 × parameters FLOPs per position for a forward and backward at these short lengths."""
+    """Sequence positions a step runs through the blocks (patches plus real tokens): what its compute scales with.
+    The step log's "flops" turns them into FLOPs at the rate torch's FlopCounterMode measured on the first step."""
     positions = 0
     if "input_ids" in batch:
         positions += int(batch["attention_mask"].sum()) + num_patches * len(batch["input_ids"])
@@ -143,6 +145,9 @@ def train_unified(
         raise ConfigError(f"batch_size={config.batch_size} gives some of the {run.accelerator.num_processes} "
                           "processes no scene; use at least one scene per process")  # fmt: skip
     device = run.accelerator.device
+    # Counted by torch on this process's first step, forward and backward, then scaled by each step's positions:
+    # counting every step would slow every step.
+    flops_per_position = None
     with progress_steps("training the unified model", total=config.steps, enabled=progress) as advance:
         for _ in range(run.start):
             advance()
@@ -152,10 +157,14 @@ def train_unified(
             batch = step_batch(generator, tokenizer, config, step, codebook, shard, model.config.packs_texts)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = run.prepared(**batch)
-            weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
-            loss = sum(weight * part for weight, part in weighted if part is not None)
-            run.accelerator.backward(loss)
+            counter = FlopCounterMode(display=False) if flops_per_position is None else contextlib.nullcontext()
+            with counter:
+                out = run.prepared(**batch)
+                weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
+                loss = sum(weight * part for weight, part in weighted if part is not None)
+                run.accelerator.backward(loss)
+            if flops_per_position is None:
+                flops_per_position = counter.get_total_flops() / positions
             grad_norm = run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
@@ -167,6 +176,7 @@ def train_unified(
                 "draw_loss": None if out.draw_loss is None else out.draw_loss.item(),
                 "lr": run.scheduler.get_last_lr()[0],
                 "positions": positions,
+                "flops": round(flops_per_position * positions),
                 "grad_norm": float(grad_norm),
                 "seconds": time.perf_counter() - began,
                 # This process's peak so far: a run resumed in another process keeps the earlier peaks in its log.
