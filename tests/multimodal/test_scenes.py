@@ -15,6 +15,7 @@ from frontier.multimodal.scenes import (
     SceneConfig,
     SceneGenerator,
     default_heldout_cells,
+    spatial_relation,
 )
 
 HELDOUT = (("sneaker", "red"), ("bag", "blue"))
@@ -82,6 +83,7 @@ def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
 
 def test_texts_are_read_off_the_scene(tiny_catalogs):
     gen = generator(tiny_catalogs)
+    relations_asked = 0
     for i in range(100):
         scene = gen.scene("train", i)
         examples = gen.examples(scene, "train", i)
@@ -96,10 +98,27 @@ def test_texts_are_read_off_the_scene(tiny_catalogs):
         if "colour" in answers:
             name = answers["colour"][0].split("is the ")[1].removesuffix(" ? answer :")
             assert answers["colour"][1] == next(o.colour for o in scene.objects if o.name == name)
+        if "relation" in answers:
+            relation, name = answers["relation"][0].removeprefix("question : what is ").split(" the ", 1)
+            anchor = next(o for o in scene.objects if o.name == name.removesuffix(" ? answer :"))
+            row, col = divmod(CELLS.index(anchor.cell), 2)
+            row, col = {"above": (row - 1, col), "below": (row + 1, col), "left of": (row, col - 1),
+                        "right of": (row, col + 1)}[relation]  # fmt: skip
+            assert answers["relation"][1] == next(o.phrase for o in scene.objects if o.cell == CELLS[2 * row + col])
+        relations_asked += "relation" in answers
         present = {o.name for o in scene.objects}
         asked = answers["exists"][0].split("is there ")[1].removesuffix(" ? answer :").split(" ", 1)[1]
         assert answers["exists"][1] == ("yes" if asked in present else "no")
         assert examples[-1].task == "retrieval" and examples[-1].target == caption
+    assert relations_asked > 25  # every scene with two objects in a row or a column asks one
+
+
+def test_spatial_relations_name_one_direction_or_none():
+    assert spatial_relation("top left", "bottom left") == "above"
+    assert spatial_relation("bottom right", "top right") == "below"
+    assert spatial_relation("top left", "top right") == "left of"
+    assert spatial_relation("bottom right", "bottom left") == "right of"
+    assert spatial_relation("top left", "bottom right") is None and spatial_relation("top left", "top left") is None
 
 
 def test_render_puts_each_object_in_its_cell_with_its_tint(tiny_catalogs):

@@ -5,8 +5,9 @@ grid on a noisy dark canvas; grey Fashion-MNIST items may be tinted a colour. Ev
 scene graph, never written by hand, so every caption and answer is right by construction:
 
     caption   "a red sneaker in the top left and a flag of france in the bottom right"
-    VQA       what is in the top left ? → red sneaker · where is the sneaker ? → top left · how many objects are
-              there ? → two · what colour is the sneaker ? → red · is there a bag ? → no
+    VQA       what is in the top left ? → red sneaker · where is the sneaker ? → top left · what is below the
+              sneaker ? → flag of france · how many objects are there ? → two · what colour is the sneaker ? → red ·
+              is there a bag ? → no
 
 Scene i of a split is a function of (seed, split, i) alone. Splits: `train`; `test` (same distribution, Fashion-MNIST
 test images); `zero-shot` (every scene shows a combination that training never shows: an (object, colour) pair or an
@@ -33,7 +34,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three", "four")
 SPLITS = ("train", "test", "zero-shot", "few-shot")
 TASKS = ("caption", "vqa", "retrieval", "draw")
 READING_TASKS = TASKS[:3]  # the default: drawing needs a patch codebook and is opt-in
-QUESTION_TYPES = ("what", "where", "count", "colour", "exists")
+QUESTION_TYPES = ("what", "where", "relation", "count", "colour", "exists")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,17 @@ class SceneConfig:
     heldout_pairs: tuple[tuple[str, str], ...] = ()  # (name, colour) never in training
     heldout_cells: tuple[tuple[str, str], ...] = ()  # (name, cell) never in training
     seed: int = 0
+
+
+def spatial_relation(cell: str, anchor: str) -> str | None:
+    """Where `cell` lies from `anchor` in the 2×2 grid: "above", "below", "left of", "right of", or None (the same
+    cell, or diagonal, which no single word names)."""
+    (row, col), (anchor_row, anchor_col) = divmod(CELLS.index(cell), 2), divmod(CELLS.index(anchor), 2)
+    if col == anchor_col and row != anchor_row:
+        return "above" if row < anchor_row else "below"
+    if row == anchor_row and col != anchor_col:
+        return "left of" if col < anchor_col else "right of"
+    return None
 
 
 def article(phrase: str) -> str:
@@ -233,6 +245,12 @@ class SceneGenerator:
         if unique:
             o = rng.choice(unique)
             asked.append(("where", f"where is the {o.name} ?", o.cell))
+        # One object per cell, so a named anchor and a direction name exactly one other object.
+        related = [(anchor, other, relation) for anchor in unique for other in scene.objects
+                   if (relation := spatial_relation(other.cell, anchor.cell))]  # fmt: skip
+        if related:
+            anchor, other, relation = rng.choice(related)
+            asked.append(("relation", f"what is {relation} the {anchor.name} ?", other.phrase))
         asked.append(("count", "how many objects are there ?", NUMBER_WORDS[len(scene.objects)]))
         tinted = [o for o in unique if o.colour]
         if tinted:
@@ -257,7 +275,8 @@ class SceneGenerator:
     def vocabulary(self) -> list[str]:
         """Every word any caption, question or answer can use, sorted."""
         words = {"a", "an", "and", "in", "the", "caption", "question", "answer", ":", "?", "is", "there", "what",
-                 "where", "how", "many", "objects", "are", "colour", "yes", "no", *NUMBER_WORDS, *COLOURS}  # fmt: skip
+                 "where", "how", "many", "objects", "are", "colour", "yes", "no", "above", "below", "of",
+                 *NUMBER_WORDS, *COLOURS}  # fmt: skip
         words |= {w for cell in CELLS for w in cell.split()}
         words |= {w for name in self.names for w in name.split()}
         return sorted(words)
