@@ -8,8 +8,9 @@
   width is adjusted to match); validation loss. Quick mode reads the Python help topics shipped with CPython
   (`pydoc_data.topics`, 465 KB, less than one pass); --full adds the CIA World Factbook (8.9 MB) and trains each
   model for 800 steps of 16 × 512 bytes, three quarters of a pass (2000 steps on the help topics alone were 38 passes
-  and measured memorisation: training loss 0.05, validation 2.77). One seed, so that the three models finish in about
-  an hour on 2 cores; `--seed` picks another. Paper Table 1: the 3:1 hybrid reaches PPL 5.65 vs 5.77 for all-MLA.
+  and measured memorisation: training loss 0.05, validation 2.77). One seed, so that the run fits in a sitting: 16-17
+  minutes per model on an otherwise idle 2-core machine (2026-12-07); `--seed` picks another. Paper Table 1: the
+  3:1 hybrid reaches PPL 5.65 vs 5.77 for all-MLA.
 """
 
 from __future__ import annotations
