@@ -110,7 +110,22 @@ def test_texts_are_read_off_the_scene(tiny_catalogs):
         asked = answers["exists"][0].split("is there ")[1].removesuffix(" ? answer :").split(" ", 1)[1]
         assert answers["exists"][1] == ("yes" if asked in present else "no")
         assert examples[-1].task == "retrieval" and examples[-1].target == caption
-    assert relations_asked > 25  # every scene with two objects in a row or a column asks one
+    assert relations_asked > 25  # a scene asks one when a uniquely named object has a neighbour in its row or column
+
+
+def test_scene_configs_saved_before_relation_questions_keep_their_questions_and_words(tiny_catalogs):
+    from dataclasses import asdict
+
+    from frontier.multimodal.catalog import scene_config_from_dict
+
+    saved = asdict(SceneConfig(image_size=32, heldout_pairs=HELDOUT))
+    del saved["relation_questions"]  # as scene_config.json was written before 2026-12-07's relation questions
+    old = SceneGenerator(tiny_catalogs, scene_config_from_dict(saved))
+    new = generator(tiny_catalogs)
+    assert not {"above", "below"} & set(old.vocabulary()) and {"above", "below"} <= set(new.vocabulary())
+    old_types = {ex.question_type for i in range(50) for ex in old.examples(old.scene("train", i), "train", i)}
+    new_types = {ex.question_type for i in range(50) for ex in new.examples(new.scene("train", i), "train", i)}
+    assert "relation" not in old_types and new_types - old_types == {"relation"}
 
 
 def test_spatial_relations_name_one_direction_or_none():

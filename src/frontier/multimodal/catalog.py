@@ -66,4 +66,5 @@ def scene_config_from_dict(data: dict) -> SceneConfig:
     data["few_shot_names"] = tuple(data.get("few_shot_names", ()))
     data["heldout_pairs"] = tuple(tuple(pair) for pair in data.get("heldout_pairs", ()))
     data["heldout_cells"] = tuple(tuple(pair) for pair in data.get("heldout_cells", ()))
+    data.setdefault("relation_questions", False)  # saved before relation questions existed
     return SceneConfig(**data)

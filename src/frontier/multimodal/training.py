@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
@@ -110,6 +110,19 @@ def step_batch(
     return batch
 
 
+# torch counts no FLOPs for the attention kernels it picks on the CPU; they do what its other SDPA kernels do.
+CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: (
+        lambda query, key, value, *args, out_shape=None, **kwargs: sdpa_flop_count(query, key, value)
+    ),
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+        lambda grad, query, key, value, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(
+            grad, query, key, value
+        )
+    ),
+}
+
+
 def batch_positions(batch: dict, num_patches: int) -> int:
     """Sequence positions a step runs through the blocks (patches plus real tokens): what its compute scales with.
     The step log's "flops" turns them into FLOPs at the rate torch's FlopCounterMode measured on the first step."""
@@ -157,14 +170,19 @@ def train_unified(
             batch = step_batch(generator, tokenizer, config, step, codebook, shard, model.config.packs_texts)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
-            counter = FlopCounterMode(display=False) if flops_per_position is None else contextlib.nullcontext()
-            with counter:
+            counting = flops_per_position is None
+            counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) if counting else None
+            with counter or contextlib.nullcontext():
                 out = run.prepared(**batch)
                 weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
                 loss = sum(weight * part for weight, part in weighted if part is not None)
                 run.accelerator.backward(loss)
-            if flops_per_position is None:
+            if counting:
                 flops_per_position = counter.get_total_flops() / positions
+            # Every process's share of the step: the main process writes the log.
+            step_positions, step_flops = run.accelerator.reduce(
+                torch.tensor([positions, flops_per_position * positions], dtype=torch.float64, device=device), "sum"
+            ).tolist()
             grad_norm = run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
@@ -175,8 +193,8 @@ def train_unified(
                 "retrieval_loss": None if out.retrieval_loss is None else out.retrieval_loss.item(),
                 "draw_loss": None if out.draw_loss is None else out.draw_loss.item(),
                 "lr": run.scheduler.get_last_lr()[0],
-                "positions": positions,
-                "flops": round(flops_per_position * positions),
+                "positions": round(step_positions),
+                "flops": round(step_flops),
                 "grad_norm": float(grad_norm),
                 "seconds": time.perf_counter() - began,
                 # This process's peak so far: a run resumed in another process keeps the earlier peaks in its log.
