@@ -179,9 +179,9 @@ def train_unified(
                 run.accelerator.backward(loss)
             if counting:
                 flops_per_position = counter.get_total_flops() / positions
-            # Every process's share of the step: the main process writes the log.
+            # Every process's share of the step: the main process writes the log. (float32: MPS has no float64.)
             step_positions, step_flops = run.accelerator.reduce(
-                torch.tensor([positions, flops_per_position * positions], dtype=torch.float64, device=device), "sum"
+                torch.tensor([positions, flops_per_position * positions], dtype=torch.float32, device=device), "sum"
             ).tolist()
             grad_norm = run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
             run.optimizer.step()
