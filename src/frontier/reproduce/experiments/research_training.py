@@ -3,7 +3,8 @@
     data      template questions whose text and answer are not in either held-out set, and the train split of
               WebSailor-style synthesized questions (`frontier.research.synthesis`: obfuscated multi-hop walks, split
               by answer entity); their verified hop-path trajectories (top-3 search results, so most fit SmolLM2's
-              8K window) and FAS text
+              8K window) and FAS text; and the base agent's own runs on some of those questions, the correct ones
+              kept (rejection sampling)
     train     LoRA mid-training on the FAS text → LoRA SFT on the trajectories → LoRA on-policy RL
     evaluate  the agent with each model (base, +mid, +mid+SFT, +mid+SFT+RL) on two held-out sets, next to
               closed-book and single-shot RAG with the base model: the shipped evaluation set's questions and the
@@ -41,14 +42,15 @@ class Scale:
     agent_llm_calls: int
     agent_tokens_per_turn: int
     max_length: int  # longer trajectories are not trained on
+    agent_samples: int  # training questions the base agent runs once each; its correct runs join SFT
 
 
 QUICK = Scale(train_questions=16, synthesized_questions=40, midtrain_steps=4, sft_steps=4, grad_accum=1, rl_steps=1,
               rl_questions_per_step=1, rl_group_size=2, eval_questions=2, loss_questions=2, agent_llm_calls=3,
-              agent_tokens_per_turn=128, max_length=4096)  # fmt: skip
+              agent_tokens_per_turn=128, max_length=4096, agent_samples=4)  # fmt: skip
 FULL = Scale(train_questions=360, synthesized_questions=1500, midtrain_steps=100, sft_steps=200, grad_accum=4,
              rl_steps=20, rl_questions_per_step=2, rl_group_size=4, eval_questions=50, loss_questions=20,
-             agent_llm_calls=8, agent_tokens_per_turn=512, max_length=4096)  # fmt: skip
+             agent_llm_calls=8, agent_tokens_per_turn=512, max_length=4096, agent_samples=100)  # fmt: skip
 
 
 SHIPPED, SYNTHESIZED = "evaluation set", "synthesized test"
@@ -114,7 +116,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     from frontier.models.loading import embedded_gguf_path, load_causal_lm
     from frontier.research.agent import AgentBudget, ResearchAgent
     from frontier.research.backends import IndexSearch, ToolSettings, build_tools
-    from frontier.research.evaluation import agent_runner, closed_book_runner, evaluate, rag_runner
+    from frontier.research.evaluation import agent_runner, closed_book_runner, evaluate, rag_runner, read_records
     from frontier.research.index import factbook_index
     from frontier.research.llm import LocalLLM
     from frontier.research.rl import AgentEnvironment, RLConfig, read_log, train_rl
@@ -128,6 +130,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
         mean_token_loss,
         train_causal_lm,
     )
+    from frontier.research.trajectories import agent_trajectories
 
     command = "frontier reproduce --only research-training" + ("" if ctx.quick else " --full")
     scale = QUICK if ctx.quick else FULL
@@ -141,8 +144,16 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     def fits(examples):
         return [example for example in examples if len(example[0]) <= scale.max_length]
 
-    # --- training: each stage is a LoRA adapter on the previous stage's merged model -------------------------------
+    # --- rejection sampling: the base agent's correct runs on training questions join SFT ---------------------------
     stages = {"base agent": embedded_gguf_path()}
+    sampled_path = work / "agent-samples.jsonl"
+    base_agent = ResearchAgent(LocalLLM.load(str(stages["base agent"]), progress=False), tools, budget, date=DATE)
+    sampling = agent_trajectories(base_agent, [q for q, _ in train_pairs][: scale.agent_samples], 1, sampled_path,
+                                  seed=ctx.seed, progress=ctx.progress)  # fmt: skip
+    agent_kept = read_records(sampled_path)
+    del base_agent  # its model: training loads its own copy
+
+    # --- training: each stage is a LoRA adapter on the previous stage's merged model -------------------------------
     model, tokenizer = load_causal_lm(progress=ctx.progress)
     mid_examples = [encode_text(tokenizer, text, scale.max_length) for text in texts]
     lora = dict(lora=True, seed=ctx.seed, checkpoint_every=max(1, scale.sft_steps // 4), gradient_checkpointing=True)
@@ -157,7 +168,10 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
         (isinstance(q, SynthesizedQuestion), encode_trajectory(tokenizer, t["messages"])) for q, t in train_pairs
     ]
     kept = [(synthesized, example) for synthesized, example in encoded if len(example[0]) <= scale.max_length]
-    sft_examples = [example for _, example in kept]
+    # Turns a stop string or the token limit ended learn their text, not an end-of-turn the model never sampled.
+    sampled = fits(encode_trajectory(tokenizer, r["messages"], unsampled_ends=r.get("unsampled_ends", ()))
+                   for r in agent_kept)  # fmt: skip
+    sft_examples = [example for _, example in kept] + sampled
     loss_examples = fits(encode_trajectory(tokenizer, t["messages"]) for t in held_out_trajectories)
     loss_before = mean_token_loss(model, loss_examples, batch_size=1) if loss_examples else float("nan")
     sft_config = TrainConfig(
@@ -241,6 +255,11 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
             "sft_trajectories": len(sft_examples),
             "midtraining_texts": len(mid_examples),
             "synthesized_sft_trajectories": sum(synthesized for synthesized, _ in kept),
+            "agent_sampled": {
+                "runs": sampling.kept + sampling.rejected + sampling.skipped,
+                "kept": len(agent_kept),
+                "kept_in_sft": len(sampled),
+            },
             "synthesized_train_questions": len(synthesized_train),
         },
         "rl_log": rl_log,
