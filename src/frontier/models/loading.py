@@ -376,11 +376,11 @@ def loaded_from(model) -> tuple[str | None, bool]:
     """(what `load_causal_lm` takes to load `model` again, whether that is known): (None, True) for the embedded
     SmolLM2, (its path, True) for a model `load_causal_lm` read from a local file or folder, (None, False) for one
     built in memory or loaded some other way. (Weights changed in memory after loading are not noticed.)"""
-    name = getattr(model, SOURCE_ATTRIBUTE, None)
+    name = getattr(model, SOURCE_ATTRIBUTE, None)  # already resolved by `load_causal_lm`
     if not name or not Path(name).exists():
         return None, False
     try:
-        embedded = embedded_gguf_path().resolve()
+        embedded = str(embedded_gguf_path().resolve())
     except BackendUnavailableError:
         embedded = None
-    return (None, True) if Path(name).resolve() == embedded else (str(Path(name).resolve()), True)
+    return (None, True) if name == embedded else (name, True)
