@@ -14,6 +14,7 @@ from frontier.multimodal.scenes import (
     NUMBER_WORDS,
     SceneConfig,
     SceneGenerator,
+    article,
     default_heldout_cells,
     spatial_relation,
 )
@@ -83,14 +84,13 @@ def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
 
 def test_texts_are_read_off_the_scene(tiny_catalogs):
     gen = generator(tiny_catalogs)
-    relations_asked = 0
+    relations_asked = relational_captions = 0
     for i in range(100):
         scene = gen.scene("train", i)
         examples = gen.examples(scene, "train", i)
         caption = examples[0].target
-        assert caption.count(" in the ") == len(scene.objects)
-        for o in scene.objects:
-            assert f"{o.phrase} in the {o.cell}" in caption
+        assert cells_read_off(caption) == [(o.phrase, o.cell) for o in scene.objects]
+        relational_captions += " it" in caption
         answers = {ex.question_type: (ex.prompt, ex.target) for ex in examples if ex.task == "vqa"}
         assert answers["count"][1] == NUMBER_WORDS[len(scene.objects)]
         cell = answers["what"][0].split("in the ")[1].removesuffix(" ? answer :")
@@ -111,18 +111,40 @@ def test_texts_are_read_off_the_scene(tiny_catalogs):
         assert answers["exists"][1] == ("yes" if asked in present else "no")
         assert examples[-1].task == "retrieval" and examples[-1].target == caption
     assert relations_asked > 25  # a scene asks one when a uniquely named object has a neighbour in its row or column
+    assert relational_captions > 25
 
 
-def test_scene_configs_saved_before_relation_questions_keep_their_questions_and_words(tiny_catalogs):
+def cells_read_off(caption: str) -> list[tuple[str, str]]:
+    """(phrase, cell) of each object a caption names, following "below it" from the object before."""
+    steps = {"above": (-1, 0), "below": (1, 0), "to the left of": (0, -1), "to the right of": (0, 1)}
+    found = []
+    for part in caption.split(" and "):
+        phrase = part.split(" ", 1)[1]  # drop the article
+        if " in the " in phrase:
+            phrase, cell = phrase.split(" in the ")
+        else:
+            relation = next(r for r in steps if phrase.endswith(f" {r} it"))
+            phrase = phrase.removesuffix(f" {relation} it")
+            row, col = divmod(CELLS.index(found[-1][1]), 2)
+            cell = CELLS[2 * (row + steps[relation][0]) + col + steps[relation][1]]
+        found.append((phrase, cell))
+    return found
+
+
+def test_scene_configs_saved_before_relations_keep_their_captions_questions_and_words(tiny_catalogs):
     from dataclasses import asdict
 
     from frontier.multimodal.catalog import scene_config_from_dict
 
     saved = asdict(SceneConfig(image_size=32, heldout_pairs=HELDOUT))
-    del saved["relation_questions"]  # as scene_config.json was written before 2026-12-07's relation questions
+    del saved["relation_questions"], saved["relation_captions"]  # as scene_config.json was before 2026-12-07
     old = SceneGenerator(tiny_catalogs, scene_config_from_dict(saved))
     new = generator(tiny_catalogs)
-    assert not {"above", "below"} & set(old.vocabulary()) and {"above", "below"} <= set(new.vocabulary())
+    assert not {"above", "below", "it", "to"} & set(old.vocabulary())
+    assert {"above", "below", "it", "to"} <= set(new.vocabulary())
+    for i in range(50):
+        scene = old.scene("train", i)
+        assert old.caption(scene) == " and ".join(f"{article(o.phrase)} in the {o.cell}" for o in scene.objects)
     old_types = {ex.question_type for i in range(50) for ex in old.examples(old.scene("train", i), "train", i)}
     new_types = {ex.question_type for i in range(50) for ex in new.examples(new.scene("train", i), "train", i)}
     assert "relation" not in old_types and new_types - old_types == {"relation"}

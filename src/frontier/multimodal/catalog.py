@@ -67,4 +67,5 @@ def scene_config_from_dict(data: dict) -> SceneConfig:
     data["heldout_pairs"] = tuple(tuple(pair) for pair in data.get("heldout_pairs", ()))
     data["heldout_cells"] = tuple(tuple(pair) for pair in data.get("heldout_cells", ()))
     data.setdefault("relation_questions", False)  # saved before relation questions existed
+    data.setdefault("relation_captions", False)  # saved before relational captions existed
     return SceneConfig(**data)

@@ -4,7 +4,8 @@ A scene places 1-4 objects (Fashion-MNIST items, emoji, flags: `frontier.multimo
 grid on a noisy dark canvas; grey Fashion-MNIST items may be tinted a colour. Everything textual is read off the
 scene graph, never written by hand, so every caption and answer is right by construction:
 
-    caption   "a red sneaker in the top left and a flag of france in the bottom right"
+    caption   "a red sneaker in the top left and a flag of france below it and a bag in the top right": each object
+              after the first is placed from the one before it when they share a row or column, else by its cell
     VQA       what is in the top left ? → red sneaker · where is the sneaker ? → top left · what is below the
               sneaker ? → flag of france · how many objects are there ? → two · what colour is the sneaker ? → red ·
               is there a bag ? → no
@@ -81,6 +82,9 @@ class SceneConfig:
     # "what is above the sneaker ?": off in scene configs saved before these questions existed (2026-12-07), whose
     # models know none of their words.
     relation_questions: bool = True
+    # "… and a flag of france below it": off in scene configs saved before relational captions (2026-12-07), whose
+    # captions name every object's cell.
+    relation_captions: bool = True
     seed: int = 0
 
 
@@ -93,6 +97,10 @@ def spatial_relation(cell: str, anchor: str) -> str | None:
     if row == anchor_row and col != anchor_col:
         return "left of" if col < anchor_col else "right of"
     return None
+
+
+# How a caption says where an object lies from the one before it ("below it", "to the right of it").
+CAPTION_RELATIONS = {"above": "above", "below": "below", "left of": "to the left of", "right of": "to the right of"}
 
 
 def article(phrase: str) -> str:
@@ -232,7 +240,15 @@ class SceneGenerator:
         return canvas.round().astype(np.uint8)
 
     def caption(self, scene: Scene) -> str:
-        return " and ".join(f"{article(o.phrase)} in the {o.cell}" for o in scene.objects)
+        """The objects in CELLS order, each after the first placed from the one before it where a single word can
+        ("below it"), else by its cell: with the first object's cell, the caption still fixes every position."""
+        parts, previous = [], None
+        for o in scene.objects:
+            relation = spatial_relation(o.cell, previous.cell) if previous and self.config.relation_captions else None
+            where = f"{CAPTION_RELATIONS[relation]} it" if relation else f"in the {o.cell}"
+            parts.append(f"{article(o.phrase)} {where}")
+            previous = o
+        return " and ".join(parts)
 
     def questions(self, scene: Scene, rng: random.Random, split: str) -> list[Example]:
         """One question of each type that the scene can answer unambiguously. A training scene never asks about an
@@ -281,6 +297,8 @@ class SceneGenerator:
                  "where", "how", "many", "objects", "are", "colour", "yes", "no", *NUMBER_WORDS, *COLOURS}  # fmt: skip
         if self.config.relation_questions:
             words |= {"above", "below", "of"}
+        if self.config.relation_captions:
+            words |= {w for phrase in CAPTION_RELATIONS.values() for w in phrase.split()} | {"it"}
         words |= {w for cell in CELLS for w in cell.split()}
         words |= {w for name in self.names for w in name.split()}
         return sorted(words)
