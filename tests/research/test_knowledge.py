@@ -8,7 +8,9 @@ from frontier.research.knowledge import (
     RELATIONS,
     _border_mentions,
     factbook_documents,
+    independence_year,
     knowledge_graph,
+    largest_urban_area,
     normalize_name,
     parse_quantity,
 )
@@ -36,6 +38,35 @@ def test_capital_of_france_is_paris(graph):
     assert graph.name(capital) == "Paris"
     (edge,) = graph.edges_from(capital, "capital_of")
     assert edge.doc_ids == ("factbook/europe/fr",) and "factbook" in edge.agreed_by
+
+
+def test_largest_city_is_geonames_most_populous_where_the_factbook_lists_it_first(graph):
+    brazil, germany, india = (country(graph, iso) for iso in ("BRA", "DEU", "IND"))
+    sao_paulo = graph.largest_city(brazil)
+    assert graph.name(sao_paulo) == "São Paulo" and sao_paulo != graph.capital(brazil)
+    (edge,) = graph.edges_from(sao_paulo, "largest_city_of")
+    assert edge.agreed_by == ("factbook", "geonames") and edge.doc_ids == ("factbook/south-america/br",)
+    assert graph.largest_city(germany) == graph.capital(germany)  # Berlin: one entity, both relations
+    # GeoNames' most populous city proper is Mumbai; the Factbook's largest urban area is Delhi
+    (unsupported,) = graph.edges_to(india, "largest_city_of", supported_only=False)
+    assert graph.name(unsupported.subject) == "Mumbai" and not unsupported.supported
+    assert graph.largest_city(india) is None
+
+
+def test_independence_is_the_year_the_factbook_text_opens_with(graph):
+    niger = country(graph, "NER")
+    assert graph.value(niger, "independence") == 1960
+    assert graph.value_edge(niger, "independence").doc_ids == ("factbook/africa/ng",)
+    assert graph.value(country(graph, "FRA"), "independence") is None  # "no official date of independence: …"
+    assert independence_year("3 August 1960 (from France)") == 1960
+    assert independence_year("14-15 May 1811 (from Spain)") == 1811
+    assert independence_year("none (overseas territory of France)") is None
+    assert independence_year("221 BC (unification under the Qin Dynasty)") is None
+    assert largest_urban_area("3.574 million BERLIN (capital), 1.788 million Hamburg, 796,000 Frankfurt (2023)") == (
+        "BERLIN"
+    )
+    assert largest_urban_area("1.2 million ABUJA (capital), 15.9 million Lagos (2023)") == "Lagos"
+    assert largest_urban_area(None) is None
 
 
 def test_lesotho_only_neighbour_is_south_africa(graph):

