@@ -233,6 +233,22 @@ def test_record_of_the_wrong_kind(base, tmp_path, capsys, stage, records, expect
     assert not (tmp_path / "run").exists()
 
 
+def test_an_agent_runs_unsampled_ends_are_not_learned(char_tokenizer, tmp_path, capsys):
+    from frontier.research.train_cli import encode_records, read_training_records
+
+    # the last turn stopped at a stop string, so its end-of-turn token was never sampled (agent.Trajectory)
+    data = write_jsonl(tmp_path / "agent.jsonl", [RECORDS[0], {**RECORDS[0], "unsampled_ends": [4]}])
+    records = read_training_records(data, "sft")
+    (ids, labels), (same_ids, unsampled_labels) = encode_records(char_tokenizer, records, "sft", 10_000, False, data)[0]
+    assert torch.equal(ids, same_ids)
+    unlearned = ((labels != -100) & (unsampled_labels == -100)).nonzero().flatten()
+    assert len(unlearned) == 1 and labels[unlearned[0]] == char_tokenizer.eos_token_id  # only the last end-of-turn
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**RECORDS[0], "unsampled_ends": ["4"]}])
+    assert train("--stage", "sft", "--data", bad, "--base", tmp_path, "--output", tmp_path / "run") == 2
+    assert "bad.jsonl:1: 'unsampled_ends' must be a list of message indices" in one_error_line(capsys)
+
+
 def test_every_record_too_long(base, sft_data, tmp_path, capsys):
     output = tmp_path / "run"
     args = ("--stage", "sft", "--data", sft_data, "--base", base, "--output", output, "--max-length", 100)

@@ -28,7 +28,8 @@ RUN_FILE = "train-run.json"  # what the output folder was trained on, checked wh
 
 
 def read_training_records(path: Path, stage: str) -> list[tuple[int, Any]]:
-    """`(line number, messages)` for sft or `(line number, text)` for midtrain, one per non-empty line."""
+    """`(line number, (messages, unsampled_ends))` for sft or `(line number, text)` for midtrain, one per non-empty
+    line."""
     if not path.is_file():
         flag = "--output" if stage == "sft" else "--output OTHER.jsonl --midtraining"
         raise ConfigError(
@@ -66,7 +67,11 @@ def _record_payload(record: Any, stage: str, where: str) -> Any:
         )  # fmt: skip
         if not valid:
             raise ConfigError(f"{where}: 'messages' must be a non-empty list of {{role, content}} string objects")
-        return [{"role": m["role"], "content": m["content"]} for m in messages]
+        # an agent run (`frontier research sample`) lists the turns whose end-of-turn token it did not sample
+        ends = record.get("unsampled_ends", [])
+        if not (isinstance(ends, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ends)):
+            raise ConfigError(f"{where}: 'unsampled_ends' must be a list of message indices, got {ends!r}")
+        return [{"role": m["role"], "content": m["content"]} for m in messages], tuple(ends)
     if "text" not in record:
         kind = "a chat trajectory ('messages')" if "messages" in record else "a record without 'text'"
         raise ConfigError(
@@ -93,7 +98,8 @@ def encode_records(tokenizer, records, stage: str, max_length: int, truncate: bo
             if stage == "midtrain":
                 input_ids, labels = encode_text(tokenizer, payload)
             else:
-                input_ids, labels = encode_trajectory(tokenizer, payload)
+                messages, unsampled_ends = payload
+                input_ids, labels = encode_trajectory(tokenizer, messages, unsampled_ends=unsampled_ends)
         except ConfigError as exc:
             raise ConfigError(f"{path}:{number}: {exc}") from None
         counts["longest"] = max(counts["longest"], len(input_ids))
