@@ -257,6 +257,24 @@ def test_inference_path_leaves_the_callers_tensors_alone(kda_inputs, inference_c
     assert_close("final_state", s_ref, s, atol=1e-4)
 
 
+def test_inference_path_results_survive_later_calls_in_either_mode(kda_inputs, inference_calls):
+    """The path reuses per-thread buffers from call to call: nothing it returns may alias them, and buffers made in
+    inference mode (which may not be updated in place outside it) are not reused under no_grad."""
+    first = kda_inputs(2, 200, 2, 2, 16, 16, with_state=True)
+    second = kda_inputs(1, 70, 2, 4, 16, 16, with_state=False)
+    with torch.inference_mode():
+        o, s = chunk_kda(**first, output_final_state=True)
+    kept = o.clone(), s.clone()
+    with torch.no_grad():
+        chunk_kda(**second)
+        o_again, s_again = chunk_kda(**first, output_final_state=True)
+    with torch.inference_mode():
+        chunk_kda(**second)
+    assert len(inference_calls) == 4
+    assert torch.equal(o, kept[0]) and torch.equal(s, kept[1])
+    assert torch.equal(o_again, kept[0]) and torch.equal(s_again, kept[1])  # the same numbers, bit for bit
+
+
 def test_empty_sequence_and_a_tensor_scale(kda_inputs):
     inputs = kda_inputs(2, 0, 2, 2, 16, 16, with_state=True)
     with torch.no_grad():

@@ -23,12 +23,15 @@ than assumed.
 Without autograd (inference, prefill), `inference_chunk_kda` goes further where no chunk decays by more than
 INFERENCE_MAX_SPAN: the whole chunk factors through one reference, so all scores come from two matmuls, and it works
 through the sequence tile by tile, updating buffers of its own in place, so its working buffers stay tile-sized.
+Those buffers are kept per thread (`scratch`) and reused by the next tile and the next call: on CPU, every fresh
+multi-MB tensor costs a page fault per 4 KB on first touch, about a fifth of the op's time at T = 4096.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +53,25 @@ INFERENCE_MAX_SPAN = 128.0
 # Chunk × head matrices per tile of the inference path: enough for the batched matmuls to run well, few enough for a
 # tile's buffers (a few MB) to stay in cache. Measured on 2 cores at B=1, H=4: 64 beat both 16 and the whole sequence.
 INFERENCE_TILE_MATRICES = 64
+# Largest buffer `scratch` keeps. A tile's buffers are 0.5-2 MB each at K = V = 64 up to B·HV = 64, so a thread
+# keeps about 16 MB; bigger ones (tiles of one chunk with B·HV > 128) are allocated afresh each time.
+SCRATCH_MAX_BYTES = 4 << 20
+_scratch = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised [shape] tensor of `like`'s dtype and device for the inference path's buffer `name`, carved
+    from storage this thread keeps and grows to the largest size asked (up to SCRATCH_MAX_BYTES); the next request
+    for `name` reuses it, so a caller must be done with the tensor first and must not return it."""
+    size = math.prod(shape)
+    if size * like.element_size() > SCRATCH_MAX_BYTES:
+        return like.new_empty(shape)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    # inference-mode tensors may not be updated in place outside inference mode, so each mode has its own
+    key = (name, like.dtype, like.device, torch.is_inference_mode_enabled())
+    if key not in buffers or buffers[key].numel() < size:
+        buffers[key] = like.new_empty(size)
+    return buffers[key][:size].view(shape)
 
 
 def decayed_scores(rows: tuple[torch.Tensor, ...], b: torch.Tensor, gc: torch.Tensor) -> list[torch.Tensor]:
@@ -288,10 +310,10 @@ def factored_ut_transform(
 
 
 def inter_chunk(
-    transition: torch.Tensor, injection: torch.Tensor, S: torch.Tensor
+    transition: torch.Tensor, injection: torch.Tensor, S: torch.Tensor, out: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The only sequential part: hand the state S [B, HV, K, V] from chunk to chunk. Returns every chunk's start
-    state [B, HV, N, K, V] and the final state.
+    state [B, HV, N, K, V] (written into `out` if given, without autograd) and the final state.
 
     Unbinding once (rather than indexing per chunk) keeps the backward linear in N: each indexing op would allocate
     a full-size zero gradient. Chunk-major views keep the loop to one op per chunk.
@@ -302,7 +324,7 @@ def inter_chunk(
     for transition_n, injection_n in zip(_chunk_major(transition), _chunk_major(injection), strict=True):
         start_states.append(S)
         S = torch.baddbmm(injection_n, transition_n, S)
-    return torch.stack(start_states, dim=1).view(B, HV, N, K, V), S.view(B, HV, K, V)
+    return torch.stack(start_states, dim=1, out=out).view(B, HV, N, K, V), S.view(B, HV, K, V)
 
 
 def _chunk_major(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -310,9 +332,14 @@ def _chunk_major(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return x.movedim(2, 0).flatten(1, 2).unbind(0)
 
 
-def chunk_output(q_effective: torch.Tensor, AU: torch.Tensor, S0: torch.Tensor, T: int, scale: float) -> torch.Tensor:
-    """O = scale · (Q_eff S0 + Aqk U) for every chunk (see `intra_chunk`), back in fla's layout [B, T, HV, V]."""
-    o = torch.baddbmm(AU.flatten(0, 2), q_effective.flatten(0, 2), S0.flatten(0, 2), beta=scale, alpha=scale)
+def chunk_output(
+    q_effective: torch.Tensor, AU: torch.Tensor, S0: torch.Tensor, T: int, scale: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """O = scale · (Q_eff S0 + Aqk U) for every chunk (see `intra_chunk`), back in fla's layout [B, T, HV, V]; the
+    chunk-major result is written into `out` (AU's shape) if given, without autograd."""
+    flat_out = None if out is None else out.flatten(0, 2)
+    o = torch.baddbmm(AU.flatten(0, 2), q_effective.flatten(0, 2), S0.flatten(0, 2), beta=scale, alpha=scale,
+                      out=flat_out)  # fmt: skip
     return o.view(AU.shape).permute(0, 2, 3, 1, 4).flatten(1, 2)[:, :T]  # a strided view: callers copy it once
 
 
@@ -331,10 +358,10 @@ def inference_chunk_kda(
     three stages run tile by tile (INFERENCE_TILE_MATRICES chunk × head matrices per tile), so a prefill of any length
     keeps tile-sized intermediates. Inputs in the compute dtype, state S [B, HV, K, V]; returns (o [B, T, HV, V], S).
     """
-    B, T, HV, _ = v.shape
+    B, T, HV, V = v.shape
     group = HV // q.shape[2]
     tile = max(1, INFERENCE_TILE_MATRICES // (B * HV))
-    outputs = []
+    o = v.new_empty(B, T, HV, V)
     for first in range(0, N, tile):
         start, end = first * C, min(T, (first + tile) * C)
         parts = [x[:, start:end] for x in (q, k, v, g, beta)]
@@ -342,9 +369,9 @@ def inference_chunk_kda(
             parts[:2] = [x.repeat_interleave(group, dim=2) for x in parts[:2]]
         n = math.ceil((end - start) / C)
         q_effective, AU, transition, injection = factored_chunks_in_place(*parts, n, C)
-        S0, S = inter_chunk(transition, injection, S)
-        outputs.append(chunk_output(q_effective, AU, S0, end - start, scale))
-    return torch.cat(outputs, dim=1), S
+        S0, S = inter_chunk(transition, injection, S, out=scratch("S0", (B * HV, n, *S.shape[-2:]), S))
+        o[:, start:end] = chunk_output(q_effective, AU, S0, end - start, scale, out=scratch("o", AU.shape, AU))
+    return o, S
 
 
 def factored_chunks_in_place(
@@ -360,17 +387,20 @@ def factored_chunks_in_place(
     """
     V = v.shape[-1]
     # Copies of our own, updated in place below: `contiguous()` could return the caller's tensor itself.
-    q, k, gc = (_chunk_view(x, N, C).clone(memory_format=torch.contiguous_format) for x in (q, k, g))
+    q, k, gc = (
+        scratch(name, view.shape, view).copy_(view)
+        for name, view in (("q", _chunk_view(q, N, C)), ("k", _chunk_view(k, N, C)), ("gc", _chunk_view(g, N, C)))
+    )
     gc.cumsum_(-2)
     beta = _chunk_view(beta, N, C)[..., None]
     gc_end = gc[..., -1:, :].clone()  # [B, HV, N, 1, K]
     ref = gc_end / 2  # every gc of the chunk lies in [gc_C, 0]
     up = gc.sub_(ref).exp_()  # e^(gc − ref), in gc's buffer
-    k_beta_up = torch.mul(k, up).mul_(beta)
+    k_beta_up = torch.mul(k, up, out=scratch("k_beta_up", k.shape, k)).mul_(beta)
     k_down = k.div_(up)
     q_up = q.mul_(up)
-    Aqk = (q_up @ k_down.mT).tril_()  # [B, HV, N, C, C], the diagonal included
-    A = k_beta_up @ k_down.mT  # rows carry β: Diag(β) A; read below the diagonal only
+    Aqk = _matmul_into("Aqk", q_up, k_down.mT).tril_()  # [B, HV, N, C, C], the diagonal included
+    A = _matmul_into("A", k_beta_up, k_down.mT)  # rows carry β: Diag(β) A; read below the diagonal only
     n = C // FACTORED_BLOCK
     diagonal_blocks = A.unflatten(-2, (n, FACTORED_BLOCK)).unflatten(-1, (n, FACTORED_BLOCK))
     diagonal_blocks = diagonal_blocks.diagonal(dim1=-4, dim2=-2).movedim(-1, -3)  # [..., n, 16, 16]
@@ -378,19 +408,26 @@ def factored_chunks_in_place(
     inverses = torch.linalg.solve_triangular(diagonal_blocks, eye, upper=False, unitriangular=True)
     to_ref = ref.exp()  # e^ref: from the chunk's start to its reference, ≤ 1
     # UW starts as the right-hand side Diag(β) [V | K ⊙ e^gc] and is solved in place, block by block.
-    UW = q.new_empty(*q.shape[:-1], V + q.shape[-1])
+    UW = scratch("UW", (*q.shape[:-1], V + q.shape[-1]), q)
     UW[..., :V].copy_(_chunk_view(v, N, C)).mul_(beta)  # a strided copy, then β: faster than one strided mul
     torch.mul(k_beta_up, to_ref, out=UW[..., V:])
     for m in range(n):
         rows = slice(m * FACTORED_BLOCK, (m + 1) * FACTORED_BLOCK)
         block = UW[..., rows, :]
         if m:
-            block.sub_(A[..., rows, : rows.start] @ UW[..., : rows.start, :])
-        block.copy_(inverses[..., m, :, :] @ block)
-    AUW = Aqk @ UW
+            block.sub_(_matmul_into("block", A[..., rows, : rows.start], UW[..., : rows.start, :]))
+        block.copy_(_matmul_into("block", inverses[..., m, :, :], block))
+    AUW = _matmul_into("AUW", Aqk, UW)
     k_to_end = k_down.mul_((gc_end - ref).exp_())  # K ⊙ e^(gc_C − gc)
-    KUW = k_to_end.mT @ UW  # [..., K, V + K]
+    KUW = _matmul_into("KUW", k_to_end.mT, UW)  # [..., K, V + K]
     transition = KUW[..., V:].neg_()
     transition.diagonal(dim1=-2, dim2=-1).add_(gc_end[..., 0, :].exp())
     q_effective = q_up.mul_(to_ref).sub_(AUW[..., V:])  # Q ⊙ e^gc − Aqk W
     return q_effective, AUW[..., :V], transition, KUW[..., :V]
+
+
+def _matmul_into(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b over matching batch dimensions, written into the scratch buffer `name`."""
+    out = scratch(name, (*a.shape[:-1], b.shape[-1]), a)
+    torch.bmm(a.flatten(0, -3), b.flatten(0, -3), out=out.flatten(0, -3))
+    return out
