@@ -51,6 +51,10 @@ def test_largest_city_is_geonames_most_populous_where_the_factbook_lists_it_firs
     (unsupported,) = graph.edges_to(india, "largest_city_of", supported_only=False)
     assert graph.name(unsupported.subject) == "Mumbai" and not unsupported.supported
     assert graph.largest_city(india) is None
+    # "4.504 million New Taipei City, 2.754 million TAIPEI (capital)": the larger area only holds Taipei's name
+    assert graph.largest_city(country(graph, "TWN")) is None
+    new_york = graph.largest_city(country(graph, "USA"))  # "New York-Newark": a hyphenated part names the city
+    assert graph.name(new_york) == "New York City"
 
 
 def test_independence_is_the_year_the_factbook_text_opens_with(graph):

@@ -177,6 +177,9 @@ def test_largest_cities_and_independence_decades(graph, solver):
     # any year a text names may be taken for the date: France's "no official date" text names 1789
     assert _id(graph, "France") in solver.members(["independence_decade", 1780])
     assert _id(graph, "Norfolk Island") not in sixties  # "none (territory of Australia)"
+    norway = _id(graph, "Norway")  # 1905: "the 1900s" would also read as the century
+    assert graph.value(norway, "independence") == 1905
+    assert not [c for c in solver.candidates(norway) if c[0] == "independence_decade"]
 
 
 def test_projections_over_approximate_the_graph(graph, solver):
@@ -227,6 +230,7 @@ def test_random_walks_follow_the_step_kinds(graph):
 def test_a_closed_book_hit_drops_the_question(questions):
     # a model that knows every third answer; of training questions, which the cap on test questions never skips
     known = {q.question: q.answer.upper() for q in questions[:30:3] if q.split == "train"}
+    assert known
     asked = []
 
     def closed_book(text):

@@ -243,6 +243,13 @@ def test_figures_are_not_entities_to_look_up_or_share(questions):
     hops = _hops(question, {"Mali", "Niger"})
     assert [(hop.known, hop.targets) for hop in hops] == [("Mali", ["0 km"]), ("Niger", ["0 km"])]
     assert _observations(question, hops) == [[], []]  # not "0 km is common to Mali and Niger"
+    question = dataclasses.replace(question, path=[["Chad", "independence", "1960"], ["Niger", "independence", "1960"]])
+    hops = _hops(question, {"Chad", "Niger"})
+    assert [hop.fact() for hop in hops] == [
+        "Chad's independence date is in 1960",
+        "Niger's independence date is in 1960",
+    ]
+    assert _observations(question, hops) == [[], []]  # years are not ranked "from largest to smallest"
 
 
 def test_a_synthesized_train_split_renders_from_the_command_line(synthesized, tmp_path, capsys):

@@ -4,8 +4,9 @@ A scene places 1-4 objects (Fashion-MNIST items, emoji, flags: `frontier.multimo
 grid on a noisy dark canvas; grey Fashion-MNIST items may be tinted a colour. Everything textual is read off the
 scene graph, never written by hand, so every caption and answer is right by construction:
 
-    caption   "a red sneaker in the top left and a flag of france below it and a bag in the top right": each object
-              after the first is placed from the one before it when they share a row or column, else by its cell
+    caption   "a red sneaker in the top left and a bag to the right of it and a flag of france in the bottom left":
+              each object after the first is placed from the one before it when they share a row or column, else
+              by its cell
     VQA       what is in the top left ? → red sneaker · where is the sneaker ? → top left · what is below the
               sneaker ? → flag of france · how many objects are there ? → two · what colour is the sneaker ? → red ·
               is there a bag ? → no

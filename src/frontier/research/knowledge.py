@@ -21,7 +21,8 @@ cities, continents, languages, currencies. Each `Edge` records ``agreed_by`` (th
 * ``official_language``: a part of the Factbook "Languages" text that says "official" names the language.
 * ``currency``: the Factbook exchange-rate text carries the ISO 4217 code, e.g. "euros (EUR) per US dollar".
 * ``largest_city_of``: GeoNames' most populous city of the country (its city table, cities over 15,000 people), when
-  the first of the Factbook's "Major urban areas - population" (its largest, by the figures listed) names the city.
+  the largest of the Factbook's "Major urban areas - population" (by the figures listed) is that city: its name, or
+  one of its hyphenated parts ("New York-Newark"), but not a longer name holding it ("New Taipei City").
 * ``independence``: the year of the date that opens the Factbook's "Independence" text ("3 August 1960 (from
   France)"); no package dates independence, so the Factbook states every such edge and supports it. Texts that open
   with no date ("none (overseas territory of France)", "no official date of independence: …") give no edge.
@@ -785,7 +786,7 @@ def _largest_city_edges(records: list[_Record], capitals: list[Entity]) -> tuple
         area = largest_urban_area(
             factbook_field(record.factbook, "People and Society", "Major urban areas - population")
         )
-        stated = area is not None and any(mentions(normalize_name(area), name) for name in known)
+        stated = area is not None and bool(known & {normalize_name(part) for part in (area, *area.split("-"))})
         edges.append(
             Edge(
                 entity.id,

@@ -413,7 +413,8 @@ class ConstraintSolver:
             found.append(("neighbour_count", len(neighbours)))
         if continent := graph.sole(country, "in_continent"):
             found.append(("continent", continent))
-        if year := graph.value(country, "independence"):
+        # "the 1900s" reads as a century as well as a decade, so round decades are not used
+        if (year := graph.value(country, "independence")) and year % 100 >= 10:
             found.append(("independence_decade", year // 10 * 10))
         return found
 

@@ -197,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         "stage": args.stage, "base": str(base), "data_sha256": _file_digest(args.data), "max_length": max_length,
         "truncate": args.truncate,
     }  # fmt: skip
+    if args.stage == "sft" and any(ends for _, (_, ends) in records):
+        run_info["unsampled_ends"] = "not learned"  # checkpoints from before 2026-12-07 learned them
     _check_run_file(args.output, run_info, write=main_process)
     if main_process:
         processes = f" ({state.num_processes} processes)" if state.num_processes > 1 else ""

@@ -402,7 +402,7 @@ def _observations(question: EvalQuestion, hops: list[_Hop]) -> list[list[str]]:
         if len(run) < 2 or any(len(hop.targets) != 1 for hop in run):
             continue
         targets = [hop.targets[0] for hop in run]
-        if forward and all(target.isdigit() for target in targets):
+        if forward and relation not in YEAR_RELATIONS and all(target.isdigit() for target in targets):
             ranked = sorted(run, key=lambda hop: -int(hop.targets[0]))
             listing = ", ".join(f"{hop.known} ({_display(hop.targets[0])})" for hop in ranked)
             after[index - 1].append(f"By {relation.replace('_', ' ')}, from largest to smallest: {listing}.")
