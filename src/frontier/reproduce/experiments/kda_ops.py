@@ -8,8 +8,12 @@ T=4096): fla naive 309 ms forward / 4.6 s forward+backward; SDPA 63 / 217 ms. FL
 (anchors/kimi_linear.md §3, Eqs. 13-14): KDA 6T·d² + 3T·C·d + T·C², full attention 2T²·d.
 
 Inputs follow fla's tests: q, k L2-normalised U(0, 1); g = logsigmoid(randn); β = sigmoid(randn). Each timing is
-the median over `repeats` passes after a warm-up pass; a pass runs every op at every length, call by call, so load
-from another process slows the ops alike and a burst of it spoils one pass, which the median drops.
+the median over `repeats` passes after a warm-up pass; a pass runs every op at every length, op by op, so load
+from another process slows the ops alike and a burst of it spoils one pass, which the median drops. Within a pass an
+op's sample is its mean time per call over back-to-back calls filling SAMPLE_SECONDS (one call for the slow
+baselines), as torch.utils.benchmark's blocked_autorange does: a single 20 ms call on a shared machine measures
+scheduler jitter as much as the op (one run before this, 2026-12-07, had single calls of chunk_kda from 24 to 41 ms
+at T=4096 within one run).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ FULL_LENGTHS = [512, 1024, 2048, 4096, 8192, 16384]
 # fla's naive chunk and transformers' fallback take seconds per call (transformers 10-20 s forward+backward at 4096):
 # beyond these lengths they are skipped, except at CLAIM_LENGTH.
 QUICK_SLOW_MAX_LENGTH, FULL_SLOW_MAX_LENGTH = 2048, 4096
+SAMPLE_SECONDS = 0.2  # the least time one sample's back-to-back calls fill
 AGREEMENT_TOLERANCE = 1e-4  # max |Δo| between the three KDA implementations; in fp32 they are ~1e-7
 
 OURS, COMPILED = "chunk_kda", "compiled_chunk_kda"
@@ -126,19 +131,29 @@ def _check_torch_fallback() -> None:
         raise RuntimeError(f"expected transformers' torch KDA fallback, but {', '.join(sorted(loaded))} got imported")
 
 
-def _time_forward(op: _Op, x: _Inputs) -> float:
+def _seconds_per_call(call: Callable[[], object], min_seconds: float) -> float:
+    """Mean seconds per call over back-to-back calls that fill `min_seconds` (at least one call)."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        call()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / calls
+
+
+def _time_forward(op: _Op, x: _Inputs, min_seconds: float) -> float:
     with torch.inference_mode():
-        t0 = time.perf_counter()
-        op.run(x)
-        return time.perf_counter() - t0
+        return _seconds_per_call(lambda: op.run(x), min_seconds)
 
 
-def _time_forward_backward(op: _Op, x: _Inputs) -> float:
-    for leaf in x.leaves():
-        leaf.grad = None  # every call allocates its gradients afresh, none accumulates
-    t0 = time.perf_counter()
-    op.run(x).backward(x.grad_out)
-    return time.perf_counter() - t0
+def _time_forward_backward(op: _Op, x: _Inputs, min_seconds: float) -> float:
+    def call() -> None:
+        for leaf in x.leaves():
+            leaf.grad = None  # every call allocates its gradients afresh, none accumulates
+        op.run(x).backward(x.grad_out)
+
+    return _seconds_per_call(call, min_seconds)
 
 
 def _max_disagreement(ops: list[_Op], x: _Inputs) -> float:
@@ -215,8 +230,10 @@ def measure_op_throughput(
         for pass_index in range(repeats + 1):
             for length in lengths:
                 for op in active[length]:
-                    forward = _time_forward(op, inputs[length])
-                    forward_backward = _time_forward_backward(op, inputs[length])
+                    # the warm-up pass times one call: for compiled_chunk_kda, the call that compiles
+                    min_seconds = SAMPLE_SECONDS if pass_index else 0.0
+                    forward = _time_forward(op, inputs[length], min_seconds)
+                    forward_backward = _time_forward_backward(op, inputs[length], min_seconds)
                     if pass_index:
                         samples["forward"][op.key][length].append(forward * 1e3)
                         samples["forward_backward"][op.key][length].append(forward_backward * 1e3)
@@ -240,7 +257,7 @@ def measure_op_throughput(
     ours_keys = [op.key for op in ops if op.key in (OURS, COMPILED)]
     achieved = {key: kda_forward_flops(L) / (fwd[key][L] / 1e3) / 1e9 for key in ours_keys}
     crossover = _crossover(lengths, fwd[OURS], fwd[SDPA])
-    n = f"medians of {repeats}"
+    n = f"medians of {repeats} passes, each the mean of back-to-back calls over ≥ {SAMPLE_SECONDS:g} s"
 
     def speedup_row(claim: str, other: str, pass_: str, target: float, source: str, ours: str = OURS) -> ClaimRow:
         if ours == COMPILED and compiler_missing:
