@@ -204,6 +204,19 @@ def test_resume_refuses_other_data(base, sft_data, mid_data, tmp_path, capsys):
     assert "data_sha256" in err and "new --output" in err
 
 
+def test_a_checkpoint_that_learned_unsampled_ends_is_not_resumed(base, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "agent.jsonl", [{**RECORDS[0], "unsampled_ends": [4]}, RECORDS[1]])
+    output = tmp_path / "run"
+    assert train("--stage", "sft", "--data", data, "--base", base, "--output", output, "--steps", 1) == 0
+    run_file = output / "train-run.json"
+    recorded = json.loads(run_file.read_text())
+    assert recorded.pop("unsampled_ends") == "not learned"
+    run_file.write_text(json.dumps(recorded))  # as written before 2026-12-07, when those ends were learned
+    capsys.readouterr()
+    assert train("--stage", "sft", "--data", data, "--base", base, "--output", output, "--steps", 2) == 2
+    assert "unsampled_ends" in capsys.readouterr().err
+
+
 def one_error_line(capsys) -> str:
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
