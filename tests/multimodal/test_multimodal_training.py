@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from frontier.errors import ConfigError
 from frontier.multimodal.configuration_unified import UnifiedMultimodalConfig
@@ -15,7 +16,13 @@ from frontier.multimodal.evaluation import cider_scores, compare, evaluate, hits
 from frontier.multimodal.modeling_unified import UnifiedMultimodalForConditionalGeneration
 from frontier.multimodal.processing import build_tokenizer
 from frontier.multimodal.scenes import SceneConfig, SceneGenerator
-from frontier.multimodal.training import MultimodalTrainConfig, batch_positions, step_batch, train_unified
+from frontier.multimodal.training import (
+    CPU_ATTENTION_FLOPS,
+    MultimodalTrainConfig,
+    batch_positions,
+    step_batch,
+    train_unified,
+)
 
 
 @pytest.fixture
@@ -128,6 +135,23 @@ def test_a_packed_step_runs_each_image_once(setup):
     texts = int(packed["attention_mask"].sum() + packed["retrieval_attention_mask"].sum())
     assert batch_positions(packed, patches) == texts + 4 * patches
     assert batch_positions(rows, patches) == texts + 3 * 4 * patches
+
+
+def test_each_step_logs_the_flops_of_its_own_batch_shape(setup, tmp_path):
+    generator, tokenizer = setup
+    config = MultimodalTrainConfig(steps=6, batch_size=4, warmup_steps=1, checkpoint_every=6)
+    model = new_model(tokenizer)
+    train_unified(model, tokenizer, generator, config, tmp_path, progress=False)
+    logged = [r["flops"] for r in read_log(tmp_path)]
+    counted = []
+    for step in range(config.steps):  # counted afresh: FLOPs depend on shapes, not weights
+        batch = step_batch(generator, tokenizer, config, step, pack=model.config.packs_texts)
+        with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+            out = model(**batch)
+            (out.lm_loss + out.retrieval_loss).backward()
+        counted.append(counter.get_total_flops())
+    assert len(set(counted)) > 1  # padded lengths differ between these steps, so must their FLOPs
+    assert logged == pytest.approx(counted, rel=1e-6)
 
 
 def test_processes_share_a_step_s_scenes(setup):

@@ -124,8 +124,7 @@ CPU_ATTENTION_FLOPS = {
 
 
 def batch_positions(batch: dict, num_patches: int) -> int:
-    """Sequence positions a step runs through the blocks (patches plus real tokens): what its compute scales with.
-    The step log's "flops" turns them into FLOPs at the rate torch's FlopCounterMode measured on the first step."""
+    """Sequence positions a step runs through the blocks (patches plus real tokens, padding left out)."""
     positions = 0
     if "input_ids" in batch:
         positions += int(batch["attention_mask"].sum()) + num_patches * len(batch["input_ids"])
@@ -136,6 +135,12 @@ def batch_positions(batch: dict, num_patches: int) -> int:
     if "draw_input_ids" in batch:
         positions += int(batch["draw_attention_mask"].sum()) + num_patches * len(batch["draw_input_ids"])
     return positions
+
+
+def shape_signature(batch: dict[str, torch.Tensor]) -> tuple:
+    """What a step's FLOPs depend on: the name and shape of every input tensor (padding included, since it runs).
+    On KDA layers the gates also pick one of two equivalent UT-transform paths; the first step of a shape decides."""
+    return tuple(sorted((name, tuple(tensor.shape)) for name, tensor in batch.items()))
 
 
 def train_unified(
@@ -158,9 +163,9 @@ def train_unified(
         raise ConfigError(f"batch_size={config.batch_size} gives some of the {run.accelerator.num_processes} "
                           "processes no scene; use at least one scene per process")  # fmt: skip
     device = run.accelerator.device
-    # Counted by torch on this process's first step, forward and backward, then scaled by each step's positions:
-    # counting every step would slow every step.
-    flops_per_position = None
+    # Counted by torch, forward and backward, on the first step of each batch shape (padded lengths vary from step to
+    # step) and reused for later steps of that shape: counting every step would slow every step.
+    flops_by_shape: dict[tuple, int] = {}
     with progress_steps("training the unified model", total=config.steps, enabled=progress) as advance:
         for _ in range(run.start):
             advance()
@@ -170,18 +175,19 @@ def train_unified(
             batch = step_batch(generator, tokenizer, config, step, codebook, shard, model.config.packs_texts)
             positions = batch_positions(batch, model.config.num_patches)
             batch = {k: v.to(device) for k, v in batch.items()}
-            counting = flops_per_position is None
-            counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) if counting else None
+            signature = shape_signature(batch)
+            counter = None if signature in flops_by_shape else FlopCounterMode(
+                display=False, custom_mapping=CPU_ATTENTION_FLOPS)  # fmt: skip
             with counter or contextlib.nullcontext():
                 out = run.prepared(**batch)
                 weighted = ((1.0, out.lm_loss), (config.retrieval_weight, out.retrieval_loss), (1.0, out.draw_loss))
                 loss = sum(weight * part for weight, part in weighted if part is not None)
                 run.accelerator.backward(loss)
-            if counting:
-                flops_per_position = counter.get_total_flops() / positions
+            if counter is not None:
+                flops_by_shape[signature] = counter.get_total_flops()
             # Every process's share of the step: the main process writes the log. (float32: MPS has no float64.)
             step_positions, step_flops = run.accelerator.reduce(
-                torch.tensor([positions, flops_per_position * positions], dtype=torch.float32, device=device), "sum"
+                torch.tensor([positions, flops_by_shape[signature]], dtype=torch.float32, device=device), "sum"
             ).tolist()
             grad_norm = run.accelerator.clip_grad_norm_(run.prepared.parameters(), 1.0)
             run.optimizer.step()

@@ -16,8 +16,8 @@ Every "A ≥ B" row compares the two models item by item on the same scenes (`fr
 the paired 95% interval of the difference must rule out a loss of more than 1 point (0.01 of token F1), and the mean
 must not be below 0.
 
-Training compute is counted in FLOPs (torch's FlopCounterMode on each run's first step, scaled by the positions each
-step runs through the blocks) and timed: the unified
+Training compute is counted in FLOPs (torch's FlopCounterMode, forward and backward, on the first step of each batch
+shape, padding included) and timed: the unified
 model packs a scene's caption and question into one row after its image and pools the retrieval image from that
 pass, so it reads each image once per step where the three separate models read it three times. Memory is each
 training process's peak RSS. Claims come from the review's §1.4 (anchors/multimodal.md §1) and issue 7.
