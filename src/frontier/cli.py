@@ -443,7 +443,9 @@ def run_autodeco_train(args: argparse.Namespace) -> int:
     device = state.device if state.num_processes > 1 else target
     base, tokenizer = load_causal_lm(args.model, device=device, dtype=torch_dtype(args.dtype))
     torch.manual_seed(args.seed)  # the heads' initial weights
-    model = AutoDecoForCausalLM(base, model_source(args.model))  # what `from_pretrained` loads as their base
+    # what `from_pretrained` loads as their base; a head left untrained is switched off, not used at random weights
+    model = AutoDecoForCausalLM(base, model_source(args.model), enable_temperature_head=loss.train_temperature,
+                                enable_top_p_head=loss.train_top_p)  # fmt: skip
     examples = encode_examples(tokenizer, pairs)
     if args.stream:
         features = StreamedFeatures(model, examples)

@@ -40,6 +40,28 @@ def test_heads_only_checkpoint_round_trip(model, tmp_path, tiny_llama):
     assert torch.equal(a.temperature, b.temperature) and torch.equal(a.top_p, b.top_p)
 
 
+@pytest.mark.parametrize("off", ["temperature", "top_p"])
+def test_a_switched_off_head_predicts_one_and_stays_off_when_reloaded(tiny_llama, tmp_path, off):
+    base = tiny_llama()
+    torch.manual_seed(0)
+    both = AutoDecoForCausalLM(base)
+    torch.manual_seed(0)  # the same heads, one of them switched off
+    model = AutoDecoForCausalLM(base, enable_temperature_head=off != "temperature", enable_top_p_head=off != "top_p")
+    ids = torch.randint(3, 128, (2, 7))
+    full, single = both(ids), model(ids)
+    switched, kept = ("temperature", "top_p") if off == "temperature" else ("top_p", "temperature")
+    assert torch.equal(getattr(single, switched), torch.ones(2, 7, 1))
+    assert not torch.equal(getattr(full, switched), torch.ones(2, 7, 1))  # the untrained head would not be neutral
+    if off == "top_p":  # the temperature head reads nothing from the top-p head
+        assert torch.equal(single.temperature, full.temperature)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoDecoForCausalLM.from_pretrained(tmp_path, base_model=base)
+    assert torch.equal(getattr(reloaded(ids), kept), getattr(single, kept))
+    assert torch.equal(getattr(reloaded(ids), switched), torch.ones(2, 7, 1))
+    with pytest.raises(ConfigError, match="enable at least one head"):
+        AutoDecoForCausalLM(base, enable_temperature_head=False, enable_top_p_head=False)
+
+
 def test_heads_for_another_base_are_refused(model, tmp_path, tiny_llama):
     """Another width, architecture or vocabulary: heads that would run on it, silently wrong, are refused."""
     from transformers import Qwen2Config, Qwen2ForCausalLM

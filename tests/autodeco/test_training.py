@@ -74,6 +74,16 @@ def test_training_one_head_leaves_the_other_unchanged(tiny_llama, tmp_path, trai
     assert all(p.requires_grad for p in model.head_parameters())  # frozen for the run only
 
 
+def test_a_switched_off_head_cannot_be_trained(tiny_llama, tmp_path):
+    from frontier.autodeco.loss import AutoDecoLossConfig
+
+    model = AutoDecoForCausalLM(tiny_llama(), enable_top_p_head=False)
+    with pytest.raises(ConfigError, match="top_p head is switched off"):
+        train_heads(model, _features(model), TrainConfig(steps=2, batch_size=3), tmp_path, progress=False)
+    only_temperature = TrainConfig(steps=2, batch_size=3, loss=AutoDecoLossConfig(train_top_p=False))
+    assert len(train_heads(model, _features(model), only_temperature, tmp_path, progress=False)) == 2
+
+
 def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, tmp_path):
     torch.manual_seed(0)
     model = AutoDecoForCausalLM(tiny_llama())

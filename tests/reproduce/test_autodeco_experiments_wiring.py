@@ -70,7 +70,13 @@ def test_pass_at_1_and_the_loss_ablation_share_one_set_of_cached_heads(tiny_worl
     assert (cached / "heads").is_dir()
 
     ablation = autodeco.loss_ablation(ctx)  # reads the heads cached above instead of training them again
-    assert set(ablation.metrics["variants"]) == set(autodeco.ABLATIONS)
+    variants = ablation.metrics["variants"]
+    assert set(variants) == set(autodeco.ABLATIONS)
+    # a single-head variant decodes with the other head switched off, not at its untrained weights
+    assert (
+        variants["temperature head only"]["mean_top_p"] == 1.0 != variants["temperature head only"]["mean_temperature"]
+    )
+    assert variants["top-p head only"]["mean_temperature"] == 1.0 != variants["top-p head only"]["mean_top_p"]
     assert [row.verdict for row in ablation.rows][2:] == [Verdict.NOT_COMPARABLE] * 2
     assert len(loads) == 2
 

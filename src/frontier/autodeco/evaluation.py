@@ -143,7 +143,8 @@ def _fingerprint(
 ) -> str:
     """A short digest of everything that shapes an evaluation's results: the base (its config, and each weight's
     shape, dtype and sums, which any retraining or dtype change moves, not where it was loaded from), the heads'
-    exact weights, the chat template, the prompts as the model sees them, the strategies and the settings."""
+    exact weights and which of them are switched on, the chat template, the prompts as the model sees them, the
+    strategies and the settings."""
     base = model.base_model
     config = {k: v for k, v in base.config.to_dict().items() if k != "_name_or_path"}
     weights = [
@@ -155,6 +156,7 @@ def _fingerprint(
         "chat_template": getattr(tokenizer, "chat_template", None), "eos": tokenizer.eos_token_id,
         "problems": [[p.prompt, p.answer, p.family, p.kind] for p in problems],
         "strategies": [asdict(s) for s in strategies], "settings": settings,
+        "heads_enabled": [model.enable_temperature_head, model.enable_top_p_head],
     }  # fmt: skip
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode())
     for tensor in model.head_parameters():

@@ -45,12 +45,15 @@ class AutoDecoGeneration:
 
 
 def predict_decoding_params(
-    temp_head: TemperatureHead, top_p_head: TopPHead, hidden: torch.Tensor, logits: torch.Tensor
+    temp_head: TemperatureHead | None, top_p_head: TopPHead | None, hidden: torch.Tensor, logits: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T̂, P̂). The top-p head sees T̂ detached, as the reference HF code feeds it (the Megatron port does not)."""
-    hidden = hidden.to(temp_head.mlp[0].weight.dtype)
-    temperature = temp_head(hidden)
-    return temperature, top_p_head(hidden, temperature.detach(), logits)
+    """(T̂, P̂), each [..., 1]. The top-p head sees T̂ detached, as the reference HF code feeds it (the Megatron port
+    does not). A head given as None is switched off: T̂ = 1 or P̂ = 1, so the user's T or p applies unchanged."""
+    head = temp_head if temp_head is not None else top_p_head
+    hidden = hidden.to(head.mlp[0].weight.dtype)
+    ones = hidden.new_ones(*hidden.shape[:-1], 1)
+    temperature = temp_head(hidden) if temp_head is not None else ones
+    return temperature, top_p_head(hidden, temperature.detach(), logits) if top_p_head is not None else ones
 
 
 def saved_heads_config(folder: str | os.PathLike) -> dict:
@@ -85,12 +88,24 @@ class AutoDecoForCausalLM(nn.Module):
         base_model_name_or_path: what `from_pretrained` should load as the base. None: where `load_causal_lm` read
             `base_model` from (None again for the embedded SmolLM2); a base built in memory stays unknown, and its
             saved heads can only be loaded onto a base passed in.
+        enable_temperature_head, enable_top_p_head: a head switched off predicts T̂ = 1 or P̂ = 1 (the reference's
+            config flags of these names). Switch off a head you do not train: at its initial weights it would
+            still scale every token (an untrained top-p head predicts p ≈ 0.4).
     """
 
-    def __init__(self, base_model: nn.Module, base_model_name_or_path: str | None = None) -> None:
+    def __init__(
+        self,
+        base_model: nn.Module,
+        base_model_name_or_path: str | None = None,
+        enable_temperature_head: bool = True,
+        enable_top_p_head: bool = True,
+    ) -> None:
         from frontier.models.loading import loaded_from
 
+        if not (enable_temperature_head or enable_top_p_head):
+            raise ConfigError("enable at least one head: enable_temperature_head or enable_top_p_head")
         super().__init__()
+        self.enable_temperature_head, self.enable_top_p_head = enable_temperature_head, enable_top_p_head
         self.base_model = base_model.requires_grad_(False).eval()
         self.base_model_known = True
         if base_model_name_or_path is None:
@@ -122,7 +137,8 @@ class AutoDecoForCausalLM(nn.Module):
 
     def heads(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(T̂, P̂), each [..., 1], for final hidden states [..., H] and logits [..., V]."""
-        return predict_decoding_params(self.temp_head, self.top_p_head, hidden, logits)
+        return predict_decoding_params(self.temp_head if self.enable_temperature_head else None,
+                                       self.top_p_head if self.enable_top_p_head else None, hidden, logits)  # fmt: skip
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AutoDecoOutput:
         hidden, logits, _ = self.base_forward(input_ids, attention_mask)
@@ -192,8 +208,8 @@ class AutoDecoForCausalLM(nn.Module):
                 "base_model_type": self.base_model.config.model_type,
                 "base_vocab_size": self.base_model.config.vocab_size,
                 "hidden_size": self.hidden_size,
-                "enable_temperature_head": True,
-                "enable_top_p_head": True,
+                "enable_temperature_head": self.enable_temperature_head,
+                "enable_top_p_head": self.enable_top_p_head,
                 "use_enhanced_features": True,
             },
         )
@@ -225,7 +241,8 @@ class AutoDecoForCausalLM(nn.Module):
                     f"{folder}: these heads were trained on a base with {key} {config[key]!r}, but this base has "
                     f"{value!r}; load them with the base they were trained on ({trained_on})"
                 )
-        model = cls(base_model, config["base_model_name_or_path"])
+        model = cls(base_model, config["base_model_name_or_path"], config.get("enable_temperature_head", True),
+                    config.get("enable_top_p_head", True))  # fmt: skip
         try:
             with safe_open(heads_path, framework="pt") as handle:
                 state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118

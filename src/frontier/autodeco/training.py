@@ -141,9 +141,11 @@ class TrainableHeads(torch.nn.Module):
     def __init__(self, model: AutoDecoForCausalLM) -> None:
         super().__init__()
         self.temp_head, self.top_p_head = model.temp_head, model.top_p_head
+        self.enable_temperature_head, self.enable_top_p_head = model.enable_temperature_head, model.enable_top_p_head
 
     def forward(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return predict_decoding_params(self.temp_head, self.top_p_head, hidden, logits)
+        return predict_decoding_params(self.temp_head if self.enable_temperature_head else None,
+                                       self.top_p_head if self.enable_top_p_head else None, hidden, logits)  # fmt: skip
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:
@@ -167,6 +169,11 @@ def train_heads(
         len(labels) == 0 or labels[0] != -100 for _, labels in features
     ):
         raise ConfigError("each feature window must start at a prompt position (label -100); use cache_features")
+    for name, trained, enabled in (("temperature", config.loss.train_temperature, model.enable_temperature_head),
+                                   ("top_p", config.loss.train_top_p, model.enable_top_p_head)):  # fmt: skip
+        if trained and not enabled:
+            raise ConfigError(f"the {name} head is switched off in this model (enable_{name}_head=False), so it "
+                              f"cannot learn: enable it, or set train_{name}=False")  # fmt: skip
     output_dir = Path(output_dir)
     accelerator = heads_accelerator(model)
     # A head that is not trained is frozen for the run: DDP would otherwise wait for its gradients forever.

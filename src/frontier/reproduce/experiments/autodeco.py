@@ -385,7 +385,9 @@ def loss_ablation(ctx: RunContext) -> ExperimentResult:
     results, pass_rates = {}, {}
     for name, switches in ABLATIONS.items():
         torch.manual_seed(ctx.seed)  # every variant starts from the same heads
-        model = AutoDecoForCausalLM(base)
+        # a head this variant does not train is switched off (T̂ = 1 or P̂ = 1), as in the paper's single-head runs
+        model = AutoDecoForCausalLM(base, enable_temperature_head=switches.get("train_temperature", True),
+                                    enable_top_p_head=switches.get("train_top_p", True))  # fmt: skip
         config = TrainConfig(steps=scale.ablation_steps, batch_size=scale.batch_size, learning_rate=LEARNING_RATE,
                              seed=ctx.seed, checkpoint_every=scale.ablation_steps,
                              loss=AutoDecoLossConfig(**switches))  # fmt: skip
