@@ -20,6 +20,7 @@ from frontier.multimodal.training import (
     CPU_ATTENTION_FLOPS,
     MultimodalTrainConfig,
     batch_positions,
+    few_shot_scene_at,
     step_batch,
     train_unified,
 )
@@ -152,6 +153,19 @@ def test_each_step_logs_the_flops_of_its_own_batch_shape(setup, tmp_path):
         counted.append(counter.get_total_flops())
     assert len(set(counted)) > 1  # padded lengths differ between these steps, so must their FLOPs
     assert logged == pytest.approx(counted, rel=1e-6)
+
+
+def test_every_few_shot_scene_is_trained_on_and_no_other_step_draws_one(tiny_catalogs):
+    generator = SceneGenerator(tiny_catalogs, SceneConfig(image_size=32, few_shot_names=("apple",), few_shot_k=3))
+    config = MultimodalTrainConfig(steps=120, batch_size=4, warmup_steps=10)
+    shown = {step: few_shot_scene_at(generator, config, step) for step in range(config.steps)}
+    placed = [(step, scene) for step, scene in shown.items() if scene is not None]
+    assert placed[:4] == [(10, 0), (30, 1), (50, 2), (70, 0)]  # from the end of the warmup, every 20 steps, in turn
+    tokenizer = build_tokenizer(generator.vocabulary())
+    for step in (9, 10, 11, 30):
+        batch = step_batch(generator, tokenizer, config, step)
+        apples = sum("apple" in text for text in tokenizer.batch_decode(batch["retrieval_input_ids"]))
+        assert apples == (shown[step] is not None), step  # a few-shot scene only where placed, one per such step
 
 
 def test_processes_share_a_step_s_scenes(setup):

@@ -157,6 +157,11 @@ class SceneGenerator:
         if not all(self.names_for_cell):
             raise ConfigError("the held-out cells leave a cell with no object that training may place there")
 
+    @property
+    def few_shot_train_scenes(self) -> int:
+        """The training scenes [0, this) are the ones that show a few-shot name, `few_shot_k` per name."""
+        return self.config.few_shot_k * len(self.config.few_shot_names)
+
     def catalog_split(self, split: str) -> str:
         return "train" if split == "train" or "test" not in self.by_name else "test"
 
@@ -165,9 +170,7 @@ class SceneGenerator:
             raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         cfg = self.config
         rng = random.Random(f"{cfg.seed}/{split}/{index}")
-        few_shot_scene = split == "few-shot" or (
-            split == "train" and cfg.few_shot_names and index < cfg.few_shot_k * len(cfg.few_shot_names)
-        )
+        few_shot_scene = split == "few-shot" or (split == "train" and index < self.few_shot_train_scenes)
         for _ in range(1000):  # rejection sampling: a few tries suffice for any split
             count = rng.randint(1, cfg.max_objects)
             cells = sorted(rng.sample(range(len(CELLS)), count))

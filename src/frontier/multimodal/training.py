@@ -42,7 +42,7 @@ class MultimodalTrainConfig(TrainConfig):
     # The contrastive loss pulls the mean-pooled states of the shared blocks towards one embedding; at weight 1 it
     # stalled the LM loss of captions and answers (1.81 after 250 steps where single-task models reached 0.6-0.8).
     retrieval_weight: float = 0.1
-    train_scenes: int = 50_000  # steps cycle over scene indices [0, train_scenes)
+    train_scenes: int = 50_000  # steps draw scenes from indices [0, train_scenes)
     # Share of drawing rows whose description is replaced by the null text ([BOS] alone), so the model also learns
     # to draw unconditionally: what classifier-free guidance (`draw(guidance=…)`) contrasts the description with.
     draw_unconditional: float = 0.0
@@ -59,6 +59,20 @@ class MultimodalTrainConfig(TrainConfig):
             raise ConfigError(f"draw_unconditional is a share in [0, 1), got {self.draw_unconditional}")
 
 
+# The few training scenes that show a few-shot name are not drawn at random: a short run draws a few thousand of the
+# 50,000 scenes and would miss most of them. From the end of the warmup, every FEW_SHOT_EVERY-th step shows the next
+# one, in turn, whatever the run's length: each is seen once in 300 steps, about 12 times in 3000.
+FEW_SHOT_EVERY = 20
+
+
+def few_shot_scene_at(generator: SceneGenerator, config: MultimodalTrainConfig, step: int) -> int | None:
+    """The few-shot training scene that step `step` shows, or None."""
+    since = step - config.warmup_steps
+    if not generator.few_shot_train_scenes or since < 0 or since % FEW_SHOT_EVERY:
+        return None
+    return since // FEW_SHOT_EVERY % generator.few_shot_train_scenes
+
+
 def step_batch(
     generator: SceneGenerator, tokenizer, config: MultimodalTrainConfig, step: int,
     codebook: PatchCodebook | None = None,
@@ -70,7 +84,10 @@ def step_batch(
     Drawing (caption → the patch codes of its image) needs the `codebook`. `shard` = (process index, processes):
     under DDP each process takes every n-th scene (retrieval negatives then come from its own share)."""
     rng = random.Random(f"{config.seed}/multimodal-step/{step}")
-    indices = rng.sample(range(config.train_scenes), config.batch_size)[shard[0] :: shard[1]]
+    indices = rng.sample(range(generator.few_shot_train_scenes, config.train_scenes), config.batch_size)
+    if (few_shot := few_shot_scene_at(generator, config, step)) is not None:
+        indices[0] = few_shot
+    indices = indices[shard[0] :: shard[1]]
     images, texts, captions = [], [], []
     for index in indices:
         scene = generator.scene("train", index)

@@ -270,7 +270,7 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
             verdict=Verdict.PASS if gap <= ZERO_SHOT_GAP else Verdict.FAIL,
             command=COMMAND, source=SOURCE,
             detail="zero-shot: item–colour and item–cell pairs never shown in training; few-shot: objects in only 4 "
-            "training scenes",
+            "training scenes, shown every 20th step in turn (training.FEW_SHOT_EVERY)",
         ))  # fmt: skip
     return rows
 
