@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from frontier.errors import ConfigError
-from frontier.research.agent import ANSWER, NO_ANSWER, AgentBudget
+from frontier.research.agent import ANSWER, FORCED_ANSWER, NO_ANSWER, AgentBudget
 from frontier.research.rl import (
     AgentEnvironment,
     Episode,
@@ -182,6 +182,17 @@ def test_agent_environment_rewards_exact_answers(scripted_llm, reply, reward, fi
     if finished:
         assert episode.messages[-1] == {"role": "assistant", "content": reply}
     assert all(request["messages"][0] == episode.messages[0] for request in llm.requests)
+
+
+def test_a_correct_forced_answer_is_rewarded_as_the_evaluation_scores_it(scripted_llm):
+    call = '<tool_call>\n{"name": "search", "arguments": {"query": ["capital of Norway"]}}\n</tool_call>'
+    # the system prompt alone passes a 200-token cap: after the search the agent is told to answer now
+    environment = AgentEnvironment([SearchTool(OneCountry())], AgentBudget(max_context_tokens=200), date="2026-01-01")
+    episode = environment(scripted_llm([call, "<answer>Oslo</answer>"]), question(), temperature=1.0, seed=0)
+    assert episode.termination == FORCED_ANSWER and (episode.reward, episode.finished) == (1.0, False)
+    wrong = environment(scripted_llm([call, "<answer>Bergen</answer>"]), question(), temperature=1.0, seed=0)
+    assert (wrong.reward, wrong.finished) == (0.0, False)  # a cut-off negative, which the loss leaves out
+    assert [e for e, _ in learning_signal([episode, wrong])] == [episode]
 
 
 def test_agent_environment_refuses_resum():

@@ -262,6 +262,32 @@ def test_an_agent_runs_unsampled_ends_are_not_learned(char_tokenizer, tmp_path, 
     assert "bad.jsonl:1: 'unsampled_ends' must be a list of message indices" in one_error_line(capsys)
 
 
+def test_an_agent_run_is_learned_as_the_last_context_its_model_saw(scripted_llm, char_tokenizer, tmp_path, monkeypatch):
+    import dataclasses
+
+    from frontier.research.agent import FORCED_ANSWER, AgentBudget, ResearchAgent
+    from frontier.research.prompts import FORCED_ANSWER_PROMPT
+    from frontier.research.tools import SearchResult, SearchTool
+    from frontier.research.train_cli import encode_records, read_training_records
+
+    class Norway:
+        def search(self, query, k):
+            return [SearchResult("Norway", "doc/norway", "Capital: Oslo")]
+
+    llm = scripted_llm([CALL, "<think>ok</think>\n<answer>Oslo</answer>"])
+    complete = llm.complete  # both turns stopped before an end-of-turn token (a stop string, the token limit)
+    monkeypatch.setattr(llm, "complete", lambda *a, **k: dataclasses.replace(complete(*a, **k), model_ended=False))
+    # the system prompt alone passes a 200-token cap: after the search the model is told to answer now
+    run = ResearchAgent(llm, [SearchTool(Norway())], AgentBudget(max_context_tokens=200)).run("Capital of Norway?")
+    assert run.termination == FORCED_ANSWER and run.unsampled_ends == [2, 4]
+    assert [m["role"] for m in run.messages][3:] == ["user", "user", "assistant"]  # the record keeps the search too
+    data = write_jsonl(tmp_path / "agent.jsonl", [{**run.to_json(), "source": "agent"}])
+    ((ids, labels),) = encode_records(char_tokenizer, read_training_records(data, "sft"), "sft", 10_000, False, data)[0]
+    text = char_tokenizer.decode(ids)
+    assert FORCED_ANSWER_PROMPT in text and "Capital: Oslo" not in text  # what the model saw when it answered
+    assert not (labels == char_tokenizer.eos_token_id).any()  # neither turn's end-of-turn token is learned
+
+
 def test_every_record_too_long(base, sft_data, tmp_path, capsys):
     output = tmp_path / "run"
     args = ("--stage", "sft", "--data", sft_data, "--base", base, "--output", output, "--max-length", 100)

@@ -106,8 +106,8 @@ class Trajectory:
     completion_tokens: int = 0
     seconds: float = 0.0
     answer: str | None = None  # the gold answer, when the question came from an evaluation set
-    # Indices into `context` of the assistant turns whose end-of-turn token the model did not sample (a stop string
-    # or the token limit ended them): on-policy RL leaves that token unlearned.
+    # Indices into `context` (not `messages`) of the assistant turns whose end-of-turn token the model did not sample
+    # (a stop string or the token limit ended them): RL and SFT learn from `context` and leave that token unlearned.
     unsampled_ends: list[int] = field(default_factory=list)
     error: str | None = None
 

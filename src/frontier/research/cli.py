@@ -192,7 +192,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     """The options of `frontier research train` (and of `python -m frontier.research.train_cli`)."""
     parser.add_argument(
         "--stage", choices=["sft", "midtrain"], required=True,
-        help="sft: learn the assistant turns of 'messages' records; midtrain: every token of 'text' records",
+        help="sft: learn the assistant turns of 'messages' records (an agent run's last 'context'); midtrain: every "
+        "token of 'text' records",
     )  # fmt: skip
     parser.add_argument("--data", type=Path, required=True, help="JSONL from `frontier research trajectories`")
     parser.add_argument(

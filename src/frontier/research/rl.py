@@ -93,7 +93,9 @@ class Environment(Protocol):
 
 @dataclass
 class AgentEnvironment:
-    """The research agent with its tools; reward 1 when the answer exactly matches the gold answer or an alias."""
+    """The research agent with its tools; reward 1 when the prediction exactly matches the gold answer or an alias,
+    however the run ended (as the evaluation scores it: a correct forced answer counts); `learning_signal` drops the
+    negatives of runs that were cut off."""
 
     tools: list
     budget: AgentBudget = field(default_factory=AgentBudget)
@@ -107,7 +109,7 @@ class AgentEnvironment:
         agent = ResearchAgent(llm, self.tools, self.budget, temperature=temperature, top_p=1.0, date=self.date)
         trajectory = agent.run(question.question, answer=question.answer, seed=seed)
         finished = trajectory.termination == ANSWER
-        correct = finished and exact_match(trajectory.prediction, [question.answer, *question.aliases])
+        correct = exact_match(trajectory.prediction, [question.answer, *question.aliases])
         return Episode(
             trajectory.context,
             float(correct),

@@ -60,14 +60,17 @@ def _record_payload(record: Any, stage: str, where: str) -> Any:
                 f"{where}: {kind}, but --stage sft learns from chat trajectories with a 'messages' list (as "
                 "`frontier research trajectories` writes); pass --stage midtrain for 'text' records"
             )
-        messages = record["messages"]
+        from frontier.research.trajectories import learned_conversation
+
+        key = learned_conversation(record)
+        messages = record[key]
         valid = isinstance(messages, list) and messages and all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in messages
         )  # fmt: skip
         if not valid:
-            raise ConfigError(f"{where}: 'messages' must be a non-empty list of {{role, content}} string objects")
-        # an agent run (`frontier research sample`) lists the turns whose end-of-turn token it did not sample
+            raise ConfigError(f"{where}: '{key}' must be a non-empty list of {{role, content}} string objects")
+        # the turns of that context whose end-of-turn token the model did not sample
         ends = record.get("unsampled_ends", [])
         if not (isinstance(ends, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ends)):
             raise ConfigError(f"{where}: 'unsampled_ends' must be a list of message indices, got {ends!r}")

@@ -594,6 +594,13 @@ def rejected_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.rejected.jsonl")
 
 
+def learned_conversation(record: dict[str, Any]) -> str:
+    """The key of the turns SFT learns in a trajectory record: "context", the last context its model saw (what an
+    agent run's `unsampled_ends` index), where the record has one; else "messages". An agent run's `messages` also keep
+    what that context replaced: the tool response before a forced answer, the turns before a ReSum restart."""
+    return "context" if "context" in record else "messages"
+
+
 def agent_trajectories(
     agent: ResearchAgent, questions: Sequence[Question], rollouts: int, output: str | Path, *, seed: int = 0,
     progress: bool = False,

@@ -130,7 +130,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
         mean_token_loss,
         train_causal_lm,
     )
-    from frontier.research.trajectories import agent_trajectories
+    from frontier.research.trajectories import agent_trajectories, learned_conversation
 
     command = "frontier reproduce --only research-training" + ("" if ctx.quick else " --full")
     scale = QUICK if ctx.quick else FULL
@@ -169,7 +169,7 @@ def agentic_training(ctx: RunContext) -> ExperimentResult:
     ]
     kept = [(synthesized, example) for synthesized, example in encoded if len(example[0]) <= scale.max_length]
     # Turns a stop string or the token limit ended learn their text, not an end-of-turn the model never sampled.
-    sampled = fits(encode_trajectory(tokenizer, r["messages"], unsampled_ends=r.get("unsampled_ends", ()))
+    sampled = fits(encode_trajectory(tokenizer, r[learned_conversation(r)], unsampled_ends=r.get("unsampled_ends", ()))
                    for r in agent_kept)  # fmt: skip
     sft_examples = [example for _, example in kept] + sampled
     loss_examples = fits(encode_trajectory(tokenizer, t["messages"]) for t in held_out_trajectories)
