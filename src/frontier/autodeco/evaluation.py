@@ -210,7 +210,8 @@ def decoding_nll(
     lm_head = model.base_model.get_output_embeddings()
     totals = {s.name: {"nll": 0.0, "in_nucleus": 0.0} for s in strategies if not s.greedy}
     count = 0
-    for hidden, labels in features:
+    for hidden, labels in features:  # cached on the CPU; the LM head and the heads may be on a GPU
+        hidden, labels = hidden.to(lm_head.weight.device), labels.to(lm_head.weight.device)
         logits = lm_head(hidden.to(lm_head.weight.dtype)).float()[:-1]
         target = labels[1:]
         valid = target != -100
