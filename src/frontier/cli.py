@@ -185,7 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=positive_int, default=100)
     train.add_argument("--no-dft-weighting", action="store_true", help="do not weight tokens by the base's probability")
     train.add_argument("--easy-token-drop", type=float, default=0.6, help="share of easy tokens dropped (default 0.6)")
-    train.add_argument("--train", choices=["both", "temperature", "top-p"], default="both", help="which heads learn")
+    train.add_argument(
+        "--train",
+        choices=["both", "temperature", "top-p"],
+        default="both",
+        help="which heads learn; a head left out is switched off (T̂ = 1 or P̂ = 1)",
+    )
     train.add_argument(
         "--stream", action="store_true",
         help="run the base on each step's batch instead of caching its hidden states first: for data whose hidden "

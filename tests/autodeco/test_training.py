@@ -80,8 +80,14 @@ def test_a_switched_off_head_cannot_be_trained(tiny_llama, tmp_path):
     model = AutoDecoForCausalLM(tiny_llama(), enable_top_p_head=False)
     with pytest.raises(ConfigError, match="top_p head is switched off"):
         train_heads(model, _features(model), TrainConfig(steps=2, batch_size=3), tmp_path, progress=False)
-    only_temperature = TrainConfig(steps=2, batch_size=3, loss=AutoDecoLossConfig(train_top_p=False))
+    only_temperature = TrainConfig(
+        steps=2, batch_size=3, checkpoint_every=2, loss=AutoDecoLossConfig(train_top_p=False)
+    )
     assert len(train_heads(model, _features(model), only_temperature, tmp_path, progress=False)) == 2
+    both_on = AutoDecoForCausalLM(model.base_model)  # the same run resumed with the top-p head on: refused
+    longer = TrainConfig(steps=4, batch_size=3, checkpoint_every=2, loss=AutoDecoLossConfig(train_top_p=False))
+    with pytest.raises(ConfigError, match="switched off: enable_top_p_head, now: none"):
+        train_heads(both_on, _features(both_on), longer, tmp_path, progress=False)
 
 
 def test_resume_refuses_other_settings_or_data_but_takes_more_steps(tiny_llama, tmp_path):

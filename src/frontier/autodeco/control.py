@@ -91,6 +91,8 @@ def train_control(
 ) -> list[float]:
     """Targeted training: margin ranking high > none > low on the mean T̂ and P̂ of each answer, plus the AutoDeco
     loss on the plain prompt. Returns the per-step total loss. Runs through `accelerate` like `train_heads`."""
+    if not (model.enable_temperature_head and model.enable_top_p_head):
+        raise ConfigError("control training ranks both heads' predictions: switch both heads on")
     count = len(features.by_variant["none"])
     if count == 0 or steps < 1:
         raise ConfigError("targeted training needs at least one example and one step")

@@ -90,7 +90,7 @@ class AutoDecoForCausalLM(nn.Module):
             saved heads can only be loaded onto a base passed in.
         enable_temperature_head, enable_top_p_head: a head switched off predicts T̂ = 1 or P̂ = 1 (the reference's
             config flags of these names). Switch off a head you do not train: at its initial weights it would
-            still scale every token (an untrained top-p head predicts p ≈ 0.4).
+            still scale every token.
     """
 
     def __init__(

@@ -220,6 +220,11 @@ def _train(model, features, config: TrainConfig, output_dir: Path, accelerator, 
     if checkpoint is not None:
         _check_same_run(json.loads((checkpoint / STATE_NAME).read_text()), config, fingerprint, checkpoint)
         resumed = AutoDecoForCausalLM.from_pretrained(checkpoint, base_model=model.base_model)
+        switches = ("enable_temperature_head", "enable_top_p_head")
+        if any(getattr(resumed, name) != getattr(model, name) for name in switches):
+            then, now = (", ".join(n for n in switches if not getattr(m, n)) or "none" for m in (resumed, model))
+            raise ConfigError(f"{checkpoint} was trained with heads switched off: {then}, now: {now}; resume with "
+                              "the same heads or use a new output folder")  # fmt: skip
         model.temp_head.load_state_dict(resumed.temp_head.state_dict())
         model.top_p_head.load_state_dict(resumed.top_p_head.state_dict())
         optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_NAME, weights_only=True))

@@ -598,7 +598,7 @@ def learned_conversation(record: dict[str, Any]) -> str:
     """The key of the turns SFT learns in a trajectory record: "context", the last context its model saw (what an
     agent run's `unsampled_ends` index), where the record has one; else "messages". An agent run's `messages` also keep
     what that context replaced: the tool response before a forced answer, the turns before a ReSum restart."""
-    return "context" if "context" in record else "messages"
+    return "context" if isinstance(record.get("context"), list) else "messages"
 
 
 def agent_trajectories(
