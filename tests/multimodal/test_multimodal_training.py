@@ -56,6 +56,13 @@ def test_training_lowers_both_losses_and_saves_a_loadable_model(setup, tmp_path)
     loaded = UnifiedMultimodalForConditionalGeneration.from_pretrained(tmp_path / "final")
     metrics = evaluate(loaded, tokenizer, generator, "test", 24)
     assert metrics["caption_token_f1"] > 0.3 and metrics["retrieval_image_to_text_r5"] > 5 / 24
+    assert metrics["vqa_novel_questions"] == 0  # a test scene holds no held-out combination
+    zero_shot = evaluate(loaded, tokenizer, generator, "zero-shot", 24, tasks=("vqa",))
+    novel = zero_shot["items"]["vqa_novel"]  # the questions that name the red sneaker of each zero-shot scene
+    assert 0 < zero_shot["vqa_novel_questions"] == sum(novel) < zero_shot["vqa_questions"]
+    assert zero_shot["vqa_novel_correct"] == sum(
+        c for c, n in zip(zero_shot["items"]["vqa_correct"], novel, strict=True) if n
+    )
     # The per-item outcomes (for paired comparisons) add up to the reported figures.
     items = metrics["items"]
     assert sum(items["vqa_correct"]) == metrics["vqa_correct"] == sum(

@@ -83,6 +83,21 @@ def test_few_shot_names_are_in_exactly_k_training_scenes(tiny_catalogs):
     assert any("is there an apple ?" in prompt for prompt in asked_elsewhere)  # test scenes still ask about it
 
 
+def test_novel_names_are_what_makes_a_scene_held_out(tiny_catalogs):
+    from frontier.multimodal.evaluation import mentions
+
+    gen = generator(tiny_catalogs, few_shot_names=("apple",), few_shot_k=3)
+    for i in range(30):
+        zero = gen.scene("zero-shot", i)
+        unseen = gen.unseen_combinations([CELLS.index(o.cell) for o in zero.objects],
+                                         [o.name for o in zero.objects], [o.colour for o in zero.objects])  # fmt: skip
+        assert gen.novel_names(zero, "zero-shot") == {name for name, _ in unseen} != set()
+        assert gen.novel_names(gen.scene("few-shot", i), "few-shot") == {"apple"}
+        assert gen.novel_names(gen.scene("test", i), "test") == set()
+    assert mentions("where is the shirt ?", "shirt") and not mentions("where is the t-shirt ?", "shirt")
+    assert mentions("a flag of france", "flag of france") and not mentions("a red sneakers", "sneaker")
+
+
 def test_texts_are_read_off_the_scene(tiny_catalogs):
     gen = generator(tiny_catalogs)
     relations_asked = relational_captions = 0

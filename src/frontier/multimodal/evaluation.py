@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,8 +59,14 @@ def _tfidf(grams: Counter, idf: dict, unseen_idf: float) -> dict:
 
 
 # Bumped when the same weights would score differently, so stored scores are recomputed: 2 = generation runs to EOS
-# or the text window (version 1 cut every answer and caption at 24 new tokens).
-EVALUATION_VERSION = 2
+# or the text window (version 1 cut every answer and caption at 24 new tokens); 3 = VQA is also scored on the
+# questions about a scene's held-out object alone.
+EVALUATION_VERSION = 3
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether `text` names the object `name` as whole words ("shirt" is not in "a t-shirt")."""
+    return re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text) is not None
 
 
 def cider_scores(candidates: Sequence[str], references: Sequence[str], max_n: int = 4) -> list[float]:
@@ -103,6 +110,7 @@ def evaluate(
     size = generator.config.image_size
     vqa_hits: dict[str, list[bool]] = {t: [] for t in QUESTION_TYPES}
     vqa_items: list[tuple[int, bool]] = []  # (scene index, answered right) per question, in order
+    vqa_novel: list[bool] = []  # per question: does it name the object that makes its scene held out?
     captions, references, image_embeds, text_embeds = [], [], [], []
     scenes_read = hashlib.sha256()  # what was asked and expected: two metrics pair item by item only if it matches
     caption_prompt = [tokenizer.bos_token_id, *encode_words(tokenizer, "caption :")]
@@ -125,10 +133,12 @@ def evaluate(
                 questions = [(row, q) for row, ex in enumerate(examples) for q in ex if q.task == "vqa"]
                 prompts = [[tokenizer.bos_token_id, *encode_words(tokenizer, q.prompt)] for _, q in questions]
                 answers = model.generate(pixels[[row for row, _ in questions]], prompts, max_new_tokens)
+                novel = [generator.novel_names(scene, split) for scene in scenes]
                 for (row, q), ids in zip(questions, answers, strict=True):
                     hit = tokenizer.decode(ids) == q.target
                     vqa_hits[q.question_type].append(hit)
                     vqa_items.append((indices[row], hit))
+                    vqa_novel.append(any(mentions(f"{q.prompt} {q.target}", name) for name in novel[row]))
             if "retrieval" in tasks:
                 image_embeds.append(model.encode_image(pixels))
                 texts = {k: v.to(device) for k, v in text_batch(tokenizer, references[-len(scenes) :]).items()}
@@ -140,12 +150,15 @@ def evaluate(
         "items": {},
     }  # fmt: skip
     if "vqa" in tasks:
-        metrics["items"].update(vqa_scene=[i for i, _ in vqa_items], vqa_correct=[int(h) for _, h in vqa_items])
+        metrics["items"].update(vqa_scene=[i for i, _ in vqa_items], vqa_correct=[int(h) for _, h in vqa_items],
+                                vqa_novel=[int(n) for n in vqa_novel])  # fmt: skip
         all_hits = [hit for hits in vqa_hits.values() for hit in hits]
         metrics.update(
             vqa_accuracy=sum(all_hits) / len(all_hits),
             vqa_correct=sum(all_hits),
             vqa_questions=len(all_hits),
+            vqa_novel_correct=sum(h for (_, h), n in zip(vqa_items, vqa_novel, strict=True) if n),
+            vqa_novel_questions=sum(vqa_novel),
             vqa_accuracy_by_type={t: sum(h) / len(h) for t, h in vqa_hits.items() if h},
             vqa_questions_by_type={t: len(h) for t, h in vqa_hits.items() if h},
         )

@@ -202,6 +202,17 @@ class SceneGenerator:
         found = [(n, c) for n, c in zip(names, colours, strict=True) if (n, c) in self.heldout]
         return found + [(n, CELLS[c]) for n, c in zip(names, cells, strict=True) if (n, CELLS[c]) in self.heldout_cells]
 
+    def novel_names(self, scene: Scene, split: str) -> set[str]:
+        """The objects that make `scene` held out: on the zero-shot split, those in a combination training never shows
+        (item–colour or item–cell); on the few-shot split, the few-shot objects. Empty on the other splits."""
+        if split == "zero-shot":
+            cells, names, colours = ([CELLS.index(o.cell) for o in scene.objects], [o.name for o in scene.objects],
+                                     [o.colour for o in scene.objects])  # fmt: skip
+            return {name for name, _ in self.unseen_combinations(cells, names, colours)}
+        if split == "few-shot":
+            return {o.name for o in scene.objects if o.name in self.config.few_shot_names}
+        return set()
+
     def _place_unseen_combination(self, rng: random.Random, cells: list[int], names: list[str], colours: list) -> bool:
         """Overwrite one object of a zero-shot scene with a held-out combination, of a kind drawn at random among
         those configured; False when none fits these cells."""
