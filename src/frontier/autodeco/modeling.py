@@ -56,6 +56,12 @@ def predict_decoding_params(
     return temperature, top_p_head(hidden, temperature.detach(), logits) if top_p_head is not None else ones
 
 
+def switched_on_heads(heads) -> tuple[TemperatureHead | None, TopPHead | None]:
+    """(temperature head, top-p head) of `heads` (a model or its trainable heads), None for one switched off."""
+    return (heads.temp_head if heads.enable_temperature_head else None,
+            heads.top_p_head if heads.enable_top_p_head else None)  # fmt: skip
+
+
 def saved_heads_config(folder: str | os.PathLike) -> dict:
     """The config of a saved heads folder; its "base_model_name_or_path" names the base they were trained on (None:
     the embedded SmolLM2), which is what to load when no other base is given."""
@@ -137,8 +143,7 @@ class AutoDecoForCausalLM(nn.Module):
 
     def heads(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(T̂, P̂), each [..., 1], for final hidden states [..., H] and logits [..., V]."""
-        return predict_decoding_params(self.temp_head if self.enable_temperature_head else None,
-                                       self.top_p_head if self.enable_top_p_head else None, hidden, logits)  # fmt: skip
+        return predict_decoding_params(*switched_on_heads(self), hidden, logits)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> AutoDecoOutput:
         hidden, logits, _ = self.base_forward(input_ids, attention_mask)

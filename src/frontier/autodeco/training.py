@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from frontier.autodeco.loss import AutoDecoLossConfig, autodeco_loss
-from frontier.autodeco.modeling import AutoDecoForCausalLM, predict_decoding_params
+from frontier.autodeco.modeling import AutoDecoForCausalLM, predict_decoding_params, switched_on_heads
 from frontier.console import progress_steps
 from frontier.errors import ConfigError
 from frontier.io import atomic_write_bytes, atomic_write_json
@@ -144,8 +144,7 @@ class TrainableHeads(torch.nn.Module):
         self.enable_temperature_head, self.enable_top_p_head = model.enable_temperature_head, model.enable_top_p_head
 
     def forward(self, hidden: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return predict_decoding_params(self.temp_head if self.enable_temperature_head else None,
-                                       self.top_p_head if self.enable_top_p_head else None, hidden, logits)  # fmt: skip
+        return predict_decoding_params(*switched_on_heads(self), hidden, logits)
 
 
 def _latest_checkpoint(output_dir: Path) -> Path | None:

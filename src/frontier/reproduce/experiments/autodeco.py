@@ -385,12 +385,12 @@ def loss_ablation(ctx: RunContext) -> ExperimentResult:
     results, pass_rates = {}, {}
     for name, switches in ABLATIONS.items():
         torch.manual_seed(ctx.seed)  # every variant starts from the same heads
-        # a head this variant does not train is switched off (T̂ = 1 or P̂ = 1), as in the paper's single-head runs
-        model = AutoDecoForCausalLM(base, enable_temperature_head=switches.get("train_temperature", True),
-                                    enable_top_p_head=switches.get("train_top_p", True))  # fmt: skip
         config = TrainConfig(steps=scale.ablation_steps, batch_size=scale.batch_size, learning_rate=LEARNING_RATE,
                              seed=ctx.seed, checkpoint_every=scale.ablation_steps,
                              loss=AutoDecoLossConfig(**switches))  # fmt: skip
+        # a head this variant does not train is switched off (T̂ = 1 or P̂ = 1), as in the paper's single-head runs
+        model = AutoDecoForCausalLM(base, enable_temperature_head=config.loss.train_temperature,
+                                    enable_top_p_head=config.loss.train_top_p)  # fmt: skip
         folder = ctx.out_dir / "artifacts" / "autodeco-loss-ablation" / name.split(" (")[0].replace(" ", "-")
         train_heads(model, train_features, config, folder, progress=ctx.progress)
         nll = decoding_nll(model, held_out_features, [autodeco])["AutoDeco"]
