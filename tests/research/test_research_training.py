@@ -181,6 +181,36 @@ def test_resume_with_different_settings_is_refused(tiny_llama, tmp_path):
         train_causal_lm(tiny_llama(), examples, TrainConfig(steps=2, batch_size=2, lr=1e-2), tmp_path, progress=False)
 
 
+def test_resume_on_other_data_is_refused(tiny_llama, tmp_path):
+    examples = synthetic_examples()
+    config = TrainConfig(steps=1, batch_size=2, lr=1e-3)
+    train_causal_lm(tiny_llama(), examples, config, tmp_path, progress=False)
+    input_ids, labels = examples[0]
+    relabelled = labels.clone()
+    relabelled[-1] = -100  # one token fewer learned: what a changed trajectory encoding does
+    changed = [(input_ids, relabelled), *examples[1:]]
+    longer = TrainConfig(steps=2, batch_size=2, lr=1e-3)
+
+    with pytest.raises(ConfigError, match="other training data"):
+        train_causal_lm(tiny_llama(), changed, longer, tmp_path, progress=False)
+    train_causal_lm(tiny_llama(), examples, longer, tmp_path, progress=False)  # the same data resumes
+    assert (tmp_path / "checkpoint-2").is_dir()
+
+
+def test_resume_of_a_checkpoint_without_recorded_data_is_refused(tiny_llama, tmp_path):
+    import json
+
+    examples = synthetic_examples()
+    train_causal_lm(tiny_llama(), examples, TrainConfig(steps=1, batch_size=2, lr=1e-3), tmp_path, progress=False)
+    state_path = tmp_path / "checkpoint-1" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    del state["data"]  # as written before checkpoints recorded their data
+    state_path.write_text(json.dumps(state))
+
+    with pytest.raises(ConfigError, match="before frontier recorded its training data"):
+        train_causal_lm(tiny_llama(), examples, TrainConfig(steps=2, batch_size=2, lr=1e-3), tmp_path, progress=False)
+
+
 @pytest.mark.parametrize(
     "settings",
     [

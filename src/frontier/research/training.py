@@ -9,6 +9,7 @@ under `accelerate launch`, where the main process writes); checkpoints are writt
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import random
@@ -221,7 +222,20 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def _save_checkpoint(model, optimizer, scheduler, folder: Path, step: int, config: TrainConfig) -> None:
+def examples_fingerprint(examples: Sequence[Example]) -> str:
+    """A hash of the encoded examples (tokens and labels): a resumed run must train on the same data, and a change in
+    how trajectories are encoded changes it too."""
+    digest = hashlib.sha256()
+    for input_ids, labels in examples:
+        digest.update(str(len(input_ids)).encode())
+        digest.update(input_ids.cpu().numpy().tobytes())
+        digest.update(labels.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(
+    model, optimizer, scheduler, folder: Path, step: int, config: TrainConfig, data: str | None
+) -> None:
     """Weights, optimizer, then the state file last: a folder without it is an interrupted save and is ignored."""
     from safetensors.torch import save
 
@@ -234,11 +248,12 @@ def _save_checkpoint(model, optimizer, scheduler, folder: Path, step: int, confi
     buffer = io.BytesIO()
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, buffer)
     atomic_write_bytes(folder / OPTIMIZER_NAME, buffer.getvalue())
-    atomic_write_json(folder / STATE_NAME, {"step": step, "config": asdict(config)})
+    atomic_write_json(folder / STATE_NAME, {"step": step, "config": asdict(config), "data": data})
 
 
-def _load_checkpoint(model, optimizer, scheduler, folder: Path, config: TrainConfig) -> int:
-    """Restore weights and optimizer state from `folder`; the step it was written at."""
+def _load_checkpoint(model, optimizer, scheduler, folder: Path, config: TrainConfig, data: str | None) -> int:
+    """Restore weights and optimizer state from `folder`; the step it was written at. `data` (see `TrainingRun`)
+    must match what the checkpoint recorded."""
     from safetensors.torch import load_file
 
     state = json.loads((folder / STATE_NAME).read_text())
@@ -248,6 +263,12 @@ def _load_checkpoint(model, optimizer, scheduler, folder: Path, config: TrainCon
         raise ConfigError(
             f"{folder} was written with different {', '.join(changed)}; resume with the same settings or use a new "
             "output folder"
+        )
+    if data is not None and state.get("data") != data:
+        written = "on other training data" if state.get("data") else "before frontier recorded its training data"
+        raise ConfigError(
+            f"{folder} was written {written}; resume with the same data (and the same frontier version, whose "
+            "encoding of trajectories may differ), or use a new output folder"
         )
     if config.lora:
         from peft import set_peft_model_state_dict
@@ -298,7 +319,7 @@ def train_causal_lm(
             raise ConfigError(f"example {i}: input_ids and labels must be 1-D and of equal length")
         if not (labels[1:] != -100).any():
             raise ConfigError(f"example {i} has no labelled token to learn from (all labels after the first are -100)")
-    run = TrainingRun(model, config, output_dir)
+    run = TrainingRun(model, config, output_dir, data_fingerprint=examples_fingerprint(examples))
     accelerator, prepared, optimizer = run.accelerator, run.prepared, run.optimizer
     per_step = config.batch_size * config.gradient_accumulation_steps
     if min(per_step, len(examples)) < accelerator.num_processes:
@@ -350,13 +371,15 @@ class TrainingRun:
 
     def __init__(
         self, model, config: TrainConfig, output_dir: str | Path, log_name: str = TRAIN_LOG_NAME,
-        find_unused_parameters: bool = False,
+        find_unused_parameters: bool = False, data_fingerprint: str | None = None,
     ) -> None:  # fmt: skip
         """`find_unused_parameters`: tell DDP that a step may leave some parameters without a gradient (a model
-        with several heads trained on a subset of its tasks); DDP refuses such steps otherwise."""
+        with several heads trained on a subset of its tasks); DDP refuses such steps otherwise. `data_fingerprint`:
+        a digest of the training data, recorded in each checkpoint; a resumed run must bring the same one."""
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.config = config
+        self.data_fingerprint = data_fingerprint
         self.output_dir = Path(output_dir)
         self.log_path = self.output_dir / log_name
         ddp = DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)
@@ -372,7 +395,9 @@ class TrainingRun:
         checkpoint = _latest_checkpoint(self.output_dir)
         self.start = 0
         if checkpoint is not None:
-            self.start = _load_checkpoint(self.model, self.optimizer, self.scheduler, checkpoint, config)
+            self.start = _load_checkpoint(
+                self.model, self.optimizer, self.scheduler, checkpoint, config, data_fingerprint
+            )
         # Steps after the newest checkpoint are redone, so their records go.
         self.history = [record for record in read_step_log(self.log_path) if record["step"] <= self.start]
 
@@ -388,7 +413,9 @@ class TrainingRun:
         if step % self.config.checkpoint_every == 0 or step == self.config.steps:
             if self.accelerator.is_main_process:
                 folder = self.output_dir / f"checkpoint-{step}"
-                _save_checkpoint(self.model, self.optimizer, self.scheduler, folder, step, self.config)
+                _save_checkpoint(
+                    self.model, self.optimizer, self.scheduler, folder, step, self.config, self.data_fingerprint
+                )
             self.accelerator.wait_for_everyone()
 
     def finish(self, tokenizer=None, base_model: str | None = None, extras: Callable[[Path], None] | None = None):
