@@ -43,3 +43,19 @@ def test_targeted_training_makes_the_commands_work(embedded_model):
     for key in ("temperature", "top_p"):
         assert after[f"{key}_high_consistency"] == 1.0 and after[f"{key}_low_consistency"] == 1.0
         assert after[f"{key}_low"] < after[f"{key}_none"] < after[f"{key}_high"]
+
+
+def test_consistency_is_an_exact_share_of_prompts(tiny_llama, monkeypatch):
+    """95 of 100 prompts is 0.95, not float32's 0.9499999: the experiment's ≥ 95% bar must see it as met."""
+    import frontier.autodeco.control as control
+
+    # Each feature's "hidden state" is the (T̂, P̂) its prompt's mean prediction should be.
+    monkeypatch.setattr(control, "_mean_predictions", lambda heads, lm_head, hidden, labels: tuple(hidden))
+    none = [(torch.tensor([0.5, 0.5]), None)] * 100
+    high = [(torch.tensor([0.6, 0.6]), None)] * 95 + [(torch.tensor([0.4, 0.4]), None)] * 5
+    features = control.ControlFeatures({"none": none, "high": high, "low": none})
+
+    report = control_effect(AutoDecoForCausalLM(tiny_llama()), features)
+
+    assert report["temperature_high_consistency"] == 0.95 and report["top_p_high_consistency"] == 0.95
+    assert report["temperature_low_consistency"] == 0.0 and report["prompts"] == 100

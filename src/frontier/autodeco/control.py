@@ -73,8 +73,9 @@ def control_effect(model: AutoDecoForCausalLM, features: ControlFeatures) -> dic
         report[f"{name}_none"] = none[:, index].mean().item()
         report[f"{name}_high"] = high[:, index].mean().item()
         report[f"{name}_low"] = low[:, index].mean().item()
-        report[f"{name}_high_consistency"] = (high[:, index] > none[:, index]).float().mean().item()
-        report[f"{name}_low_consistency"] = (low[:, index] < none[:, index]).float().mean().item()
+        # Counted, then divided in Python: a float32 mean gives 95 of 100 as 0.9499999…, below a 95% bar.
+        report[f"{name}_high_consistency"] = int((high[:, index] > none[:, index]).sum()) / len(none)
+        report[f"{name}_low_consistency"] = int((low[:, index] < none[:, index]).sum()) / len(none)
     report["prompts"] = len(none)
     return report
 
