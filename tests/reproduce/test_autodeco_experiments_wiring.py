@@ -98,3 +98,7 @@ def test_overhead_times_every_variant_at_both_batch_sizes(tiny_world):
     assert result.metrics["head_parameters"] == 512 * 32 + 2306
     for batch in ("batch1", "batch8"):
         assert all(len(v["times_s"]) == TINY.overhead_repeats for v in result.metrics[batch].values())
+    cost = result.metrics["training_step"]
+    assert set(cost) == {"cache_s", "cached_step_s", "streamed_step_s"} and min(cost.values()) > 0
+    training_row = next(row for row in result.rows if "cached base features" in row.claim)
+    assert training_row.verdict is Verdict.NOT_COMPARABLE and "× cheaper" in training_row.measured

@@ -44,18 +44,20 @@ class Scale:
     control_steps: int
     ablation_per_task: int
     ablation_steps: int
+    timed_training_steps: int
     families: tuple[str, ...] = FAMILIES
 
 
 # Quick mode leaves out dates: SmolLM2-135M solved none of 48 sampled date problems, so they only cost time.
 QUICK = Scale(train_problems=48, train_samples=4, steps=40, batch_size=8, eval_per_task=6, eval_samples=3,
               temperature_grid=(0.3, 1.0), top_p_grid=(0.9,), overhead_tokens=24, overhead_repeats=3,
-              control_prompts=100, control_steps=40, ablation_per_task=3, ablation_steps=20,
+              control_prompts=100, control_steps=40, ablation_per_task=3, ablation_steps=20, timed_training_steps=10,
               families=("arithmetic", "counting", "word_problems"))  # fmt: skip
 FULL = Scale(train_problems=1500, train_samples=4, steps=400, batch_size=32, eval_per_task=100, eval_samples=16,
              temperature_grid=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2),
              top_p_grid=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95), overhead_tokens=256, overhead_repeats=5,
-             control_prompts=200, control_steps=200, ablation_per_task=25, ablation_steps=400)  # fmt: skip
+             control_prompts=200, control_steps=200, ablation_per_task=25, ablation_steps=400,
+             timed_training_steps=20)  # fmt: skip
 LEARNING_RATE = 1e-3
 MAKE_DATA_TEMPERATURE = 1.0
 ANSWER_TOKENS = 24  # make-data: long enough for the base's usual "To add 3 and 4, … = 7." answers
@@ -295,6 +297,8 @@ def overhead(ctx: RunContext) -> ExperimentResult:
             detail="a 135M model's vocabulary projection is a large share of each step, so the heads' full-vocabulary "
                    "statistics weigh more than on the paper's 7B model",
         ))  # fmt: skip
+    metrics["training_step"] = training_step_cost(base, tokenizer, scale, ctx.seed)
+    rows.append(_training_step_row(metrics["training_step"], base, scale, command))
     parameters = head_parameter_count(base.config.hidden_size)
     head_bytes = sum(p.numel() * p.element_size() for p in model.head_parameters())
     base_parameters = sum(p.numel() for p in base.parameters())
@@ -314,6 +318,51 @@ def overhead(ctx: RunContext) -> ExperimentResult:
     bar_chart(figure, labels, values, "tokens / s", f"SmolLM2-135M, {n} new tokens, 2-core CPU")
     return ExperimentResult(rows=rows, metrics=metrics, figures=[str(figure.relative_to(ctx.out_dir))],
                             config={"scale": scale.__dict__}, seed=ctx.seed)  # fmt: skip
+
+
+def training_step_cost(base, tokenizer, scale: Scale, seed: int) -> dict[str, float]:
+    """Seconds per head-training step on cached base features and on streamed ones (the base run on each step's
+    batch), and the one-off cost of the cache, on fresh heads and generated problems answered by a gold sentence."""
+    import tempfile
+
+    from frontier.autodeco.modeling import AutoDecoForCausalLM
+    from frontier.autodeco.problems import generate_problems
+    from frontier.autodeco.training import StreamedFeatures, TrainConfig, cache_features, encode_examples, train_heads
+
+    problems = generate_problems(4 * scale.batch_size, seed=seed + 20_000)
+    pairs = [{"prompt": p.prompt, "completion": f"The answer is {p.answer}."} for p in problems]
+    steps = scale.timed_training_steps
+    config = TrainConfig(steps=steps, batch_size=scale.batch_size, learning_rate=LEARNING_RATE, seed=seed,
+                         checkpoint_every=steps)  # fmt: skip
+    torch.manual_seed(seed)
+    model = AutoDecoForCausalLM(base)
+    examples = encode_examples(tokenizer, pairs)
+    started = time.perf_counter()
+    cached = cache_features(model, examples)
+    seconds = {"cache_s": time.perf_counter() - started}
+    for name, features in (("cached", cached), ("streamed", StreamedFeatures(model, examples))):
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            train_heads(model, features, config, folder, progress=False)
+            seconds[f"{name}_step_s"] = (time.perf_counter() - started) / steps
+    return seconds
+
+
+def _training_step_row(cost: dict[str, float], base, scale: Scale, command: str) -> ClaimRow:
+    ratio = cost["streamed_step_s"] / cost["cached_step_s"]
+    head = base.get_output_embeddings().weight
+    return ClaimRow(
+        claim="Training the heads on cached base features is far cheaper per step than running the base on each "
+              "batch (issue 4: 'about a thousand times cheaper per step'; no paper figure)",
+        measured=f"{1000 * cost['cached_step_s']:.0f} vs {1000 * cost['streamed_step_s']:.0f} ms per step of "
+                 f"{scale.batch_size} answers: {ratio:.1f}× cheaper (mean of {scale.timed_training_steps} steps); "
+                 f"caching them once took {cost['cache_s']:.1f} s",
+        verdict=Verdict.NOT_COMPARABLE, command=command, source=f"{SOURCE} §2",
+        detail=f"a cached step still projects the answer window onto the whole vocabulary (the LM head: "
+               f"{head.numel():,} weights of the base's {sum(p.numel() for p in base.parameters()):,}) and skips the "
+               "prompt, so the saving grows with the base's depth and the prompts' length; the ratio says what "
+               "caching buys on this base",
+    )  # fmt: skip
 
 
 @experiment("autodeco-control", "Natural-language control of T̂ and P̂, before and after targeted training", "autodeco")
