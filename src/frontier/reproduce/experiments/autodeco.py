@@ -359,9 +359,10 @@ def _training_step_row(cost: dict[str, float], base, scale: Scale, command: str)
                  f"caching them once took {cost['cache_s']:.1f} s",
         verdict=Verdict.NOT_COMPARABLE, command=command, source=f"{SOURCE} §2",
         detail=f"a cached step still projects the answer window onto the whole vocabulary (the LM head: "
-               f"{head.numel():,} weights of the base's {sum(p.numel() for p in base.parameters()):,}) and skips the "
-               "prompt, so the saving grows with the base's depth and the prompts' length; the ratio says what "
-               "caching buys on this base",
+               f"{head.numel():,} weights of the base's {sum(p.numel() for p in base.parameters()):,}) and sorts "
+               "every row of it for the soft top-p; a streamed step adds the base's forward over each whole prompt. "
+               "So the saving grows with the base's depth and the prompts' length; the ratio says what caching buys "
+               "on this base",
     )  # fmt: skip
 
 
