@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from frontier.reproduce.experiments.multimodal import SEPARATE, claim_rows, plot
 from frontier.reproduce.registry import Mode, RunContext, Verdict
@@ -129,6 +130,37 @@ def test_a_resumed_run_reuses_the_stored_scores_of_unchanged_weights(tmp_path: P
     assert third.metrics["scores"]["unified"] == first.metrics["scores"]["unified"]
     experiment.run_multimodal(ctx, {**scale, "scenes": 50}, variants)  # another scene count: scored anew
     assert len(evaluated) == 6 * len(variants) + 3
+
+
+def test_each_model_is_scored_before_the_next_one_trains(tmp_path: Path, monkeypatch):
+    """An interrupted `--full` run (hours of training) keeps the scores of every model it finished."""
+    import frontier.multimodal.cli as multimodal_cli
+    import frontier.multimodal.evaluation as evaluation
+    import frontier.reproduce.experiments.multimodal as experiment
+
+    trained = []
+
+    def train(folder: Path, args, tasks, scale):
+        if len(trained) == 2:
+            raise KeyboardInterrupt  # the run is stopped while the third model trains
+        trained.append(folder.name)
+        (folder / "final").mkdir(parents=True, exist_ok=True)
+        (folder / "final" / "model.safetensors").write_bytes(folder.name.encode())
+        return {**training(1000, 300, 30.0, 500), "final_lm_loss": 1.0, "final_retrieval_loss": 1.0}
+
+    monkeypatch.setattr(experiment, "train_in_a_process_of_its_own", train)
+    monkeypatch.setattr(multimodal_cli, "load_trained", lambda folder: (folder.parent.name, None))
+    monkeypatch.setattr(multimodal_cli, "load_scene_generator", lambda folder: None)
+    monkeypatch.setattr(evaluation, "evaluate", lambda model, tokenizer, generator, split, count, tasks: {"n": count})
+    ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
+    scale = {"steps": 10, "batch": 2, "hidden": 16, "scenes": 100, "seed": 0}
+
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_multimodal(ctx, scale, experiment.VARIANTS)
+
+    for name in trained:
+        for split in ("test", "zero-shot", "few-shot"):
+            assert (tmp_path / "multimodal-runs" / name / f"scores-{split}-100.json").is_file()
 
 
 def test_a_child_run_keeps_only_its_newest_checkpoint(tmp_path: Path, monkeypatch):

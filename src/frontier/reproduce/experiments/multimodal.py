@@ -111,39 +111,23 @@ def vqa_row_value(metrics: dict) -> str:
 
 
 def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentResult:
-    from frontier.multimodal.cli import load_scene_generator, load_trained
-    from frontier.multimodal.evaluation import evaluate
+    """Train each variant, then score it before the next one trains: an interrupted run keeps the scores of every
+    model it finished (the slowest variant, the Kimi Linear one, comes last)."""
+    from frontier.multimodal.cli import load_scene_generator
 
     runs_dir = ctx.out_dir / "multimodal-runs"
     trained: dict[str, dict] = {}
-    with progress_steps("training multimodal variants", total=len(variants), enabled=ctx.progress) as advance:
+    scores: dict[str, dict[str, dict]] = {}
+    generator = None
+    with progress_steps(
+        "training and scoring multimodal variants", total=len(variants), enabled=ctx.progress
+    ) as advance:
         for name, (args, tasks) in variants.items():
             folder = runs_dir / re.sub(r"[^a-z0-9]+", "-", name.lower())
             trained[name] = {"tasks": tasks, **train_in_a_process_of_its_own(folder, args, tasks, scale)}
             trained[name]["folder"] = str(folder.relative_to(ctx.out_dir))
-            advance()
-    scores: dict[str, dict[str, dict]] = {}
-    with progress_steps("evaluating multimodal variants", total=len(variants), enabled=ctx.progress) as advance:
-        generator = None
-        for name, info in trained.items():
-            model, tokenizer = load_trained(ctx.out_dir / info["folder"] / "final")
-            generator = generator or load_scene_generator(ctx.out_dir / info["folder"] / "final")
-            tasks = info["tasks"].split(",")
-            # Stored scores count only for the weights they were computed from (a resumed run may train further) and
-            # for the evaluation that computed them.
-            weights = hashlib.sha256((ctx.out_dir / info["folder"] / "final" / WEIGHTS_NAME).read_bytes()).hexdigest()
-            scores[name] = {}
-            for split in SPLITS:
-                path = ctx.out_dir / info["folder"] / f"scores-{split}-{scale['scenes']}.json"
-                stored = json.loads(path.read_text()) if path.is_file() else {}
-                if (stored.get("weights"), stored.get("evaluation")) != (weights, EVALUATION_VERSION):
-                    stored = {
-                        "weights": weights,
-                        "evaluation": EVALUATION_VERSION,
-                        "metrics": evaluate(model, tokenizer, generator, split, scale["scenes"], tasks=tasks),
-                    }
-                    atomic_write_json(path, stored)
-                scores[name][split] = stored["metrics"]
+            generator = generator or load_scene_generator(folder / "final")
+            scores[name] = scores_of(folder, tasks.split(","), generator, scale["scenes"])
             advance()
     return ExperimentResult(
         rows=claim_rows(trained, scores),
@@ -152,6 +136,28 @@ def run_multimodal(ctx: RunContext, scale: dict, variants: dict) -> ExperimentRe
         config=scale,
         seed=ctx.seed,
     )
+
+
+def scores_of(folder: Path, tasks: list[str], generator, scenes: int) -> dict[str, dict]:
+    """The trained model's metrics on every split, from `scores-<split>-<scenes>.json` beside it when those were
+    computed from the same weights by the same evaluation (a resumed run may train further), else computed now."""
+    from frontier.multimodal.cli import load_trained
+    from frontier.multimodal.evaluation import evaluate
+
+    weights = hashlib.sha256((folder / "final" / WEIGHTS_NAME).read_bytes()).hexdigest()
+    model = tokenizer = None
+    scores = {}
+    for split in SPLITS:
+        path = folder / f"scores-{split}-{scenes}.json"
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+        if (stored.get("weights"), stored.get("evaluation")) != (weights, EVALUATION_VERSION):
+            if model is None:
+                model, tokenizer = load_trained(folder / "final")
+            metrics = evaluate(model, tokenizer, generator, split, scenes, tasks=tasks)
+            stored = {"weights": weights, "evaluation": EVALUATION_VERSION, "metrics": metrics}
+            atomic_write_json(path, stored)
+        scores[split] = stored["metrics"]
+    return scores
 
 
 def value_text(metrics: dict, task: str) -> str:
