@@ -43,7 +43,7 @@ def scores(vqa: float, f1: float, r1: float) -> dict:
 
 def training(parameters: int, positions: int, seconds: float, memory: float) -> dict:
     return {"parameters": parameters, "positions": positions, "flops": 6 * parameters * positions,
-            "train_seconds": seconds, "peak_rss_mib": memory}  # fmt: skip
+            "train_seconds": seconds, "median_step_seconds": seconds / 100, "peak_rss_mib": memory}  # fmt: skip
 
 
 def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
@@ -61,7 +61,8 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     assert memory.verdict is Verdict.PASS and "500 vs 1350 MiB" in memory.measured
     against_late_fusion = rows[5]
     assert against_late_fusion.verdict is Verdict.NOT_COMPARABLE
-    assert "30 vs 28 s; 500 vs 480 MiB peak" in against_late_fusion.measured
+    assert "median step 0.300 vs 0.280 s; 30 vs 28 s in all; 500 vs 480 MiB peak" in against_late_fusion.measured
+    assert "median step 0.300 vs 0.450 s (the three added)" in compute.measured
     single = [r for r in rows if r.claim.startswith("multi-task")]
     assert [r.verdict for r in single] == [Verdict.PASS, Verdict.PASS, Verdict.FAIL]
     zero, few = rows[-2], rows[-1]
@@ -176,14 +177,17 @@ def test_a_child_run_keeps_only_its_newest_checkpoint(tmp_path: Path, monkeypatc
         for step in (500, 1000, 1500):
             (folder / f"checkpoint-{step}").mkdir(parents=True)
         (folder / "train-summary.json").write_text('{"steps": 1500}')
-        (folder / "train_log.jsonl").write_text('{"step": 1500, "lm_loss": 0.5, "retrieval_loss": 0.1}\n')
+        (folder / "train_log.jsonl").write_text(
+            "".join(f'{{"step": {step}, "lm_loss": 0.5, "retrieval_loss": 0.1, "seconds": {seconds}}}\n'
+                    for step, seconds in ((1498, 0.2), (1499, 9.0), (1500, 0.3)))
+        )  # fmt: skip
         return subprocess.CompletedProcess(command, 0, "", "")
 
     monkeypatch.setattr(experiment.subprocess, "run", run)
     args, tasks = experiment.depth_matched(128)
     scale = {"steps": 1500, "batch": 2, "hidden": 128, "scenes": 10, "seed": 0}
     summary = experiment.train_in_a_process_of_its_own(tmp_path / "run", args, tasks, scale)
-    assert summary["final_lm_loss"] == 0.5
+    assert summary["final_lm_loss"] == 0.5 and summary["median_step_seconds"] == 0.3  # a slow step does not count
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-1500"]
     command = commands[0]
     assert command[command.index("--checkpoint-every") + 1] == "500"

@@ -29,6 +29,7 @@ import hashlib
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -101,8 +102,12 @@ def train_in_a_process_of_its_own(folder: Path, args: tuple[str, ...], tasks: st
     for old in checkpoints[:-1]:
         shutil.rmtree(old)
     summary = json.loads((folder / TRAIN_SUMMARY_NAME).read_text())
-    last = read_step_log(folder / TRAIN_LOG_NAME)[-1]
-    return {**summary, "final_lm_loss": last["lm_loss"], "final_retrieval_loss": last["retrieval_loss"]}
+    log = read_step_log(folder / TRAIN_LOG_NAME)
+    # The median step is what a model costs on this machine; the summed seconds also hold any stretch in which
+    # another job shared the cores (a --full run spans hours, often sessions).
+    median_step = statistics.median(record["seconds"] for record in log)
+    return {**summary, "median_step_seconds": median_step, "final_lm_loss": log[-1]["lm_loss"],
+            "final_retrieval_loss": log[-1]["retrieval_loss"]}  # fmt: skip
 
 
 def vqa_row_value(metrics: dict) -> str:
@@ -199,19 +204,22 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
     compute = (trained["unified"]["positions"], sum(r["positions"] for r in separate))
     flops = (trained["unified"]["flops"], sum(r["flops"] for r in separate))
     seconds = (trained["unified"]["train_seconds"], sum(r["train_seconds"] for r in separate))
+    step = (trained["unified"]["median_step_seconds"], sum(r["median_step_seconds"] for r in separate))
     memory = (trained["unified"]["peak_rss_mib"], sum(r["peak_rss_mib"] for r in separate))
     late_fusion = trained["late fusion"]
     rows += [
         ClaimRow(
             claim="one unified model trains with less compute than three separate single-task models together",
             measured=f"{flops[0] / 1e12:.2f} vs {flops[1] / 1e12:.2f} TFLOPs ({flops[0] / flops[1]:.2f}×; "
-            f"{compute[0] / 1e6:.2f}M vs {compute[1] / 1e6:.2f}M positions through the blocks); {seconds[0]:.0f} vs "
-            f"{seconds[1]:.0f} s of training steps",
-            verdict=Verdict.PASS if flops[0] < flops[1] and seconds[0] < seconds[1] else Verdict.FAIL,
+            f"{compute[0] / 1e6:.2f}M vs {compute[1] / 1e6:.2f}M positions through the blocks); median step "
+            f"{step[0]:.3f} vs {step[1]:.3f} s (the three added); {seconds[0]:.0f} vs {seconds[1]:.0f} s of training "
+            "steps in all",
+            verdict=Verdict.PASS if flops[0] < flops[1] and step[0] < step[1] else Verdict.FAIL,
             command=COMMAND, source=SOURCE,
             detail="same architecture, steps and scenes for every model; the unified model reads each image once "
             "for all three tasks (caption and question packed in one row, retrieval pooled from it), each separate "
-            "model reads it again",
+            "model reads it again; time is judged by the median step, since the seconds in all include any stretch "
+            "in which another job shared the machine",
         ),
         ClaimRow(
             claim="and with less memory (peak RSS of the training processes; parameters to deploy)",
@@ -223,8 +231,9 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
         ClaimRow(
             claim="training cost of the unified model against late fusion at equal parameters (no claim: each "
             "late-fusion position passes one 2-layer tower, not 4 shared layers)",
-            measured=f"{flops[0] / 1e12:.2f} vs {late_fusion['flops'] / 1e12:.2f} TFLOPs; {seconds[0]:.0f} vs "
-            f"{late_fusion['train_seconds']:.0f} s; {memory[0]:.0f} vs {late_fusion['peak_rss_mib']:.0f} MiB peak",
+            measured=f"{flops[0] / 1e12:.2f} vs {late_fusion['flops'] / 1e12:.2f} TFLOPs; median step {step[0]:.3f} "
+            f"vs {late_fusion['median_step_seconds']:.3f} s; {seconds[0]:.0f} vs {late_fusion['train_seconds']:.0f} s "
+            f"in all; {memory[0]:.0f} vs {late_fusion['peak_rss_mib']:.0f} MiB peak",
             verdict=Verdict.NOT_COMPARABLE, command=COMMAND, source=SOURCE,
         ),
     ]  # fmt: skip
