@@ -320,6 +320,11 @@ def overhead(ctx: RunContext) -> ExperimentResult:
                             config={"scale": scale.__dict__}, seed=ctx.seed)  # fmt: skip
 
 
+def gold_sentence_pairs(problems) -> list[dict[str, str]]:
+    """{prompt, completion} pairs that answer each problem with one fixed sentence holding its gold answer."""
+    return [{"prompt": p.prompt, "completion": f"The answer is {p.answer}."} for p in problems]
+
+
 def training_step_cost(base, tokenizer, scale: Scale, seed: int) -> dict[str, float]:
     """Seconds per head-training step on cached base features and on streamed ones (the base run on each step's
     batch), and the one-off cost of the cache, on fresh heads and generated problems answered by a gold sentence."""
@@ -330,7 +335,7 @@ def training_step_cost(base, tokenizer, scale: Scale, seed: int) -> dict[str, fl
     from frontier.autodeco.training import StreamedFeatures, TrainConfig, cache_features, encode_examples, train_heads
 
     problems = generate_problems(4 * scale.batch_size, seed=seed + 20_000)
-    pairs = [{"prompt": p.prompt, "completion": f"The answer is {p.answer}."} for p in problems]
+    pairs = gold_sentence_pairs(problems)
     steps = scale.timed_training_steps
     config = TrainConfig(steps=steps, batch_size=scale.batch_size, learning_rate=LEARNING_RATE, seed=seed,
                          checkpoint_every=steps)  # fmt: skip
@@ -377,7 +382,7 @@ def control(ctx: RunContext) -> ExperimentResult:
     # Test prompts: fresh generated problems (another seed), each answered by a fixed sentence with its gold answer,
     # so only the appended command differs between the variants the heads read.
     test_problems = generate_problems(scale.control_prompts, seed=ctx.seed + 10_000)
-    test_pairs = [{"prompt": p.prompt, "completion": f"The answer is {p.answer}."} for p in test_problems]
+    test_pairs = gold_sentence_pairs(test_problems)
     test_features = control_features(model, tokenizer, test_pairs)
     before = control_effect(model, test_features)
     history = train_control(model, control_features(model, tokenizer, train_pairs), steps=scale.control_steps,
