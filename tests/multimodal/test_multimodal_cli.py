@@ -79,7 +79,7 @@ def test_train_eval_ask_caption_search(trained, tmp_path, capsys):
     assert len(lines) == 2 and all(line.split()[1].startswith(str(images)) for line in lines)
 
 
-def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_pool, tmp_path, capsys):
+def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_logged_peak(stand_in_pool, tmp_path, capsys):
     args = ["multimodal", "train", "--output", str(tmp_path / "run"), "--steps", "4", "--batch-size", "4",
             "--hidden-size", "32", "--layers", "2", "--fusion-layer", "1", "--image-size", "32",
             "--checkpoint-every", "2", "--warmup-steps", "1"]  # fmt: skip
@@ -96,6 +96,12 @@ def test_a_resumed_run_sums_its_segments_and_keeps_the_largest_peak(stand_in_poo
     summary = json.loads((tmp_path / "run" / "train-summary.json").read_text())
     assert summary["steps"] == 4 and summary["peak_rss_mib"] == 1e6
     assert 200 < summary["train_seconds"] < 300  # two earlier steps of 100 s and two steps of this process
+
+    # A rerun of the finished run trains nothing: the peak stays the steps' own, not this process's.
+    small = [{**json.loads(line), "peak_rss_mib": 1.0} for line in log_path.read_text().splitlines()]
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in small))
+    assert main(args) == 0
+    assert json.loads((tmp_path / "run" / "train-summary.json").read_text())["peak_rss_mib"] == 1.0
 
     # Another attention pattern keeps every weight's shape: resuming under it is refused, not done silently.
     shutil.rmtree(tmp_path / "run" / "final")

@@ -178,8 +178,6 @@ def run_scenes(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import resource
-
     import numpy as np
     import torch
     from accelerate import PartialState
@@ -246,11 +244,9 @@ def run_train(args: argparse.Namespace) -> int:
         "positions": sum(r["positions"] for r in log),
         # None when part of the run was trained before FLOPs were logged.
         "flops": sum(r["flops"] for r in log) if all("flops" in r for r in log) else None,
-        # The largest of the processes that ran its steps (a resumed run has several), this one included.
-        "peak_rss_mib": max(
-            [resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]
-            + [r["peak_rss_mib"] for r in log if "peak_rss_mib" in r]
-        ),
+        # The largest of the processes that ran its steps (a resumed run has several), as each logged it after every
+        # step; a rerun of a finished run trains nothing, so its own memory is not the run's.
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in log),
     }
     atomic_write_json(args.output / TRAIN_SUMMARY_NAME, summary)
     processes = state.num_processes

@@ -1,7 +1,7 @@
 """The unified multimodal model against late fusion and three separate single-task models (issue 7).
 
 Every model is trained by `frontier multimodal train` in its own process (so its peak memory is its own, read from
-the OS when the process ends) on the default scene pool (Fashion-MNIST items, emoji, flags), then scored on the
+the OS after every step) on the default scene pool (Fashion-MNIST items, emoji, flags), then scored on the
 test split (same distribution, unseen Fashion-MNIST images), the zero-shot split (held-out item–colour and
 item–cell pairs) and the few-shot split (objects shown in only a few training scenes):
 
