@@ -31,11 +31,13 @@ def scores(vqa: float, f1: float, r1: float) -> dict:
              "vqa_correct": round(vqa * 200), "vqa_questions": 200, "caption_token_f1": f1,
              "caption_cider": 5 * f1, "caption_exact_match": f1 / 2, "retrieval_image_to_text_r1": r1,
              "retrieval_text_to_image_r1": r1, "retrieval_image_to_text_r5": min(1, 2 * r1),
+             "retrieval_text_to_image_r5": min(1, 2 * r1),
              "items": per_item}  # fmt: skip
     # Held-out splits: overall accuracy and, on the 100 questions about the held-out object, a different one, so
     # the rows show which of the two they judge by.
     return {"test": {**split, "vqa_novel_correct": 0, "vqa_novel_questions": 0},
             "zero-shot": {**split, "vqa_accuracy": vqa - 0.05, "vqa_correct": round((vqa - 0.05) * 200),
+                          "retrieval_image_to_text_r1": r1 - 0.1, "caption_cider": 4 * f1,
                           "vqa_novel_correct": round((vqa - 0.5) * 100), "vqa_novel_questions": 100},
             "few-shot": {**split, "vqa_accuracy": vqa - 0.2, "vqa_correct": round((vqa - 0.2) * 200),
                          "vqa_novel_correct": round((vqa - 0.05) * 100), "vqa_novel_questions": 100}}  # fmt: skip
@@ -68,6 +70,7 @@ def test_rows_pass_and_fail_with_the_numbers(tmp_path: Path):
     zero, few = rows[-2], rows[-1]
     assert zero.verdict is Verdict.FAIL and "30.0% [" in zero.measured and "gap 50.0 points" in zero.measured
     assert few.verdict is Verdict.PASS and "gap 5.0 points" in few.measured
+    assert "CIDEr-style 3.60 vs 4.50; retrieval R@1 45.0% vs 50.0%, R@5 100.0% vs 100.0%" in zero.measured
     ctx = RunContext(mode=Mode.QUICK, seed=0, out_dir=tmp_path, progress=False)
     figures = plot(ctx, trained, all_scores)
     assert all((tmp_path / f).is_file() for f in figures) and len(figures) == 4

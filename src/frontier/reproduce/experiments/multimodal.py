@@ -110,6 +110,11 @@ def train_in_a_process_of_its_own(folder: Path, args: tuple[str, ...], tasks: st
             "final_retrieval_loss": log[-1]["retrieval_loss"]}  # fmt: skip
 
 
+def recall_at_5(metrics: dict) -> float:
+    """Retrieval Recall@5, the mean of both directions (as Recall@1 is compared)."""
+    return (metrics["retrieval_image_to_text_r5"] + metrics["retrieval_text_to_image_r5"]) / 2
+
+
 def vqa_row_value(metrics: dict) -> str:
     p, low, high = wilson_interval(metrics["vqa_correct"], metrics["vqa_questions"])
     return f"{100 * p:.1f}% [{100 * low:.1f}, {100 * high:.1f}] (n={metrics['vqa_questions']})"
@@ -292,7 +297,10 @@ def claim_rows(trained: dict, scores: dict) -> list[ClaimRow]:
             measured=f"{novel} vs {vqa_row_value(unified)} in-distribution"
             + (f" (gap {100 * gap:.1f} points)" if gap is not None else "")
             + f"; every {split} question {vqa_row_value(held)}; captions token F1 {held['caption_token_f1']:.3f} vs "
-            f"{unified['caption_token_f1']:.3f}",
+            f"{unified['caption_token_f1']:.3f}, CIDEr-style {held['caption_cider']:.2f} vs "
+            f"{unified['caption_cider']:.2f}; retrieval R@1 {figure_text(held, 'retrieval')} vs "
+            f"{figure_text(unified, 'retrieval')}, R@5 {100 * recall_at_5(held):.1f}% vs "
+            f"{100 * recall_at_5(unified):.1f}%",
             verdict=Verdict.NOT_COMPARABLE if gap is None else Verdict.PASS if gap <= ZERO_SHOT_GAP else Verdict.FAIL,
             command=COMMAND, source=SOURCE,
             detail="zero-shot: item–colour and item–cell pairs never shown in training; few-shot: objects in only 4 "
