@@ -55,15 +55,14 @@ QUICK = Scale(train_problems=48, train_samples=4, steps=40, batch_size=8, eval_p
               temperature_grid=(0.3, 1.0), top_p_grid=(0.9,), overhead_tokens=24, overhead_repeats=3,
               control_prompts=100, control_steps=40, ablation_per_task=3, ablation_steps=20, timed_training_steps=10,
               families=NUMBER_FAMILIES)  # fmt: skip
-# Sized so that Pass@1 (make-data, training and 11 decoding strategies × 3,200 samples) runs in about an hour and a
-# half on 2 CPU cores: the expert grid is the costly part (each setting decodes every sample again), so it steps T
-# by 0.2 (quick mode's best was T = 0.3; above 1 the 135M base mostly rambles) and 8 samples per problem keep 400
-# problems, the count that sets the intervals' width. A head step on the cache takes about 3 s at batch 32 (the
-# soft top-p sorts every row's 49K-token distribution), so each of the five loss variants trains 100 steps, not 400.
+# Sized to fit one working session on 2 CPU cores: Pass@1 (make-data, head training, 11 decoding strategies over
+# 400 problems × 8 samples) took 78 min on 2026-12-08. The expert grid is the costly part (each setting decodes every
+# sample again), so it steps T by 0.2 (at T = 1 the 135M base mostly rambles); 8 samples per problem keep the 400
+# problems that set the intervals' width. A head step on the cache takes about 2.6 s at batch 32 (the soft top-p
+# sorts every row's 49K-token distribution), so each of the five loss variants trains 100 steps, not 400 (23 min).
 FULL = Scale(train_problems=1500, train_samples=4, steps=400, batch_size=32, eval_per_task=100, eval_samples=8,
              temperature_grid=(0.2, 0.4, 0.6, 0.8, 1.0), top_p_grid=(0.8, 0.9, 0.95), overhead_tokens=256,
-             overhead_repeats=5,
-             control_prompts=200, control_steps=200, ablation_per_task=25, ablation_steps=100,
+             overhead_repeats=5, control_prompts=200, control_steps=200, ablation_per_task=25, ablation_steps=100,
              timed_training_steps=20, families=NUMBER_FAMILIES)  # fmt: skip
 LEARNING_RATE = 1e-3
 MAKE_DATA_TEMPERATURE = 1.0
