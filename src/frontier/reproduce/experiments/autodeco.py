@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import torch
 
-from frontier.autodeco.problems import FAMILIES
 from frontier.reproduce.plots import bar_chart
 from frontier.reproduce.registry import ClaimRow, ExperimentResult, RunContext, Verdict, experiment
 
@@ -45,16 +44,15 @@ class Scale:
     ablation_per_task: int
     ablation_steps: int
     timed_training_steps: int
-    families: tuple[str, ...] = FAMILIES
+    # Dates are left out: SmolLM2-135M solved none of 48 sampled date problems, so they only cost time (and no
+    # evaluation task asks for a date).
+    families: tuple[str, ...] = ("arithmetic", "counting", "word_problems")
 
 
-# Both modes leave out dates: SmolLM2-135M solved none of 48 sampled date problems, so they only cost time (and no
-# evaluation task asks for a date).
-NUMBER_FAMILIES = ("arithmetic", "counting", "word_problems")
 QUICK = Scale(train_problems=48, train_samples=4, steps=40, batch_size=8, eval_per_task=6, eval_samples=3,
               temperature_grid=(0.3, 1.0), top_p_grid=(0.9,), overhead_tokens=24, overhead_repeats=3,
-              control_prompts=100, control_steps=40, ablation_per_task=3, ablation_steps=20, timed_training_steps=10,
-              families=NUMBER_FAMILIES)  # fmt: skip
+              control_prompts=100, control_steps=40, ablation_per_task=3, ablation_steps=20,
+              timed_training_steps=10)  # fmt: skip
 # Sized to fit one working session on 2 CPU cores: Pass@1 (make-data, head training, 11 decoding strategies over
 # 400 problems × 8 samples) took 78 min on 2026-12-08. The expert grid is the costly part (each setting decodes every
 # sample again), so it steps T by 0.2 (at T = 1 the 135M base mostly rambles); 8 samples per problem keep the 400
@@ -63,7 +61,7 @@ QUICK = Scale(train_problems=48, train_samples=4, steps=40, batch_size=8, eval_p
 FULL = Scale(train_problems=1500, train_samples=4, steps=400, batch_size=32, eval_per_task=100, eval_samples=8,
              temperature_grid=(0.2, 0.4, 0.6, 0.8, 1.0), top_p_grid=(0.8, 0.9, 0.95), overhead_tokens=256,
              overhead_repeats=5, control_prompts=200, control_steps=200, ablation_per_task=25, ablation_steps=100,
-             timed_training_steps=20, families=NUMBER_FAMILIES)  # fmt: skip
+             timed_training_steps=20)  # fmt: skip
 LEARNING_RATE = 1e-3
 MAKE_DATA_TEMPERATURE = 1.0
 ANSWER_TOKENS = 24  # make-data: long enough for the base's usual "To add 3 and 4, … = 7." answers
